@@ -1,0 +1,229 @@
+"""Shared domain types, imported by every room (streams, graph_store, models, serving).
+
+Data flows one way through these types::
+
+    raw bytes --validate--> InteractionEvent --aggregate--> UpsertBatch(EdgeDelta, offsets)
+      --store--> ChangeSet --k-hop--> Subgraph --GNN--> EmbeddingUpdate --index--> Recommendation
+
+Ids are opaque strings chosen by the event producers (``NodeId``); they are never parsed and
+never interpolated into queries.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NewType
+
+import numpy as np
+
+#: An id chosen by a producer: a user id or an item id. Opaque, compared verbatim.
+NodeId = NewType("NodeId", str)
+
+#: Version of the event contract written into every event (``"v"`` field, optional on input).
+EVENT_SCHEMA_VERSION = 1
+
+
+class EventType(enum.StrEnum):
+    """Kinds of user-item interaction, each with a default edge weight (see settings)."""
+
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    PURCHASE = "purchase"
+    LIKE = "like"
+    RATING = "rating"
+
+
+class NodeKind(enum.StrEnum):
+    """The two sides of the bipartite interest graph."""
+
+    USER = "user"
+    ITEM = "item"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """A node of the graph: its side and its producer id."""
+
+    kind: NodeKind
+    id: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    """A Kafka partition, the unit in which applied offsets are tracked."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionEvent:
+    """A validated event: the record the ingest agent aggregates.
+
+    ``weight`` is already resolved (explicit weight, else rating-derived, else the type default).
+    """
+
+    event_id: str
+    user_id: NodeId
+    item_id: NodeId
+    type: EventType
+    ts_ms: int
+    weight: float
+    rating: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where an event was read from; lets a batch carry the offsets it covers."""
+
+    tp: TopicPartition
+    offset: int
+
+
+@dataclass(slots=True)
+class EdgeDelta:
+    """The pre-aggregated effect of one batch on one (user, item) edge.
+
+    LadybugDB does not accumulate duplicate keys inside one ``UNWIND … MERGE``, so every batch is
+    reduced to one delta per edge before it reaches the store.
+    """
+
+    user_id: NodeId
+    item_id: NodeId
+    weight: float
+    count: int
+    last_ts_ms: int
+    type_counts: dict[EventType, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRange:
+    """Offsets ``first..last`` (inclusive) of one partition covered by a batch."""
+
+    first: int
+    last: int
+
+
+@dataclass(slots=True)
+class UpsertBatch:
+    """Edge deltas plus the per-partition offsets they cover: applied in one store transaction."""
+
+    edges: list[EdgeDelta]
+    offsets: dict[TopicPartition, OffsetRange]
+    #: Consumer group the offsets belong to (several pipelines may share one store).
+    group: str = "interest-graph"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemMeta:
+    """Catalog attributes of an item: shown to clients, used for filters and cold start."""
+
+    item_id: NodeId
+    title: str = ""
+    categories: tuple[str, ...] = ()
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEdge:
+    """An edge as the store holds it (for reads, snapshots and tests)."""
+
+    user_id: NodeId
+    item_id: NodeId
+    weight: float
+    count: int
+    last_ts_ms: int
+    type_counts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """Nodes changed by batches with sequence number in ``(since, upto]``."""
+
+    since: int
+    upto: int
+    nodes: tuple[NodeRef, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.nodes)
+
+
+@dataclass(slots=True)
+class EdgeSnapshot:
+    """All edges in compact form, with the mapping from row index to producer id.
+
+    ``user_index[e]``/``item_index[e]`` index into ``user_ids``/``item_ids``.
+    """
+
+    user_ids: list[NodeId]
+    item_ids: list[NodeId]
+    user_index: np.ndarray  # int64 [E]
+    item_index: np.ndarray  # int64 [E]
+    weight: np.ndarray  # float32 [E]
+    #: Change-log sequence the snapshot reflects (batches with seq <= this are included).
+    seq: int = 0
+
+
+@dataclass(slots=True)
+class Subgraph:
+    """A bipartite k-hop subgraph with its mapping back to producer ids.
+
+    Local index ``i`` of users is ``user_ids[i]``; same for items. Translate to producer ids only at
+    the edge of the system, as ``torch_geometric.utils.k_hop_subgraph`` returns its mapping.
+
+    ``user_degree``/``item_degree`` are *full-graph* degrees (number of distinct neighbours in the
+    store), not degrees inside the subgraph, so normalised propagation on the subgraph equals the
+    full-graph computation for nodes far enough from the boundary. ``user_hops``/``item_hops`` give
+    each node's BFS distance from the nearest seed.
+    """
+
+    user_ids: list[NodeId]
+    item_ids: list[NodeId]
+    edge_user: np.ndarray  # int64 [E] local user index
+    edge_item: np.ndarray  # int64 [E] local item index
+    edge_weight: np.ndarray  # float32 [E]
+    user_degree: np.ndarray  # int64 [U]
+    item_degree: np.ndarray  # int64 [I]
+    user_hops: np.ndarray  # int64 [U]
+    item_hops: np.ndarray  # int64 [I]
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_user.shape[0])
+
+
+@dataclass(slots=True)
+class EmbeddingRows:
+    """Embeddings of one node kind: ``vectors[i]`` belongs to ``ids[i]``."""
+
+    kind: NodeKind
+    ids: list[NodeId]
+    vectors: np.ndarray  # float32 [n, d]
+
+
+@dataclass(slots=True)
+class EmbeddingUpdate:
+    """Refreshed embeddings to write, stamped with a monotonically increasing ``version``.
+
+    ``cursor`` is the change-log sequence these embeddings account for; the refresh worker resumes
+    from it after a restart. ``base`` holds base (layer-0) embeddings derived for nodes the
+    checkpoint has never seen, so a restart reuses them.
+    """
+
+    version: int
+    cursor: int
+    rows: Sequence[EmbeddingRows]
+    base: Sequence[EmbeddingRows] = ()
+    created_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredItem:
+    """One recommended item: its id, dot-product score and catalog title if known."""
+
+    item_id: NodeId
+    score: float
+    title: str = ""

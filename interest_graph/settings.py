@@ -1,0 +1,173 @@
+"""Settings, declared once: type, environment variable, default (with its unit) and a docstring.
+
+Each :class:`Setting` is a descriptor on :class:`Settings`; ``Settings.from_env()`` reads the
+environment, ``Settings(**overrides)`` is what tests use. ``interest-graph settings`` prints the
+reference table generated from these declarations, so the docs cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
+
+from interest_graph.domain import EventType
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value of the wrong type or out of range (not retryable)."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"expected a boolean, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One declared setting. ``unit`` is part of the docs (``"ms"``, ``"s"``, ``"events"``...)."""
+
+    type: Callable[[str], T]
+    env: str
+    default: T
+    doc: str
+    unit: str = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, obj: Settings, owner: type) -> T: ...
+    def __get__(self, obj: Settings | None, owner: type) -> Setting[T] | T:
+        if obj is None:
+            return self
+        return obj._values.get(self.name, self.default)  # type: ignore[attr-defined,no-any-return]  # name set in __set_name__
+
+    def parse(self, raw: str) -> T:
+        try:
+            return self.type(raw)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{self.env}={raw!r}: {exc}") from exc
+
+
+class Settings:
+    """All interest-graph settings. Read from the environment with :meth:`from_env`."""
+
+    # --- Kafka -----------------------------------------------------------------------------
+    broker_url = Setting(str, "IG_BROKER_URL", "kafka://127.0.0.1:9092",
+                         "Kafka bootstrap servers, faust style (``kafka://host:port[;host:port]``).")
+    events_topic = Setting(str, "IG_EVENTS_TOPIC", "ig-events",
+                           "Topic of interaction events (JSON, keyed by user_id).")
+    items_topic = Setting(str, "IG_ITEMS_TOPIC", "ig-items",
+                          "Topic of item catalog records (JSON: item_id, title, categories, text).")
+    dead_letter_topic = Setting(str, "IG_DEAD_LETTER_TOPIC", "ig-events-dlq",
+                                "Where invalid events go, with the original bytes and the reason.")
+    topic_partitions = Setting(int, "IG_TOPIC_PARTITIONS", 4,
+                               "Partitions of the events topic when it is created.", "partitions")
+    consumer_group = Setting(str, "IG_CONSUMER_GROUP", "interest-graph",
+                             "Faust app id = Kafka consumer group of the ingest agents.")
+    broker_session_timeout_s = Setting(float, "IG_BROKER_SESSION_TIMEOUT", 6.0,
+                                       "Consumer group session timeout; short so restarts rejoin fast.", "s")
+    broker_rebalance_timeout_s = Setting(float, "IG_BROKER_REBALANCE_TIMEOUT", 6.0,
+                                         "Consumer group rebalance timeout.", "s")
+    # --- Ingest ----------------------------------------------------------------------------
+    batch_max_events = Setting(int, "IG_BATCH_MAX_EVENTS", 5000,
+                               "Most events the ingest agent folds into one store transaction.", "events")
+    batch_window_s = Setting(float, "IG_BATCH_WINDOW", 0.05,
+                             "Longest the agent waits to fill a batch before flushing it.", "s")
+    max_id_length = Setting(int, "IG_MAX_ID_LENGTH", 256,
+                            "Longest accepted user/item/event id; longer events are dead-lettered.", "chars")
+    max_future_skew_s = Setting(float, "IG_MAX_FUTURE_SKEW", 86400.0,
+                                "Events stamped further than this in the future are dead-lettered.", "s")
+    min_event_ts_ms = Setting(int, "IG_MIN_EVENT_TS", 631152000000,
+                              "Events older than this (1990-01-01) are dead-lettered as absurd.", "epoch ms")
+    weight_view = Setting(float, "IG_WEIGHT_VIEW", 0.5, "Default edge weight of a view.")
+    weight_click = Setting(float, "IG_WEIGHT_CLICK", 1.0, "Default edge weight of a click.")
+    weight_add_to_cart = Setting(float, "IG_WEIGHT_ADD_TO_CART", 2.0, "Default edge weight of add_to_cart.")
+    weight_purchase = Setting(float, "IG_WEIGHT_PURCHASE", 4.0, "Default edge weight of a purchase.")
+    weight_like = Setting(float, "IG_WEIGHT_LIKE", 2.0, "Default edge weight of a like.")
+    weight_rating_per_star = Setting(float, "IG_WEIGHT_RATING_PER_STAR", 0.5,
+                                     "Weight of a rating event per star of its rating (4 stars -> 2.0).")
+    # --- Graph store -----------------------------------------------------------------------
+    store_backend = Setting(str, "IG_STORE", "ladybug", "Graph store backend: ``ladybug`` or ``neo4j``.")
+    store_path = Setting(str, "IG_STORE_PATH", "data/graph.lbdb", "LadybugDB database path (embedded).")
+    neo4j_uri = Setting(str, "NEO4J_URI", "", "Neo4j bolt URI; empty means no Neo4j.")
+    neo4j_user = Setting(str, "NEO4J_USER", "neo4j", "Neo4j user name.")
+    neo4j_password = Setting(str, "NEO4J_PASSWORD", "", "Neo4j password.")
+    neo4j_database = Setting(str, "NEO4J_DATABASE", "neo4j", "Neo4j database name.")
+    # --- Model and refresh -----------------------------------------------------------------
+    model_dir = Setting(str, "IG_MODEL_DIR", "data/model", "Where `train` writes and the worker reads the checkpoint.")
+    embedding_dim = Setting(int, "IG_EMBEDDING_DIM", 64, "Embedding width.", "dims")
+    num_layers = Setting(int, "IG_NUM_LAYERS", 2, "Propagation layers K of LightGCN (the k of k-hop refresh).")
+    refresh_interval_s = Setting(float, "IG_REFRESH_INTERVAL", 0.2, "How often the refresh worker polls.", "s")
+    refresh_fanout = Setting(int, "IG_REFRESH_FANOUT", 50,
+                             "Most neighbours per node (highest weight first) pulled for a refresh; 0 = no cap.",
+                             "neighbours")
+    refresh_max_seeds = Setting(int, "IG_REFRESH_MAX_SEEDS", 2000,
+                                "Most changed nodes taken into one refresh round.", "nodes")
+    # --- Serving ---------------------------------------------------------------------------
+    grpc_addr = Setting(str, "IG_GRPC_ADDR", "127.0.0.1:50051", "Address the gRPC server binds / clients call.")
+    max_k = Setting(int, "IG_MAX_K", 1000, "Largest k a client may ask for.", "items")
+    index_poll_s = Setting(float, "IG_INDEX_POLL", 0.1, "How often the server pulls new embeddings.", "s")
+    grace_s = Setting(float, "IG_GRACE", 5.0, "Grace period for in-flight RPCs on shutdown.", "s")
+    metrics_port = Setting(int, "IG_METRICS_PORT", 9108, "Prometheus exposition port (0 = off).", "port")
+
+    def __init__(self, **overrides: Any) -> None:
+        known = {s.name for s in self.declared()}  # type: ignore[attr-defined]  # set by __set_name__
+        unknown = set(overrides) - known
+        if unknown:
+            raise SettingsError(f"unknown settings: {sorted(unknown)}")
+        self._values: dict[str, Any] = dict(overrides)
+
+    @classmethod
+    def declared(cls) -> Iterator[Setting[Any]]:
+        for value in vars(cls).values():
+            if isinstance(value, Setting):
+                yield value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in cls.declared():
+            if setting.env in env:
+                parser = _parse_bool if setting.type is bool else setting.parse
+                values[setting.name] = parser(env[setting.env])  # type: ignore[attr-defined]
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **overrides: Any) -> Settings:
+        return type(self)(**{**self._values, **overrides})
+
+    def default_weight(self, event_type: EventType) -> float:
+        """Edge weight of an event of this type that carries no explicit weight or rating."""
+        return {
+            EventType.VIEW: self.weight_view,
+            EventType.CLICK: self.weight_click,
+            EventType.ADD_TO_CART: self.weight_add_to_cart,
+            EventType.PURCHASE: self.weight_purchase,
+            EventType.LIKE: self.weight_like,
+            EventType.RATING: self.weight_rating_per_star * 4.0,
+        }[event_type]
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``broker_url`` as host:port strings for kafka-python/aiokafka clients."""
+        return [part.split("://", 1)[-1] for part in self.broker_url.split(";") if part]
+
+    @classmethod
+    def reference(cls) -> str:
+        """A Markdown table of every setting: the reference docs."""
+        lines = ["| setting | env | default | unit | meaning |", "|---|---|---|---|---|"]
+        for s in cls.declared():
+            lines.append(f"| `{s.name}` | `{s.env}` | `{s.default!r}` | {s.unit} | {s.doc} |")  # type: ignore[attr-defined]
+        return "\n".join(lines)
