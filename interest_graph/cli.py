@@ -1,0 +1,165 @@
+"""``interest-graph`` command line: start the stack or one component, replay data, ask for recommendations.
+
+Every subcommand reads :class:`~interest_graph.settings.Settings` from the environment; the few
+flags below override the settings a user changes most. Heavy imports (torch, faust, grpc) happen
+inside the subcommand that needs them, so ``--help`` and ``status`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from interest_graph.settings import Settings, SettingsError
+
+#: Where `replay` and `demo` look for datasets unless told otherwise (README of shared/datasets).
+DEFAULT_DATASETS = Path("../shared/datasets")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for flag, name in (("store_path", "store_path"), ("model_dir", "model_dir"),
+                       ("broker", "broker_url"), ("grpc", "grpc_addr")):
+        value = getattr(args, flag, None)
+        if value:
+            overrides[name] = value
+    return Settings.from_env(**overrides)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from interest_graph.launch import run_embedded_stack
+
+    return run_embedded_stack(_settings(args), start_broker=not args.external_broker)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from interest_graph.launch import run_ingest
+
+    return run_ingest(_settings(args))
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    from interest_graph.launch import run_refresh
+
+    return run_refresh(_settings(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from interest_graph.launch import run_serve
+
+    return run_serve(_settings(args))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from interest_graph.replaying import replay_dataset
+
+    return replay_dataset(_settings(args), source=args.source, data_dir=Path(args.data_dir),
+                          rate=args.rate, limit=args.limit, progress=not args.quiet)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from interest_graph.training import train_command
+
+    return train_command(_settings(args), data_dir=args.data_dir, out=args.out, epochs=args.epochs)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from interest_graph.console import print_recommendations
+
+    return print_recommendations(_settings(args), args.user_id, k=args.k, exclude_seen=args.exclude_seen)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from interest_graph.console import print_similar
+
+    return print_similar(_settings(args), args.item_id, k=args.k)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from interest_graph.console import print_status
+
+    return print_status(_settings(args), watch=args.watch, interval_s=args.interval)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    print(Settings.reference())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from interest_graph.demo import run_demo
+
+    return run_demo(data_dir=Path(args.data_dir), workdir=Path(args.workdir))
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store-path", help="LadybugDB path (IG_STORE_PATH)")
+    p.add_argument("--model-dir", help="checkpoint directory (IG_MODEL_DIR)")
+    p.add_argument("--broker", help="Kafka URL, kafka://host:port (IG_BROKER_URL)")
+    p.add_argument("--grpc", help="gRPC address host:port (IG_GRPC_ADDR)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interest-graph", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _add_common(p)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("up", cmd_up, "Embedded stack in one process: Tansu broker, Faust ingest, refresh worker, gRPC server.")
+    p.add_argument("--external-broker", action="store_true", help="use IG_BROKER_URL instead of starting Tansu")
+    add("ingest", cmd_ingest, "Faust ingest worker only (events -> graph store).")
+    add("refresh", cmd_refresh, "Refresh worker only (changed k-hop subgraphs -> embeddings).")
+    add("serve", cmd_serve, "gRPC server only.")
+    p = add("replay", cmd_replay, "Publish a dataset's events to Kafka in time order.")
+    p.add_argument("--source", choices=["auto", "movielens", "synthetic"], default="auto",
+                   help="auto = movielens-small when present, else the synthetic generator (default: auto)")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATASETS), help="datasets folder (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    p.add_argument("--limit", type=int, default=None, help="publish at most this many events")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p = add("train", cmd_train, "Train base embeddings and save a checkpoint the refresh worker picks up.")
+    p.add_argument("--data-dir", default=None,
+                   help="train.txt/test.txt folder (gowalla format); default: a snapshot of the graph store")
+    p.add_argument("--out", default=None, help="model directory (default: IG_MODEL_DIR)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the trainer's)")
+    p = add("recommend", cmd_recommend, "Ask the gRPC server for a user's recommendations.")
+    p.add_argument("user_id")
+    p.add_argument("-k", type=int, default=10, help="how many items (default: %(default)s)")
+    p.add_argument("--exclude-seen", action="store_true", help="leave out items the user interacted with")
+    p = add("similar", cmd_similar, "Ask the gRPC server for items similar to an item.")
+    p.add_argument("item_id")
+    p.add_argument("-k", type=int, default=10, help="how many items (default: %(default)s)")
+    p = add("status", cmd_status, "Consumer lag per partition, dead letters, refresh backlog, embedding age.")
+    p.add_argument("--watch", action="store_true", help="refresh the table until Ctrl-C")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: %(default)s)")
+    add("settings", cmd_settings, "Print the settings reference (env var, default, unit, meaning).")
+    p = add("demo", cmd_demo, "Start the embedded stack, replay data, train, print recommendations and lag.")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATASETS), help="datasets folder (default: %(default)s)")
+    p.add_argument("--workdir", default="data/demo", help="where the demo keeps its store (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"interest-graph: bad setting: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

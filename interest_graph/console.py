@@ -1,0 +1,132 @@
+"""Readable terminal output for ``recommend``, ``similar`` and ``status``.
+
+``status`` asks two independent sources, so one being down never hides the other: the broker for
+lag (committed offsets of the consumer group vs partition ends, measured outside Faust) and the
+dead-letter count, and the gRPC server for refresh backlog and embedding age.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from interest_graph.domain import ScoredItem
+from interest_graph.settings import Settings
+
+if TYPE_CHECKING:
+    from serving.client import ServingStatus
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _items_table(items: Sequence[ScoredItem]) -> str:
+    return _table(["#", "item", "score", "title"],
+                  [(n, it.item_id, f"{it.score:.4f}", it.title) for n, it in enumerate(items, 1)])
+
+
+def print_recommendations(settings: Settings, user_id: str, *, k: int, exclude_seen: bool) -> int:
+    from serving.client import RecommenderClient, RecommenderError
+
+    with RecommenderClient(settings.grpc_addr) as client:
+        try:
+            reply = client.recommend(user_id, k=k, exclude_seen=exclude_seen)
+        except RecommenderError as exc:
+            print(f"recommend {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"\nuser {user_id}: top {k} (embedding version {reply.embedding_version}, "
+          f"age {reply.embedding_age_ms} ms)")
+    print(_items_table(reply.items))
+    return 0
+
+
+def print_similar(settings: Settings, item_id: str, *, k: int) -> int:
+    from serving.client import RecommenderClient, RecommenderError
+
+    with RecommenderClient(settings.grpc_addr) as client:
+        try:
+            reply = client.similar_items(item_id, k=k)
+        except RecommenderError as exc:
+            print(f"similar {item_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"\nitems similar to {item_id} (embedding version {reply.embedding_version})")
+    print(_items_table(reply.items))
+    return 0
+
+
+@dataclass
+class StatusView:
+    """What ``status`` shows; ``None`` where that source could not be asked (with the reason)."""
+
+    lag: list[tuple[int, int | None, int, int]] | None
+    lag_error: str
+    dead_letters: int | None
+    serving: ServingStatus | None
+    serving_error: str
+
+    @property
+    def total_lag(self) -> int | None:
+        return None if self.lag is None else sum(row[3] for row in self.lag)
+
+
+def collect_status(settings: Settings) -> StatusView:
+    from serving.client import RecommenderClient, RecommenderError
+    from streams.lag import LagProbe, LagUnavailableError
+
+    probe = LagProbe(settings.bootstrap_servers, timeout_s=3.0)
+    lag: list[tuple[int, int | None, int, int]] | None = None
+    dead: int | None = None
+    lag_error = serving_error = ""
+    try:
+        lag = [(p.partition, p.committed, p.end, p.lag)
+               for p in probe.topic_lag(settings.events_topic, settings.consumer_group)]
+        dead = probe.topic_size(settings.dead_letter_topic)
+    except LagUnavailableError as exc:
+        lag_error = str(exc)
+    serving = None
+    with RecommenderClient(settings.grpc_addr, timeout_s=3.0) as client:
+        try:
+            serving = client.status()
+        except RecommenderError as exc:
+            serving_error = f"{exc.code.name}: {exc.message}"
+    return StatusView(lag, lag_error, dead, serving, serving_error)
+
+
+def render_status(view: StatusView, settings: Settings) -> str:
+    out = [f"consumer lag  (topic {settings.events_topic}, group {settings.consumer_group})"]
+    if view.lag is None:
+        out.append(f"  unavailable: {view.lag_error}")
+    else:
+        out.append(_table(["partition", "committed", "end", "lag"],
+                          [(p, "-" if c is None else c, e, lag) for p, c, e, lag in view.lag]))
+        out.append(f"total lag: {view.total_lag}   dead letters ({settings.dead_letter_topic}): {view.dead_letters}")
+    s = view.serving
+    if s is None:
+        out.append(f"serving: unavailable: {view.serving_error}")
+    else:
+        out.append(_table(["embedding version", "embedding age", "changed-node backlog", "users/items indexed",
+                           "store users/items/edges"],
+                          [(s.embedding_version, f"{s.embedding_age_ms / 1000:.1f} s", s.changed_node_backlog,
+                            f"{s.users_indexed}/{s.items_indexed}",
+                            f"{s.store_users}/{s.store_items}/{s.store_edges}")]))
+    return "\n".join(out)
+
+
+def print_status(settings: Settings, *, watch: bool, interval_s: float) -> int:
+    while True:
+        view = collect_status(settings)
+        text = render_status(view, settings)
+        if watch:
+            sys.stdout.write("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  interest-graph status\n\n"))
+        print(text, flush=True)
+        if not watch:
+            return 0 if view.lag is not None and view.serving is not None else 1
+        time.sleep(interval_s)

@@ -1,0 +1,30 @@
+"""``interest-graph train``: base embeddings from a snapshot of the graph store.
+
+The store is opened read-only, so this runs beside a live ``interest-graph up`` (LadybugDB admits
+one writer but concurrent read-only processes). The checkpoint lands atomically in the model dir,
+where the refresh worker picks it up and republishes every embedding.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from interest_graph.settings import Settings
+
+
+def train_command(settings: Settings, *, data_dir: str | None, out: str | None, epochs: int | None) -> int:
+    from graph_store import open_store
+    from models.train import train_from_store
+
+    if data_dir is not None:
+        from interest_graph.quality import train_on_dataset
+
+        return train_on_dataset(settings, data_dir=Path(data_dir), out=Path(out or settings.model_dir))
+    started = time.monotonic()
+    with open_store(settings, read_only=True) as store:
+        checkpoint = train_from_store(store, settings, out, epochs=epochs)
+    print(f"[train] LightGCN on {len(checkpoint.user_ids)} users x {len(checkpoint.item_ids)} items, "
+          f"{time.monotonic() - started:.1f} s -> {out or settings.model_dir}", file=sys.stderr)
+    return 0
