@@ -114,6 +114,12 @@ class Settings:
                              "neighbours")
     refresh_max_seeds = Setting(int, "IG_REFRESH_MAX_SEEDS", 2000,
                                 "Most changed nodes taken into one refresh round.", "nodes")
+    bootstrap_min_edges = Setting(int, "IG_BOOTSTRAP_MIN_EDGES", 1000,
+                                  "Without a checkpoint the refresh worker trains its own once the graph has "
+                                  "this many edges, and retrains it whenever the graph doubles; 0 = never.",
+                                  "edges")
+    bootstrap_epochs = Setting(int, "IG_BOOTSTRAP_EPOCHS", 10,
+                               "Training epochs of the refresh worker's own checkpoints.", "epochs")
     # --- Serving ---------------------------------------------------------------------------
     grpc_addr = Setting(str, "IG_GRPC_ADDR", "127.0.0.1:50051", "Address the gRPC server binds / clients call.")
     max_k = Setting(int, "IG_MAX_K", 1000, "Largest k a client may ask for.", "items")

@@ -1,0 +1,98 @@
+"""Reads: single edges, a user's edges, catalog attributes, counts, the change log, snapshots."""
+
+from __future__ import annotations
+
+from graph_store.cypher.dialect import LABELS, Dialect, statement, type_columns
+from interest_graph.domain import NodeKind
+
+# --- reads -------------------------------------------------------------------------------------
+_EDGE_COLUMNS = "r.weight AS weight, r.cnt AS cnt, r.last_ts AS last_ts, " + type_columns("r.{c} AS {c}")
+
+EDGE = statement(
+    "EDGE",
+    ladybug=f"""
+MATCH (u:User) WHERE u.id = $user_id
+MATCH (u)-[r:INTERACTED]->(i:Item) WHERE i.id = $item_id
+RETURN u.id AS user_id, i.id AS item_id, {_EDGE_COLUMNS}
+""",
+    neo4j=f"""
+MATCH (u:User {{id: $user_id}})-[r:INTERACTED]->(i:Item {{id: $item_id}})
+RETURN u.id AS user_id, i.id AS item_id, {_EDGE_COLUMNS}
+""",
+    params=("user_id", "item_id"),
+)
+
+_EDGES_OF_USER = f"""
+MATCH (u:User {{id: $user_id}})-[r:INTERACTED]->(i:Item)
+RETURN u.id AS user_id, i.id AS item_id, {_EDGE_COLUMNS}
+ORDER BY weight DESC, item_id
+"""
+EDGES_OF_USER = statement("EDGES_OF_USER", ladybug=_EDGES_OF_USER, neo4j=_EDGES_OF_USER, params=("user_id",))
+
+_SEEN_ITEMS = "MATCH (u:User {id: $user_id})-[:INTERACTED]->(i:Item) RETURN i.id AS item_id ORDER BY item_id"
+SEEN_ITEMS = statement("SEEN_ITEMS", ladybug=_SEEN_ITEMS, neo4j=_SEEN_ITEMS, params=("user_id",))
+
+# ``title`` is only ever set by UPSERT_ITEMS: items known only from events have no catalog entry.
+_ITEM_META = """
+MATCH (i:Item) WHERE i.id IN $ids AND i.title IS NOT NULL
+RETURN i.id AS id, i.title AS title, i.categories AS categories, i.text AS text
+"""
+ITEM_META = statement("ITEM_META", ladybug=_ITEM_META, neo4j=_ITEM_META, params=("ids",))
+
+_META = """
+MATCH (m:Meta {key: $key})
+RETURN m.seq AS seq, m.emb_version AS emb_version, m.refresh_cursor AS refresh_cursor,
+       m.written_ms AS written_ms
+"""
+META = statement("META", ladybug=_META, neo4j=_META, params=("key",))
+
+COUNT_NODES: dict[NodeKind, Dialect] = {
+    kind: statement(
+        f"COUNT_{label.upper()}S",
+        ladybug=f"MATCH (n:{label}) RETURN count(n) AS n",
+        neo4j=f"MATCH (n:{label}) RETURN count(n) AS n",
+    )
+    for kind, label in LABELS.items()
+}
+_COUNT_EDGES = "MATCH (:User)-[r:INTERACTED]->(:Item) RETURN count(r) AS n"
+COUNT_EDGES = statement("COUNT_EDGES", ladybug=_COUNT_EDGES, neo4j=_COUNT_EDGES)
+
+
+# --- change log --------------------------------------------------------------------------------
+def _changed(label: str) -> Dialect:
+    text = f"""
+MATCH (n:{label}) WHERE n.changed_seq > $since AND n.changed_seq <= $upto
+RETURN n.id AS id, n.changed_seq AS seq
+ORDER BY seq, id
+LIMIT $limit
+"""
+    return statement(f"CHANGED_{label.upper()}S", ladybug=text, neo4j=text, params=("since", "upto", "limit"))
+
+
+#: Nodes whose latest change has sequence in ``($since, $upto]``, oldest first.
+CHANGED_NODES: dict[NodeKind, Dialect] = {kind: _changed(label) for kind, label in LABELS.items()}
+
+
+# --- snapshot ----------------------------------------------------------------------------------
+#: Items and their handles in one row (LadybugDB lists all, Neo4j only those with an edge); the
+#: snapshot keeps the items that have edges.
+SNAPSHOT_ITEMS = statement(
+    "SNAPSHOT_ITEMS",
+    ladybug="MATCH (i:Item) RETURN collect(offset(id(i))) AS handles, collect(i.id) AS ids",
+    neo4j="MATCH (i:Item) WHERE EXISTS { (:User)-[:INTERACTED]->(i) } "
+    "RETURN collect(i.id) AS handles, collect(i.id) AS ids",
+)
+
+#: Every edge, grouped by user: one row per user keeps the transfer compact.
+SNAPSHOT_EDGES = statement(
+    "SNAPSHOT_EDGES",
+    ladybug="""
+MATCH (u:User)-[r:INTERACTED]->(i:Item)
+HINT (u JOIN r) JOIN i
+RETURN u.id AS user_id, collect(offset(id(i))) AS item_handles, collect(r.weight) AS weights
+""",
+    neo4j="""
+MATCH (u:User)-[r:INTERACTED]->(i:Item)
+RETURN u.id AS user_id, collect(i.id) AS item_handles, collect(r.weight) AS weights
+""",
+)

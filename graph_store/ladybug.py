@@ -1,0 +1,177 @@
+"""LadybugDB backend: the embedded, on-disk graph store (the default).
+
+One :class:`ladybug.Database` per store object, one :class:`ladybug.Connection` per thread (a
+connection runs one transaction at a time), and a lock that lets one write transaction run at a
+time: in the embedded ``interest-graph up`` process the ingest agent, the refresh worker and the
+gRPC threads share one store. Read transactions run beside the writer (LadybugDB keeps snapshots).
+
+Only one process may open a database read-write; others may open it ``read_only``, but such a
+store sees the database as it was when opened (LadybugDB replays the write-ahead log once, at
+open): it suits one-off readers (inspection, a training snapshot), not a server that must follow
+the writer. Processes that need live data share the writer's store object instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import ladybug
+import numpy as np
+
+from graph_store import cypher, encode
+from graph_store.base import GraphStoreError, StoreUnavailableError
+from graph_store.cypher import Backend, Dialect
+from graph_store.cypher_store import CypherGraphStore
+from graph_store.subgraph import Runner
+
+T = TypeVar("T")
+
+#: Fragments of LadybugDB error messages that mean "another process holds the database".
+_LOCKED = ("could not set lock", "lock is held")
+
+
+class _LadybugRunner:
+    """Runs statements on one connection inside its open transaction."""
+
+    def __init__(self, conn: ladybug.Connection) -> None:
+        self.conn = conn
+
+    def run(self, stmt: Dialect, **params: Any) -> list[Sequence[Any]]:
+        try:
+            result = self.conn.execute(stmt.ladybug, stmt.bind(params))
+        except RuntimeError as exc:
+            raise _store_error(f"{stmt.name} failed", exc) from exc
+        try:
+            return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
+        finally:
+            result.close()  # type: ignore[union-attr]
+
+
+def _store_error(context: str, exc: Exception) -> GraphStoreError:
+    message = str(exc)
+    lowered = message.lower()
+    if any(fragment in lowered for fragment in _LOCKED):
+        return StoreUnavailableError(f"{context}: database is locked by another process ({message})")
+    if "io exception" in lowered or "buffer manager exception" in lowered:
+        return StoreUnavailableError(f"{context}: I/O error ({message})")
+    return GraphStoreError(f"{context}: {message}")
+
+
+class LadybugStore(CypherGraphStore):
+    """The interest graph in an embedded LadybugDB database file.
+
+    Args:
+        path (str): Database path; its parent directory must exist.
+        read_only (bool): Open without write access, beside a writer in another process
+            (default: :obj:`False`).
+    """
+
+    backend = Backend.LADYBUG
+
+    def __init__(self, path: str, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        self._db = self._open_database()
+        self._local = threading.local()
+        self._connections: list[ladybug.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+
+    def _open_database(self) -> ladybug.Database:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            raise GraphStoreError(f"cannot open LadybugDB at {self.path!r}: directory {parent!r} does not exist")
+        if self.read_only and not os.path.exists(self.path):
+            raise StoreUnavailableError(f"no LadybugDB at {self.path!r} yet: start the writer first")
+        try:
+            return ladybug.Database(self.path, read_only=self.read_only)
+        except RuntimeError as exc:
+            raise _store_error(f"cannot open LadybugDB at {self.path!r}", exc) from exc
+
+    def _encode_vector(self, vector: np.ndarray) -> Any:
+        return encode.float32_bytes(vector)
+
+    def _decode_vectors(self, stored: Sequence[Any]) -> np.ndarray:
+        return encode.from_float32_bytes(stored)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        if self.read_only:
+            self._check_schema()
+            return
+        with self._write_lock:
+            conn = self._connection()
+            for ddl in cypher.LADYBUG_SCHEMA:
+                # Each DDL statement commits on its own (``IF NOT EXISTS`` makes reruns no-ops).
+                try:
+                    conn.execute(ddl).close()  # type: ignore[union-attr]
+                except RuntimeError as exc:
+                    raise _store_error("creating the schema failed", exc) from exc
+        self._write(lambda tx: tx.run(cypher.INIT_META, key=self.meta_key))
+
+    def _check_schema(self) -> None:
+        result = self._connection().execute(cypher.LADYBUG_SHOW_TABLES)
+        try:
+            names = {row[0] for row in result.get_all()}  # type: ignore[union-attr,index]
+        finally:
+            result.close()  # type: ignore[union-attr]
+        missing = [t for t in cypher.LADYBUG_TABLES if t not in names]
+        if missing:
+            raise StoreUnavailableError(f"LadybugDB at {self.path!r} has no tables {missing} yet: start the writer")
+
+    def close(self) -> None:
+        with self._connections_lock:
+            if self._closed:
+                return
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._db.close()
+
+    # --- transactions --------------------------------------------------------------------------
+    def _connection(self) -> ladybug.Connection:
+        conn: ladybug.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and not conn.is_closed:
+            return conn
+        with self._connections_lock:
+            if self._closed:
+                raise GraphStoreError(f"LadybugStore at {self.path!r} is closed")
+            conn = ladybug.Connection(self._db)
+            self._connections.append(conn)
+        self._local.conn = conn
+        return conn
+
+    def _read(self, work: Callable[[Runner], T]) -> T:
+        return self._transaction(work, "BEGIN TRANSACTION READ ONLY")
+
+    def _write(self, work: Callable[[Runner], T]) -> T:
+        if self.read_only:
+            raise GraphStoreError(f"LadybugStore at {self.path!r} was opened read-only")
+        with self._write_lock:
+            return self._transaction(work, "BEGIN TRANSACTION")
+
+    def _transaction(self, work: Callable[[Runner], T], begin: str) -> T:
+        conn = self._connection()
+        try:
+            conn.execute(begin)
+        except RuntimeError as exc:
+            raise _store_error("starting a transaction failed", exc) from exc
+        try:
+            result = work(_LadybugRunner(conn))
+        except BaseException:
+            # The failed statement may already have ended the transaction; the first error is
+            # the one worth reporting.
+            with contextlib.suppress(RuntimeError):
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except RuntimeError as exc:
+            raise _store_error("commit failed", exc) from exc
+        return result

@@ -1,0 +1,174 @@
+"""Trained base embeddings on disk: a manifest (JSON) naming one array file (npz).
+
+Layout of a model dir::
+
+    checkpoint.json          manifest: version, file name, layers, meta  (replaced atomically)
+    lightgcn-<version>.npz   user_ids, item_ids, user_base, item_base
+
+The arrays are written first under a fresh name, then the manifest is swapped in with
+``os.replace``; a reader that opens the manifest therefore always finds a complete array file, and
+a watcher only needs the manifest's ``version`` to know a new checkpoint arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interest_graph.domain import NodeId
+
+MANIFEST = "checkpoint.json"
+#: Array files kept besides the current one, so a reader that just read the old manifest can finish.
+KEEP_PREVIOUS = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing or unreadable. Retryable: a trainer may be writing the next one."""
+
+    retryable = True
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Base (layer-0) LightGCN embeddings keyed by producer id.
+
+    Args:
+        user_ids (list[NodeId]): Row ``i`` of ``user_base`` belongs to ``user_ids[i]``.
+        item_ids (list[NodeId]): Row ``i`` of ``item_base`` belongs to ``item_ids[i]``.
+        user_base (np.ndarray): ``[U, d]`` float32.
+        item_base (np.ndarray): ``[I, d]`` float32.
+        layers (int): Propagation layers ``K`` the embeddings were trained with.
+        meta (dict): Training facts (epochs, losses, snapshot seq...); ``version`` is set on save.
+    """
+
+    user_ids: list[NodeId]
+    item_ids: list[NodeId]
+    user_base: np.ndarray
+    item_base: np.ndarray
+    layers: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.user_base.shape[0] != len(self.user_ids) or self.item_base.shape[0] != len(self.item_ids):
+            raise ValueError("checkpoint rows and ids differ in length")
+        if self.user_base.shape[1:] != self.item_base.shape[1:]:
+            raise ValueError("user and item embeddings differ in width")
+
+    @property
+    def dim(self) -> int:
+        return int(self.user_base.shape[1])
+
+    @property
+    def version(self) -> int:
+        return int(self.meta.get("version", 0))
+
+    def save(self, model_dir: str | os.PathLike[str]) -> Path:
+        """Write under a new version and swap the manifest in atomically; returns the manifest path.
+
+        Two writers (``interest-graph train`` and the refresh worker's bootstrap) may save at
+        once: each claims its version by creating the array file exclusively, and a manifest is
+        never replaced by an older version than the one it names.
+        """
+        directory = Path(model_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        version, arrays = _claim_version(directory)
+        try:
+            with _atomic(directory / arrays, "wb") as handle:
+                np.savez(handle, user_ids=np.asarray(self.user_ids, dtype=str),
+                         item_ids=np.asarray(self.item_ids, dtype=str),
+                         user_base=self.user_base.astype(np.float32),
+                         item_base=self.item_base.astype(np.float32))
+        except BaseException:
+            (directory / arrays).unlink(missing_ok=True)  # give the claimed version back
+            raise
+        self.meta["version"] = version
+        manifest = {"version": version, "arrays": arrays, "layers": self.layers, "meta": self.meta}
+        if manifest_version(directory) < version:
+            with _atomic(directory / MANIFEST, "w") as handle:
+                json.dump(manifest, handle, indent=1, sort_keys=True)
+        _prune(directory, below=version)
+        return directory / MANIFEST
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike[str]) -> Checkpoint:
+        """Read the current checkpoint; :class:`CheckpointError` if there is none or it is broken."""
+        directory = Path(model_dir)
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            with np.load(directory / manifest["arrays"], allow_pickle=False) as arrays:
+                return cls(user_ids=[NodeId(str(x)) for x in arrays["user_ids"]],
+                           item_ids=[NodeId(str(x)) for x in arrays["item_ids"]],
+                           user_base=arrays["user_base"].astype(np.float32),
+                           item_base=arrays["item_base"].astype(np.float32),
+                           layers=int(manifest["layers"]), meta=dict(manifest.get("meta", {})))
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"no readable checkpoint in {directory}: {exc}") from exc
+
+
+def manifest_version(model_dir: str | os.PathLike[str]) -> int:
+    """Version of the checkpoint in ``model_dir``, ``-1`` if there is none (reads the manifest only)."""
+    try:
+        return int(json.loads((Path(model_dir) / MANIFEST).read_text())["version"])
+    except (OSError, KeyError, ValueError):
+        return -1
+
+
+class _atomic:
+    """Open a temp file next to ``path``; on success fsync and rename it over ``path``."""
+
+    def __init__(self, path: Path, mode: str) -> None:
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        self.handle = os.fdopen(fd, mode)
+
+    def __enter__(self) -> Any:
+        return self.handle
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        try:
+            if exc_type is None:
+                self.handle.flush()
+                os.fsync(self.handle.fileno())
+            self.handle.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+
+def _array_versions(directory: Path) -> dict[int, Path]:
+    """Array files by version number."""
+    found = {}
+    for path in directory.glob("lightgcn-*.npz"):
+        number = path.stem.rsplit("-", 1)[1]
+        if number.isdigit():
+            found[int(number)] = path
+    return found
+
+
+def _claim_version(directory: Path) -> tuple[int, str]:
+    """The next free version, claimed by creating its (empty) array file exclusively."""
+    version = max([manifest_version(directory), 0, *_array_versions(directory)]) + 1
+    while True:
+        name = f"lightgcn-{version}.npz"
+        try:
+            os.close(os.open(directory / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return version, name
+        except FileExistsError:
+            version += 1
+
+
+def _prune(directory: Path, below: int) -> None:
+    """Remove array files older than ``below`` except the newest ``KEEP_PREVIOUS`` of them."""
+    versions = _array_versions(directory)
+    old = sorted(v for v in versions if v < below)
+    for version in old[: max(len(old) - KEEP_PREVIOUS, 0)]:
+        versions[version].unlink(missing_ok=True)

@@ -1,0 +1,282 @@
+"""The refresh worker: changed nodes -> k-hop subgraph -> LightGCN propagation -> embeddings.
+
+Each round takes the nodes changed since the refresh cursor, pulls the subgraph within ``2K`` hops
+of them (full-graph degrees), propagates, and publishes the nodes within ``K`` hops of the seeds:
+exactly the nodes whose outputs the new edges changed (see :mod:`models.propagation`). The
+embeddings, the derived base rows and the new cursor go to the store in one write, stamped with a
+version one above the last; ``refresh_state()`` at start therefore resumes after a restart.
+
+Base rows come from the checkpoint in ``checkpoint_dir``. A new checkpoint (or the model this
+process starts with) makes the next round a *full* round: one propagation over a snapshot of the
+whole graph, so serving holds embeddings of one model for every node, with bases derived afresh
+for nodes the checkpoint never saw. (Stored derived rows cannot be tied to the model that made
+them, so the worker persists them for inspection but never reads them back.) A restart thus
+costs one full round, then continues with the stored version and cursor. When more changes are
+pending than one round takes, a full round is also cheaper than many subgraphs.
+
+Before any checkpoint exists, every node gets an id-hashed base (:mod:`models.base_embeddings`),
+so embeddings, and popularity-like recommendations, exist from the first click on. Once the graph
+holds ``bootstrap_min_edges`` edges the worker trains a checkpoint itself (``bootstrap_epochs``,
+a few seconds for 100k edges, during which rounds wait), marks it ``source="bootstrap"`` and
+retrains it each time the graph doubles. A checkpoint from ``interest-graph train`` is never
+replaced by the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from graph_store.base import GraphStore, GraphStoreError
+from interest_graph.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind
+from interest_graph.settings import Settings
+from models.base_embeddings import BaseTable
+from models.checkpoint import Checkpoint, CheckpointError, manifest_version
+from models.propagation import propagate_subgraph, snapshot_as_subgraph
+from models.train import train_from_store
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between attempts after repeated failures.
+MAX_BACKOFF_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshReport:
+    """What one round did. ``kind`` is ``"incremental"``, ``"full"`` or ``"idle"``."""
+
+    kind: str
+    seeds: int = 0
+    nodes_refreshed: int = 0
+    subgraph_nodes: int = 0
+    subgraph_edges: int = 0
+    version: int = 0
+    cursor: int = 0
+    ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshStats:
+    """Counters for metrics and ``status``; a copy, safe to read from any thread."""
+
+    rounds: int = 0
+    full_rounds: int = 0
+    nodes_refreshed: int = 0
+    last_round_ms: float = 0.0
+    errors: int = 0
+    last_error: str = ""
+    version: int = 0
+    cursor: int = 0
+    model_version: int = -1
+    bootstraps: int = 0
+
+
+class RefreshWorker:
+    """Keeps the store's embeddings equal to a LightGCN propagation of the current graph.
+
+    Args:
+        store (GraphStore): The graph; embeddings are written back to it.
+        settings (Settings): ``refresh_interval_s``, ``refresh_max_seeds``, ``refresh_fanout``,
+            ``num_layers`` and ``embedding_dim`` (the last two only while there is no checkpoint).
+        checkpoint_dir (str or Path): Watched for :class:`~models.checkpoint.Checkpoint` manifests.
+        device (str, optional): Torch device. (default: CUDA if present, else CPU)
+        threads (int, optional): CPU threads for propagation. (default: half the cores)
+    """
+
+    def __init__(self, store: GraphStore, settings: Settings, checkpoint_dir: str | Path,
+                 device: str | None = None, threads: int | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.device = device
+        self.threads = threads
+        self._table: BaseTable | None = None
+        self._model_version: int | None = None
+        self._broken_version: int | None = None
+        self._bootstrap_after = 0
+        self._needs_full = True
+        self._version = 0
+        self._cursor = 0
+        self._state_loaded = False
+        self._stats = RefreshStats()
+        self._lock = threading.Lock()
+
+    @property
+    def stats(self) -> RefreshStats:
+        with self._lock:
+            return self._stats
+
+    @property
+    def layers(self) -> int:
+        table = self._table
+        return table.checkpoint.layers if table and table.checkpoint else self.settings.num_layers
+
+    # --- one round --------------------------------------------------------------------------
+    def run_once(self) -> RefreshReport:
+        """Load state and model if needed, then run one full or incremental round."""
+        started = time.perf_counter()
+        self._load_state()
+        self._load_model()
+        changes: ChangeSet | None = None
+        if not self._needs_full:
+            changes = self.store.changes_since(self._cursor, limit=self.settings.refresh_max_seeds)
+            # A cut change set means a backlog: one full pass beats many overlapping subgraphs.
+            self._needs_full = len(changes.nodes) >= self.settings.refresh_max_seeds
+        if self._needs_full:
+            report = self._full_round()
+        elif changes:
+            report = self._incremental_round(changes)
+        else:
+            report = RefreshReport("idle", version=self._version, cursor=self._cursor)
+        report = replace(report, ms=(time.perf_counter() - started) * 1000)
+        self._count(report)
+        if report.kind != "idle":
+            self._maybe_bootstrap()
+        return report
+
+    def _load_state(self) -> None:
+        if not self._state_loaded:
+            self._version, self._cursor, _ = self.store.refresh_state()
+            self._state_loaded = True
+            log.info("refresh resumes at version %d, cursor %d", self._version, self._cursor)
+
+    def _load_model(self) -> None:
+        """(Re)load the checkpoint when its manifest version changed; no checkpoint = hashed bases."""
+        version = manifest_version(self.checkpoint_dir)
+        if version in (self._model_version, self._broken_version):
+            return
+        checkpoint = None
+        if version >= 0:
+            try:
+                checkpoint = Checkpoint.load(self.checkpoint_dir)
+            except CheckpointError as exc:
+                # Saves are atomic, so this version stays broken: say so once, keep refreshing
+                # with the current model, and try again when a newer version appears.
+                self._broken_version = version
+                self._fail(exc)
+                log.error("checkpoint v%d is unreadable, keeping the current model: %s", version, exc)
+                if self._table is not None:
+                    return
+        self._table = BaseTable(checkpoint, dim=self.settings.embedding_dim)
+        self._model_version = version if checkpoint is not None else -1
+        # Stored embeddings may come from another model (or none): publish this one everywhere.
+        self._needs_full = True
+        log.info("refresh model: %s", f"checkpoint v{version}" if checkpoint else "hashed bases")
+
+    def _maybe_bootstrap(self) -> None:
+        """Train a checkpoint of our own when there is none and the graph is big enough, or when
+        ours has become small for the graph (half its edges); the next round loads it."""
+        checkpoint = self._table.checkpoint if self._table else None
+        min_edges = self.settings.bootstrap_min_edges
+        if min_edges <= 0 or (checkpoint is not None and checkpoint.meta.get("source") != "bootstrap"):
+            return
+        needed = min_edges if checkpoint is None else 2 * int(checkpoint.meta.get("edges", 0))
+        edges = self.store.counts()["edges"]
+        if edges < max(needed, min_edges, self._bootstrap_after):
+            return
+        try:
+            trained = train_from_store(self.store, self.settings, self.checkpoint_dir, source="bootstrap",
+                                       epochs=self.settings.bootstrap_epochs, device=self.device)
+        except (OSError, ValueError) as exc:
+            # E.g. a read-only model dir: refreshing goes on; try again once the graph doubled.
+            self._bootstrap_after = 2 * edges
+            self._fail(exc)
+            log.error("refresh worker could not train its own checkpoint: %s", exc)
+            return
+        log.info("refresh worker trained checkpoint v%d on %d edges in %.1f s", trained.version,
+                 trained.meta["edges"], trained.meta["train_seconds"])
+        with self._lock:
+            self._stats = replace(self._stats, bootstraps=self._stats.bootstraps + 1)
+
+    def _full_round(self) -> RefreshReport:
+        assert self._table is not None
+        snapshot = self.store.snapshot()
+        sub = snapshot_as_subgraph(snapshot)
+        user_base, item_base, derived = self._table.for_subgraph(sub)
+        user_out, item_out = propagate_subgraph(sub, user_base, item_base, self.layers,
+                                                self.device, self.threads)
+        rows = [EmbeddingRows(NodeKind.USER, list(sub.user_ids), user_out.numpy()),
+                EmbeddingRows(NodeKind.ITEM, list(sub.item_ids), item_out.numpy())]
+        cursor = max(self._cursor, snapshot.seq)
+        self._write(rows, derived, cursor)
+        self._needs_full = False
+        return RefreshReport("full", nodes_refreshed=len(sub.user_ids) + len(sub.item_ids),
+                             subgraph_nodes=len(sub.user_ids) + len(sub.item_ids),
+                             subgraph_edges=sub.num_edges, version=self._version, cursor=cursor)
+
+    def _incremental_round(self, changes: ChangeSet) -> RefreshReport:
+        assert self._table is not None
+        layers = self.layers
+        sub = self.store.k_hop_subgraph(list(changes.nodes), hops=2 * layers,
+                                        fanout=self.settings.refresh_fanout or None)
+        user_base, item_base, derived = self._table.for_subgraph(sub, sub.user_hops == 0, sub.item_hops == 0)
+        user_out, item_out = propagate_subgraph(sub, user_base, item_base, layers, self.device, self.threads)
+        rows = [_rows_within(NodeKind.USER, sub.user_ids, user_out.numpy(), sub.user_hops, layers),
+                _rows_within(NodeKind.ITEM, sub.item_ids, item_out.numpy(), sub.item_hops, layers)]
+        self._write(rows, derived, changes.upto)
+        return RefreshReport("incremental", seeds=len(changes.nodes),
+                             nodes_refreshed=sum(len(r.ids) for r in rows),
+                             subgraph_nodes=len(sub.user_ids) + len(sub.item_ids),
+                             subgraph_edges=sub.num_edges, version=self._version, cursor=changes.upto)
+
+    def _write(self, rows: list[EmbeddingRows], derived: list[EmbeddingRows], cursor: int) -> None:
+        """One store write; the in-memory version and cursor move only once it succeeded."""
+        update = EmbeddingUpdate(version=self._version + 1, cursor=cursor, rows=rows, base=derived,
+                                 created_ms=int(time.time() * 1000))
+        self.store.write_embeddings(update)
+        self._version, self._cursor = update.version, cursor
+
+    def _count(self, report: RefreshReport) -> None:
+        with self._lock:
+            s = self._stats
+            self._stats = replace(
+                s, rounds=s.rounds + (report.kind != "idle"),
+                full_rounds=s.full_rounds + (report.kind == "full"),
+                nodes_refreshed=s.nodes_refreshed + report.nodes_refreshed,
+                last_round_ms=report.ms if report.kind != "idle" else s.last_round_ms,
+                version=self._version, cursor=self._cursor,
+                model_version=self._model_version if self._model_version is not None else -1)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self._stats = replace(self._stats, errors=self._stats.errors + 1,
+                                  last_error=f"{type(exc).__name__}: {exc}")
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run_forever(self, stop: threading.Event) -> None:
+        """Run rounds until ``stop`` is set; never dies on an error (it is logged, counted, retried)."""
+        interval = self.settings.refresh_interval_s
+        delay = 0.0
+        while not stop.wait(delay):
+            try:
+                report = self.run_once()
+            except GraphStoreError as exc:
+                self._fail(exc)
+                level = logging.WARNING if exc.retryable else logging.ERROR
+                log.log(level, "refresh round failed (%s), retrying: %s", type(exc).__name__, exc)
+                delay = min(max(delay * 2, interval), MAX_BACKOFF_S)
+                continue
+            except Exception as exc:
+                self._fail(exc)
+                log.exception("refresh round failed unexpectedly; retrying")
+                delay = min(max(delay * 2, interval), MAX_BACKOFF_S)
+                continue
+            if report.kind != "idle":
+                log.debug("refresh %s: %d seeds, %d nodes in %.1f ms", report.kind, report.seeds,
+                          report.nodes_refreshed, report.ms)
+            delay = interval
+
+
+def _rows_within(kind: NodeKind, ids: Sequence[NodeId], vectors: np.ndarray, hops: np.ndarray,
+                 layers: int) -> EmbeddingRows:
+    """The rows of nodes within ``layers`` hops of a seed: those whose outputs the changes moved."""
+    keep = np.flatnonzero(np.asarray(hops) <= layers).tolist()
+    return EmbeddingRows(kind, [ids[k] for k in keep], vectors[keep])
+
+

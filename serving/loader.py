@@ -1,0 +1,116 @@
+"""Keeps an :class:`~serving.index.EmbeddingIndex` in step with the embeddings in the graph store.
+
+The refresh worker writes embeddings with increasing versions and stamps the store's refresh
+state last, in the same transaction. The loader reads that state *first* and then every embedding
+written after the version it already holds, so it never records a version whose rows it has not
+read; rows of a newer write caught by the same read are simply read again next time (upserts are
+idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from graph_store.base import GraphStore, GraphStoreError
+from interest_graph.domain import NodeKind
+from serving.index import EmbeddingDimensionError, EmbeddingIndex
+
+log = logging.getLogger(__name__)
+
+#: Longest wait between polls while the store keeps failing.
+MAX_BACKOFF_S = 5.0
+
+
+class IndexLoader:
+    """Polls ``store`` for new embeddings and applies them to ``index``, in a daemon thread.
+
+    The index turns ready (and health reports SERVING) once it holds item embeddings; listeners
+    subscribe on the index. Store errors never stop the loader: the index keeps serving the last
+    version it loaded while the loader retries with exponential backoff.
+
+    Args:
+        store (GraphStore): Where the refresh worker writes embeddings.
+        index (EmbeddingIndex): The index to keep up to date.
+        poll_s (float): Seconds between polls (default: :obj:`0.1`).
+    """
+
+    def __init__(self, store: GraphStore, index: EmbeddingIndex, poll_s: float = 0.1) -> None:
+        self.store = store
+        self.index = index
+        self.poll_s = poll_s
+        self.failures = 0
+        self.last_error: str = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- one poll --------------------------------------------------------------------------------
+    def poll_once(self) -> bool:
+        """Apply embeddings newer than the index's version; ``True`` if the index changed."""
+        version, _cursor, written_ms = self.store.refresh_state()
+        held = self.index.version
+        if version == held:
+            return False
+        if version < held:
+            # The store went back in time (restored or recreated): start over from what it holds.
+            log.warning("store embedding version %d is below the index's %d: reloading all", version, held)
+            return self._load(version, written_ms, since=0, replace=True)
+        try:
+            return self._load(version, written_ms, since=held, replace=False)
+        except EmbeddingDimensionError as exc:
+            log.warning("%s: reloading every embedding", exc)
+            return self._load(version, written_ms, since=0, replace=True)
+
+    def _load(self, version: int, written_ms: int, *, since: int, replace: bool) -> bool:
+        users = self.store.read_embeddings(NodeKind.USER, since_version=since)
+        items = self.store.read_embeddings(NodeKind.ITEM, since_version=since)
+        snapshot = self.index.apply(users, items, version=version, written_ms=written_ms, replace=replace)
+        log.info(
+            "index at embedding version %d: %d users, %d items (+%d/+%d changed)",
+            version, len(snapshot.users), len(snapshot.items), len(users.ids), len(items.ids),
+        )
+        return True
+
+    # --- the thread ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Poll once in the caller's thread (so a ready store serves at once), then keep polling."""
+        if self._thread is not None:
+            raise RuntimeError("IndexLoader already started")
+        self._poll_guarded()
+        self._thread = threading.Thread(target=self._run, name="index-loader", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._next_wait_s()):
+            self._poll_guarded()
+
+    def _next_wait_s(self) -> float:
+        if not self.failures:
+            return self.poll_s
+        return min(self.poll_s * 2.0**self.failures, max(MAX_BACKOFF_S, self.poll_s))
+
+    def _poll_guarded(self) -> None:
+        """One poll that logs instead of raising: a loader that died would freeze the index."""
+        try:
+            self.poll_once()
+        except GraphStoreError as exc:
+            self._failed(exc, logging.WARNING if exc.retryable else logging.ERROR)
+        except Exception as exc:  # keep serving the last good version, report loudly
+            self._failed(exc, logging.ERROR, exc_info=True)
+        else:
+            self.failures = 0
+            self.last_error = ""
+
+    def _failed(self, exc: Exception, level: int, exc_info: bool = False) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.log(level, "loading embeddings failed (%d in a row): %s", self.failures, exc, exc_info=exc_info)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

@@ -1,0 +1,172 @@
+"""LadybugStore specifics: one store shared by threads, file locks between processes, lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from graph_store import GraphStoreError, StoreUnavailableError
+from graph_store.ladybug import LadybugStore
+from interest_graph.domain import NodeId, NodeKind, NodeRef
+from tests.graph_store.builders import OffsetClock, batch, delta
+
+EDGES_PER_BATCH = 10
+
+
+def _writer(store: LadybugStore, batches: int, errors: list[BaseException]) -> None:
+    clock = OffsetClock()
+    try:
+        for b in range(batches):
+            # Every batch adds exactly EDGES_PER_BATCH new edges, so a reader can check that what
+            # it sees is exactly the state after some whole number of batches.
+            edges = [delta(f"u{b}-{k}", f"i{(b + k) % 7}", 1.0) for k in range(EDGES_PER_BATCH)]
+            store.apply_batch(batch(edges, clock, "writer"))
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+def _reader(store: LadybugStore, stop: threading.Event, errors: list[BaseException], seen: list[int]) -> None:
+    try:
+        last = 0
+        while not stop.is_set():
+            snap = store.snapshot()
+            assert len(snap.weight) == EDGES_PER_BATCH * snap.seq, "snapshot saw part of a batch"
+            counts = store.counts()
+            assert counts["seq"] >= last, "sequence went backwards"
+            last = counts["seq"]
+            store.k_hop_subgraph([NodeRef(NodeKind.ITEM, NodeId("i3"))], hops=2, fanout=5)
+            store.changes_since(max(0, last - 2), limit=5)
+            seen.append(snap.seq)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def test_one_store_shared_by_a_writer_and_readers(ladybug_store: LadybugStore) -> None:
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    stop = threading.Event()
+    readers = [threading.Thread(target=_reader, args=(ladybug_store, stop, errors, seen)) for _ in range(3)]
+    writers = [threading.Thread(target=_writer, args=(ladybug_store, 40, errors))]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join(timeout=120)
+    stop.set()
+    for t in readers:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert ladybug_store.counts() == {"users": 400, "items": 7, "edges": 400, "seq": 40}
+    assert seen, "readers never completed a round"
+
+
+def test_two_writers_in_one_process_are_serialised(ladybug_store: LadybugStore) -> None:
+    errors: list[BaseException] = []
+
+    def write(group: str) -> None:
+        clock = OffsetClock()
+        try:
+            for b in range(15):
+                ladybug_store.apply_batch(batch([delta(f"{group}{b}", "shared", 1.0)], clock, group))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(g,)) for g in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert ladybug_store.counts()["seq"] == 30
+    assert ladybug_store.k_hop_subgraph([NodeRef(NodeKind.ITEM, NodeId("shared"))], 1).user_degree.size == 30
+
+
+_PROBE = """
+import json, sys
+from graph_store import GraphStoreError
+from graph_store.ladybug import LadybugStore
+out = {}
+try:
+    LadybugStore(sys.argv[1])
+    out["rw"] = "opened"
+except GraphStoreError as exc:
+    out["rw"] = [type(exc).__name__, exc.retryable, str(exc)]
+try:
+    ro = LadybugStore(sys.argv[1], read_only=True)
+    ro.ensure_schema()
+    out["ro_counts"] = ro.counts()
+    try:
+        from interest_graph.domain import UpsertBatch
+        ro.apply_batch(UpsertBatch([], {}))
+        out["ro_write"] = "allowed"
+    except GraphStoreError as exc:
+        out["ro_write"] = [type(exc).__name__, exc.retryable]
+    ro.close()
+except GraphStoreError as exc:
+    out["ro"] = [type(exc).__name__, str(exc)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.integration
+def test_second_process_gets_lock_error_or_read_only_access(ladybug_store: LadybugStore) -> None:
+    ladybug_store.apply_batch(batch([delta("u", "i")], OffsetClock(), "g"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, ladybug_store.path],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    name, retryable, message = out["rw"]
+    assert (name, retryable) == ("StoreUnavailableError", True)
+    assert "locked by another process" in message
+    assert out["ro_counts"]["edges"] == 1
+    assert out["ro_write"] == ["GraphStoreError", False]
+
+
+def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = str(tmp_path / "g.lbdb")
+    with LadybugStore(path) as store:
+        store.ensure_schema()
+        store.apply_batch(batch([delta("u", "i", 2.5)], OffsetClock(), "g"))
+    with LadybugStore(path) as again:
+        again.ensure_schema()  # idempotent on an existing database
+        edge = again.edge(NodeId("u"), NodeId("i"))
+        assert edge is not None and edge.weight == 2.5
+        assert again.counts()["seq"] == 1
+
+
+def test_closed_store_refuses_calls(tmp_path: Path) -> None:
+    store = LadybugStore(str(tmp_path / "g.lbdb"))
+    store.ensure_schema()
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(GraphStoreError, match="closed"):
+        store.counts()
+
+
+def test_open_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(GraphStoreError, match="does not exist") as missing_dir:
+        LadybugStore(str(tmp_path / "no-such-dir" / "g.lbdb"))
+    assert not missing_dir.value.retryable
+    with pytest.raises(StoreUnavailableError, match="start the writer"):
+        LadybugStore(str(tmp_path / "not-yet.lbdb"), read_only=True)
+
+
+def test_read_only_store_without_schema_is_unavailable(tmp_path: Path) -> None:
+    path = str(tmp_path / "bare.lbdb")
+    LadybugStore(path).close()  # a database file with no tables yet
+    with (
+        LadybugStore(path, read_only=True) as reader,
+        pytest.raises(StoreUnavailableError, match="no tables"),
+    ):
+        reader.ensure_schema()

@@ -1,0 +1,30 @@
+"""open_store: the backend the settings name, schema ready, clear errors otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graph_store import open_store
+from graph_store.ladybug import LadybugStore
+from interest_graph.settings import Settings, SettingsError
+
+
+def test_ladybug_creates_parent_dir_and_schema(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "graph.lbdb"
+    with open_store(Settings(store_backend="ladybug", store_path=str(path))) as store:
+        assert isinstance(store, LadybugStore)
+        assert store.counts() == {"users": 0, "items": 0, "edges": 0, "seq": 0}
+    with open_store(Settings(store_path=str(path)), read_only=True) as reader:
+        assert reader.counts()["seq"] == 0
+
+
+def test_unknown_backend_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="expected one of ladybug, neo4j"):
+        open_store(Settings(store_backend="sqlite", store_path=str(tmp_path / "g")))
+
+
+def test_neo4j_without_uri_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="NEO4J_URI"):
+        open_store(Settings(store_backend="neo4j", neo4j_uri=""))

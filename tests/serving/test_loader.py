@@ -1,0 +1,102 @@
+"""IndexLoader against a real LadybugDB store: full load, deltas, width changes, store failures."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from graph_store.ladybug import LadybugStore
+from serving.index import EmbeddingIndex
+from serving.loader import IndexLoader
+from tests.serving.conftest import EmbeddingWriter
+
+pytestmark = pytest.mark.integration
+
+
+def vec(*values: float) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def test_loads_everything_then_only_deltas(
+    ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
+) -> None:
+    index = EmbeddingIndex()
+    loader = IndexLoader(ladybug_store, index)
+    assert loader.poll_once() is False
+    assert not index.ready
+
+    write_embeddings(1, users={"u1": vec(1, 0), "u2": vec(0, 1)}, items={"i1": vec(1, 1), "i2": vec(2, 0)})
+    assert loader.poll_once() is True
+    first = index.snapshot()
+    assert first.version == 1 and index.ready
+    assert set(first.users.ids) == {"u1", "u2"} and set(first.items.ids) == {"i1", "i2"}
+    assert loader.poll_once() is False  # nothing newer
+
+    time.sleep(0.005)  # a later write gets a later store timestamp
+    write_embeddings(2, users={"u2": vec(5, 5), "u3": vec(3, 3)})
+    assert loader.poll_once() is True
+    second = index.snapshot()
+    assert second.version == 2 and second.written_ms > first.written_ms
+    np.testing.assert_array_equal(second.users.vectors[second.users.row("u2")], [5, 5])
+    np.testing.assert_array_equal(second.users.vectors[second.users.row("u1")], [1, 0])
+    assert second.users.refreshed_ms[second.users.row("u1")] == first.written_ms
+    assert second.users.refreshed_ms[second.users.row("u3")] == second.written_ms
+    # The earlier snapshot is untouched: a request holding it finishes on version 1.
+    np.testing.assert_array_equal(first.users.vectors[first.users.row("u2")], [0, 1])
+
+
+def test_a_width_change_reloads_the_whole_index(
+    ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
+) -> None:
+    index = EmbeddingIndex()
+    loader = IndexLoader(ladybug_store, index)
+    write_embeddings(1, users={"u1": vec(1, 0)}, items={"i1": vec(1, 1), "i2": vec(0, 1)})
+    loader.poll_once()
+    # A retrain with a wider model republishes every embedding under a new version.
+    write_embeddings(2, users={"u1": vec(1, 0, 0)}, items={"i1": vec(1, 1, 1), "i2": vec(0, 1, 0)})
+    assert loader.poll_once() is True
+    snapshot = index.snapshot()
+    assert snapshot.version == 2 and snapshot.users.dim == snapshot.items.dim == 3
+
+
+def test_background_thread_makes_the_index_ready(
+    ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
+) -> None:
+    index = EmbeddingIndex()
+    heard: list[bool] = []
+    index.subscribe(heard.append)
+    loader = IndexLoader(ladybug_store, index, poll_s=0.01)
+    loader.start()
+    try:
+        assert loader.running
+        write_embeddings(3, users={"u1": vec(1)}, items={"i1": vec(2)})
+        deadline = time.monotonic() + 10
+        while index.version != 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert index.version == 3
+        assert heard == [False, True]
+    finally:
+        loader.stop()
+    assert not loader.running
+
+
+def test_store_failures_keep_the_last_good_version(
+    ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
+) -> None:
+    index = EmbeddingIndex()
+    loader = IndexLoader(ladybug_store, index, poll_s=0.01)
+    write_embeddings(1, users={"u1": vec(1)}, items={"i1": vec(2)})
+    loader.start()
+    try:
+        assert index.version == 1  # start() polls once before it returns
+        ladybug_store.close()
+        deadline = time.monotonic() + 10
+        while loader.failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert loader.failures >= 2
+        assert "closed" in loader.last_error
+        assert loader.running and index.version == 1 and index.ready
+    finally:
+        loader.stop()
