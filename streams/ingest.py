@@ -1,0 +1,240 @@
+"""The ingest step behind the Faust agents: plan a batch, dead-letter its rejects, write it once.
+
+:class:`EventIngestor` holds the only state the agent needs (the store's applied offsets) and does
+the I/O around the pure :func:`streams.aggregate.plan_batch`:
+
+1. records at or below the applied offsets are skipped (redeliveries);
+2. rejected records go to the dead-letter topic, and we wait until the broker has them;
+3. edges and offsets are written in one store transaction (in an executor: the store is blocking);
+4. only then does the agent ack the records, so Kafka never commits an offset the store lacks.
+
+Store errors: retryable ones (store locked or unreachable) are retried with capped exponential
+backoff, forever, with the same batch; nothing is dropped and nothing is acked meanwhile.
+:class:`~graph_store.base.StaleBatchError` means another writer applied part of the batch: reload
+the offsets and plan again. Anything else is a bug or a broken store: it propagates, the worker
+crashes, and a restart resumes from the last committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
+from interest_graph.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
+from interest_graph.settings import Settings
+from streams.aggregate import BatchPlan, SourceRecord, plan_batch
+from streams.catalog import validate_item
+from streams.dead_letter import DeadLetter, dead_letter_from
+from streams.validation import Rejection
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Sends dead letters and returns once the broker has acknowledged all of them.
+DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class IngestStats:
+    """Counters of the ingest agents, read by metrics and ``status`` (from any thread).
+
+    Integer updates happen on the event loop thread; the per-reason counter is a dict, which a
+    reader iterating it while the loop adds a reason would break, so it changes under a lock.
+    Readers take :meth:`snapshot`.
+    """
+
+    events_accepted: int = 0
+    #: Records dropped because the store already held them (redeliveries after a crash/rebalance).
+    events_skipped: int = 0
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    edges_upserted: int = 0
+    last_batch_events: int = 0
+    #: How long the last batch took from plan to committed store write, in ms.
+    last_batch_ms: float = 0.0
+    #: Wall-clock time of the last store write, epoch ms (0 = none yet).
+    last_write_at_ms: int = 0
+    store_retries: int = 0
+    stale_batches: int = 0
+    items_upserted: int = 0
+    started: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_dead_letters(self, reasons: Iterable[str]) -> None:
+        with self._lock:
+            self.dead_lettered.update(reasons)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent-enough copy for reporting (counters only grow)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__ if not name.startswith("_")}
+        with self._lock:
+            values["dead_lettered"] = dict(self.dead_lettered)
+        values["dead_lettered_total"] = sum(values["dead_lettered"].values())
+        return values
+
+
+class StoreWriter:
+    """Runs blocking store calls in an executor, retrying retryable errors with backoff.
+
+    Args:
+        store (GraphStore): the graph store.
+        executor (Executor): where blocking calls run; one thread keeps writes in order.
+        stats (IngestStats): counts retries.
+        backoff_s (float): first retry delay, doubled per attempt (default: ``0.1`` s).
+        max_backoff_s (float): longest retry delay (default: ``5.0`` s).
+    """
+
+    def __init__(self, store: GraphStore, executor: Executor, stats: IngestStats,
+                 backoff_s: float = 0.1, max_backoff_s: float = 5.0) -> None:
+        self.store = store
+        self._executor = executor
+        self._stats = stats
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the executor; retryable store errors are retried until it succeeds."""
+        loop = asyncio.get_running_loop()
+        delay = self._backoff_s
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, fn, *args)
+            except GraphStoreError as exc:
+                if not exc.retryable:
+                    raise
+                self._stats.store_retries += 1
+                log.warning("store call %s failed (%s); retrying in %.1f s", fn.__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff_s)
+
+
+def offsets_group(consumer_group: str, cluster_id: str) -> str:
+    """Key under which the store keeps a consumer group's applied offsets on one Kafka cluster.
+
+    Offsets mean something only within the cluster that assigned them: a Tansu broker with memory
+    storage restarts empty and numbers records from 0 again, and offsets applied from its previous
+    life would mask the new records. Keying by cluster id (stable on a real cluster) prevents that.
+    """
+    return f"{consumer_group}@{cluster_id}"
+
+
+class EventIngestor:
+    """Applies batches of event records to the store with exactly-once effect.
+
+    Args:
+        settings (Settings): validation limits and default weights.
+        writer (StoreWriter): blocking store access with retries.
+        dead_letter (DeadLetterSink): sends rejected records to the dead-letter topic.
+        stats (IngestStats): counters to update.
+        group (str): key of the applied offsets in the store (see :func:`offsets_group`).
+    """
+
+    def __init__(self, settings: Settings, writer: StoreWriter, dead_letter: DeadLetterSink,
+                 stats: IngestStats, group: str) -> None:
+        self.settings = settings
+        self.group = group
+        self.applied: dict[TopicPartition, int] = {}
+        self._writer = writer
+        self._dead_letter = dead_letter
+        self._stats = stats
+
+    async def load_offsets(self) -> None:
+        """Re-read the store's applied offsets (at start and on every partition assignment)."""
+        stored = await self._writer.call(self._writer.store.applied_offsets, self.group)
+        for tp, offset in stored.items():
+            self.applied[tp] = max(offset, self.applied.get(tp, -1))
+
+    async def ingest(self, records: Sequence[SourceRecord]) -> None:
+        """Apply one batch; returns once its effect is in the store (or it was all applied before)."""
+        started = time.perf_counter()
+        sent: set[SourcePosition] = set()
+        while True:
+            plan = plan_batch(records, self.applied, self.settings, self.group, now_ms())
+            await self._send_rejects(plan, sent)
+            if not plan.needs_write:
+                self._stats.events_skipped += plan.skipped
+                return
+            try:
+                await self._writer.call(self._writer.store.apply_batch, plan.batch)
+            except StaleBatchError as exc:
+                # Another writer got part of this batch in first: take its offsets and replan.
+                self._stats.stale_batches += 1
+                log.warning("stale batch (%s); reloading applied offsets", exc)
+                await self.load_offsets()
+                continue
+            self._record(plan, started)
+            return
+
+    async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:
+        letters = []
+        at = now_ms()
+        for record, rejection in plan.rejected:
+            if record.position not in sent:  # a replanned batch must not dead-letter twice
+                sent.add(record.position)
+                letters.append(dead_letter_from(record, rejection, at))
+        if letters:
+            await self._dead_letter(letters)
+
+    def _record(self, plan: BatchPlan, started: float) -> None:
+        self._mark_applied(plan.batch)
+        stats = self._stats
+        stats.events_accepted += plan.accepted
+        stats.events_skipped += plan.skipped
+        stats.count_dead_letters(str(rejection.reason) for _, rejection in plan.rejected)
+        stats.batches += 1
+        stats.edges_upserted += len(plan.batch.edges)
+        stats.last_batch_events = plan.accepted + len(plan.rejected)
+        stats.last_batch_ms = (time.perf_counter() - started) * 1000
+        stats.last_write_at_ms = now_ms()
+
+    def _mark_applied(self, batch: UpsertBatch) -> None:
+        for tp, span in batch.offsets.items():
+            self.applied[tp] = max(span.last, self.applied.get(tp, -1))
+
+
+class ItemIngestor:
+    """Upserts catalog records (idempotent: last write wins, so at-least-once is enough).
+
+    Args:
+        settings (Settings): id length limit.
+        writer (StoreWriter): blocking store access with retries.
+        dead_letter (DeadLetterSink): sends invalid catalog records to the dead-letter topic.
+        stats (IngestStats): counters to update.
+    """
+
+    def __init__(self, settings: Settings, writer: StoreWriter, dead_letter: DeadLetterSink,
+                 stats: IngestStats) -> None:
+        self.settings = settings
+        self._writer = writer
+        self._dead_letter = dead_letter
+        self._stats = stats
+
+    async def ingest(self, records: Sequence[SourceRecord]) -> None:
+        items: dict[str, ItemMeta] = {}
+        letters = []
+        at = now_ms()
+        for record in records:
+            outcome = validate_item(record.value, self.settings.max_id_length)
+            if isinstance(outcome, Rejection):
+                letters.append(dead_letter_from(record, outcome, at))
+            else:
+                items[outcome.item_id] = outcome  # later records of an item win
+        if letters:
+            await self._dead_letter(letters)
+            self._stats.count_dead_letters(letter.reason for letter in letters)
+        if items:
+            await self._writer.call(self._writer.store.upsert_items, list(items.values()))
+            self._stats.items_upserted += len(items)

@@ -1,0 +1,96 @@
+"""Blocking entry point of the ingest worker: the Faust app run by a Faust ``Worker``.
+
+``interest-graph ingest`` and ``interest-graph up`` call :func:`run_ingest_worker`. The Worker owns
+the calling (main) thread and its event loop until SIGINT/SIGTERM, then stops the agents, waits
+for a store write in flight, flushes the producer and returns the exit code.
+
+``python -m streams.worker`` runs the worker alone against the store named by the settings
+(environment); the crash/restart integration test SIGKILLs it mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+import mode
+
+from graph_store.base import GraphStore
+from interest_graph.settings import Settings
+from streams.app import IngestApp
+from streams.ingest import IngestStats
+
+log = logging.getLogger(__name__)
+
+#: A blocking callable run (in a thread) when the worker has started or is about to stop.
+Hook = Callable[[], None]
+
+
+def _install_hooks(ingest: IngestApp, on_started: Hook | None, on_stopping: Hook | None) -> None:
+    app = ingest.app
+    if on_started is not None:
+        @app.task
+        async def run_on_started() -> None:
+            await asyncio.get_running_loop().run_in_executor(None, on_started)
+
+    if on_stopping is not None:
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's handler alias defeats mypy
+        async def run_on_stopping(sender: Any, *args: Any, **kwargs: Any) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, on_stopping)
+
+
+def run_ingest_worker(settings: Settings, store: GraphStore, datadir: str, *,
+                      stats: IngestStats | None = None, on_started: Hook | None = None,
+                      on_stopping: Hook | None = None, services: Sequence[mode.ServiceT] = (),
+                      loglevel: str = "warning") -> int:
+    """Run the ingest agents until SIGINT/SIGTERM; returns the process exit code.
+
+    Args:
+        settings (Settings): broker, topics, group, batching and validation settings.
+        store (GraphStore): where batches are applied (schema already ensured; the caller closes it).
+        datadir (str): Faust's data directory (created if missing).
+        stats (IngestStats, optional): counters for the caller's metrics (default: ``None``).
+        on_started (Hook, optional): run once the app has started, e.g. start the refresh thread
+            (default: ``None``).
+        on_stopping (Hook, optional): run when the worker begins to stop (default: ``None``).
+        services (Sequence[mode.ServiceT]): extra mode services started and stopped with the
+            worker (default: ``()``).
+        loglevel (str): log level the Worker configures (default: ``"warning"``).
+    """
+    Path(datadir).mkdir(parents=True, exist_ok=True)
+    # The Worker closes its loop on exit; a fresh one lets a process run the worker more than once.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    ingest = IngestApp(settings, store, datadir=datadir, stats=stats)
+    _install_hooks(ingest, on_started, on_stopping)
+    worker = faust.Worker(ingest.app, *services, loop=loop, loglevel=loglevel, quiet=True,
+                          redirect_stdouts=False)
+    worker.spinner = None  # the startup spinner writes terminal escapes into `up`'s and Docker's logs
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always raises SystemExit
+        code = 0
+    finally:
+        ingest.close()
+    return code
+
+
+def main() -> int:
+    """``python -m streams.worker``: settings from the environment, store from ``IG_STORE_PATH``."""
+    from graph_store import open_store
+
+    settings = Settings.from_env()
+    Path(settings.store_path).parent.mkdir(parents=True, exist_ok=True)
+    with open_store(settings) as store:
+        store.ensure_schema()
+        return run_ingest_worker(settings, store, datadir=str(Path(settings.store_path).parent / "faust"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

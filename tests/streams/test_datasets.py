@@ -1,0 +1,83 @@
+"""Event sources: MovieLens in time order with stable ids, the clustered synthetic generator."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from interest_graph.domain import EventType, InteractionEvent, NodeId
+from interest_graph.settings import Settings
+from streams.datasets import MOVIELENS_DIR, ClusteredInterests, movielens_events, movielens_items
+from streams.replay import RatePacer
+from streams.validation import validate_event
+
+DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+needs_movielens = pytest.mark.skipif(not (DATASETS / MOVIELENS_DIR / "ratings.csv").exists(),
+                                     reason=f"MovieLens not found under {DATASETS}")
+NOW = 2_000_000_000_000
+SETTINGS = Settings()
+
+
+def valid(value: bytes) -> InteractionEvent:
+    event = validate_event(value, SETTINGS, NOW)
+    assert isinstance(event, InteractionEvent), event
+    return event
+
+
+@needs_movielens
+def test_movielens_events_are_valid_ratings_in_time_order() -> None:
+    events = movielens_events(DATASETS, limit=2000)
+    assert len(events) == 2000
+    decoded = [valid(e.value) for e in events]
+    assert [e.ts_ms for e in events] == sorted(e.ts_ms for e in events) == [d.ts_ms for d in decoded]
+    first = decoded[0]
+    assert first.type is EventType.RATING and first.rating is not None
+    assert first.event_id == f"ml-{first.user_id}-{first.item_id}-{first.ts_ms}"
+    assert first.weight == first.rating * SETTINGS.weight_rating_per_star
+    assert all(e.key == d.user_id.encode() for e, d in zip(events, decoded, strict=True))
+    assert movielens_events(DATASETS, limit=50) == events[:50]  # deterministic
+
+
+@needs_movielens
+def test_movielens_items_carry_genres_and_tags() -> None:
+    items = {item.item_id: item for item in movielens_items(DATASETS)}
+    toy_story = items[NodeId("1")]
+    assert toy_story.title == "Toy Story (1995)"
+    assert "Animation" in toy_story.categories
+    assert "pixar" in toy_story.text
+    assert all(item.categories != ("(no genres listed)",) for item in items.values())
+
+
+def test_synthetic_events_are_valid_deterministic_and_clustered() -> None:
+    world = ClusteredInterests(users=200, items=400, clusters=4, in_cluster=0.9, seed=7)
+    events = list(world.events(5000))
+    assert events == list(ClusteredInterests(200, 400, 4, 0.9, seed=7).events(5000))
+    assert events != list(ClusteredInterests(200, 400, 4, 0.9, seed=8).events(5000))
+    decoded = [valid(e.value) for e in events]
+    assert [d.ts_ms for d in decoded] == sorted(d.ts_ms for d in decoded)
+    assert set(Counter(d.type for d in decoded)) == set(EventType)
+    same = sum(world.user_cluster(d.user_id) == world.item_cluster(d.item_id) for d in decoded)
+    assert same / len(decoded) > 0.85  # 0.9 planted, plus chance hits from the uniform part
+    assert len({d.event_id for d in decoded}) == len(decoded)
+    assert all(json.loads(e.value)["user_id"].encode() == e.key for e in events)
+
+
+def test_synthetic_catalog_names_every_item() -> None:
+    world = ClusteredInterests(users=3, items=10, clusters=2)
+    catalog = world.catalog()
+    assert [item.item_id for item in catalog] == [f"i{m}" for m in range(10)]
+    assert catalog[3].categories == ("cluster-1",)
+
+
+def test_bad_generator_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="items >= clusters"):
+        ClusteredInterests(users=10, items=2, clusters=4)
+
+
+def test_rate_pacer_refuses_non_positive_rates() -> None:
+    for rate in (0, -5.0):
+        with pytest.raises(ValueError, match="rate must be > 0"):
+            RatePacer(rate)

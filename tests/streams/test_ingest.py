@@ -1,0 +1,142 @@
+"""The ingest step against a real LadybugStore: redeliveries, store retries, competing writers.
+
+No broker here: records are built directly, and dead letters are collected by the sink the
+ingestor is given (the Kafka side of dead-lettering is covered in test_ingest_integration.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
+from graph_store.ladybug import LadybugStore
+from interest_graph.domain import NodeId, SourcePosition, TopicPartition, UpsertBatch
+from interest_graph.settings import Settings
+from streams.aggregate import SourceRecord
+from streams.dead_letter import DeadLetter
+from streams.ingest import EventIngestor, IngestStats, StoreWriter
+from streams.validation import encode_event
+
+T0 = 1_700_000_000_000
+TP = TopicPartition("ev", 0)
+SETTINGS = Settings()
+
+
+class FlakyStore(LadybugStore):
+    """The real store, failing its next ``failures`` batch writes with ``error`` first."""
+
+    def __init__(self, path: str, error: GraphStoreError, failures: int) -> None:
+        super().__init__(path)
+        self.error, self.failures = error, failures
+
+    def apply_batch(self, batch: UpsertBatch) -> int:
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        return super().apply_batch(batch)
+
+
+def records(first: int, last: int, weight: float = 1.0, user: str = "u1") -> list[SourceRecord]:
+    return [SourceRecord(encode_event(user, "i1", "click", T0 + n, event_id=f"e{n}", weight=weight), b"k",
+                         SourcePosition(TP, n)) for n in range(first, last + 1)]
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool
+
+
+class Collected:
+    """Dead-letter sink that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def __call__(self, letters: Sequence[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+
+def make_ingestor(store: GraphStore, executor: ThreadPoolExecutor, stats: IngestStats | None = None,
+                  sink: Collected | None = None) -> EventIngestor:
+    stats = stats if stats is not None else IngestStats()
+    writer = StoreWriter(store, executor, stats, backoff_s=0.01)
+    return EventIngestor(SETTINGS, writer, sink if sink is not None else Collected(), stats, group="g")
+
+
+def weight_of(store: GraphStore) -> float:
+    edge = store.edge(NodeId("u1"), NodeId("i1"))
+    return edge.weight if edge is not None else 0.0
+
+
+def test_redelivered_batch_changes_nothing(ladybug_store: LadybugStore, executor: ThreadPoolExecutor) -> None:
+    stats = IngestStats()
+    ingestor = make_ingestor(ladybug_store, executor, stats)
+    asyncio.run(ingestor.ingest(records(0, 9)))
+    seq = ladybug_store.counts()["seq"]
+    asyncio.run(ingestor.ingest(records(5, 9)))  # the tail again, as after a crash before the commit
+    assert ladybug_store.counts()["seq"] == seq
+    assert weight_of(ladybug_store) == 10.0
+    assert stats.events_skipped == 5
+
+
+def test_restarted_ingestor_loads_offsets_and_skips_applied(ladybug_store: LadybugStore,
+                                                            executor: ThreadPoolExecutor) -> None:
+    asyncio.run(make_ingestor(ladybug_store, executor).ingest(records(0, 9)))
+    restarted = make_ingestor(ladybug_store, executor)
+    asyncio.run(restarted.load_offsets())
+    asyncio.run(restarted.ingest(records(0, 14)))
+    assert weight_of(ladybug_store) == 15.0
+    assert ladybug_store.applied_offsets("g") == {TP: 14}
+
+
+def test_retryable_store_errors_retry_the_same_batch(tmp_path: Path, executor: ThreadPoolExecutor) -> None:
+    with FlakyStore(str(tmp_path / "g.lbdb"), StoreUnavailableError("locked"), failures=3) as store:
+        store.ensure_schema()
+        stats = IngestStats()
+        asyncio.run(make_ingestor(store, executor, stats).ingest(records(0, 4, weight=0.5)))
+        assert stats.store_retries == 3
+        assert weight_of(store) == 2.5
+        assert store.applied_offsets("g") == {TP: 4}
+
+
+def test_non_retryable_store_errors_propagate_and_write_nothing(tmp_path: Path,
+                                                                executor: ThreadPoolExecutor) -> None:
+    with FlakyStore(str(tmp_path / "g.lbdb"), GraphStoreError("schema broken"), failures=1) as store:
+        store.ensure_schema()
+        ingestor = make_ingestor(store, executor)
+        with pytest.raises(GraphStoreError, match="schema broken"):
+            asyncio.run(ingestor.ingest(records(0, 4)))
+        assert store.applied_offsets("g") == {}
+        assert ingestor.applied == {}
+
+
+def test_stale_batch_reloads_offsets_and_applies_only_the_rest(ladybug_store: LadybugStore,
+                                                               executor: ThreadPoolExecutor) -> None:
+    # Two workers: the partition moved from `first` to `second` before `second` saw the new offsets.
+    first, stats = make_ingestor(ladybug_store, executor), IngestStats()
+    second = make_ingestor(ladybug_store, executor, stats)
+    asyncio.run(second.load_offsets())
+    asyncio.run(first.ingest(records(0, 9)))
+    asyncio.run(second.ingest(records(5, 14)))
+    assert stats.stale_batches == 1
+    assert weight_of(ladybug_store) == 15.0
+    assert ladybug_store.applied_offsets("g") == {TP: 14}
+
+
+def test_rejects_are_dead_lettered_once_and_advance_offsets(ladybug_store: LadybugStore,
+                                                            executor: ThreadPoolExecutor) -> None:
+    sink, stats = Collected(), IngestStats()
+    ingestor = make_ingestor(ladybug_store, executor, stats, sink)
+    batch = [*records(0, 1), SourceRecord(b"{bad", b"k", SourcePosition(TP, 2))]
+    asyncio.run(ingestor.ingest(batch))
+    asyncio.run(ingestor.ingest(batch))  # redelivery: neither written nor dead-lettered again
+    assert [(letter.offset, letter.reason) for letter in sink.letters] == [(2, "bad_json")]
+    assert ladybug_store.applied_offsets("g") == {TP: 2}
+    assert stats.snapshot()["dead_lettered"] == {"bad_json": 1}
+    assert (stats.events_accepted, stats.batches) == (2, 1)
