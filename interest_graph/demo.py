@@ -51,13 +51,6 @@ def _demo_settings(workdir: Path) -> Settings:
     )
 
 
-def _env_for(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for setting in Settings.declared():
-        env[setting.env] = str(getattr(settings, setting.name))  # type: ignore[attr-defined]
-    return env
-
-
 def _demo_users(settings: Settings, how_many: int = 3) -> list[str]:
     """The most active users: their recommendations are easy to eyeball against their history."""
     from graph_store import open_store
@@ -83,8 +76,8 @@ def run_demo(data_dir: Path, workdir: Path) -> int:
     settings = _demo_settings(workdir)
     log = (workdir / "up.log").open("wb")
     print(f"[demo] starting the embedded stack (log: {workdir / 'up.log'})", flush=True)
-    proc = subprocess.Popen([sys.executable, "-m", "interest_graph.cli", "up"], env=_env_for(settings),
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "interest_graph.cli", "up"],
+                            env={**os.environ, **settings.as_environ()}, stdout=log, stderr=subprocess.STDOUT)
     try:
         client = RecommenderClient(settings.grpc_addr, timeout_s=2.0)
         probe = LagProbe(settings.bootstrap_servers, timeout_s=2.0)

@@ -125,6 +125,21 @@ class Settings:
     max_k = Setting(int, "IG_MAX_K", 1000, "Largest k a client may ask for.", "items")
     index_poll_s = Setting(float, "IG_INDEX_POLL", 0.1, "How often the server pulls new embeddings.", "s")
     grace_s = Setting(float, "IG_GRACE", 5.0, "Grace period for in-flight RPCs on shutdown.", "s")
+    max_filter_values = Setting(int, "IG_MAX_FILTER_VALUES", 64,
+                                "Most categories one include/exclude item filter may name.", "values")
+    max_streams = Setting(int, "IG_MAX_STREAMS", 8,
+                          "Most concurrent WatchRecommendations streams (more get RESOURCE_EXHAUSTED).", "streams")
+    ann_min_items = Setting(int, "IG_ANN_MIN_ITEMS", 200_000,
+                            "Catalogs with at least this many items are searched with HNSW, smaller ones "
+                            "exactly; 0 = never HNSW.", "items")
+    ann_ef_search = Setting(int, "IG_ANN_EF_SEARCH", 96,
+                            "HNSW search breadth (efSearch): higher = better recall, slower.", "nodes")
+    tls_cert = Setting(str, "IG_TLS_CERT", "", "Server certificate (PEM file); with IG_TLS_KEY turns TLS on.")
+    tls_key = Setting(str, "IG_TLS_KEY", "", "Server private key (PEM file) for IG_TLS_CERT.")
+    tls_root_cert = Setting(str, "IG_TLS_ROOT_CERT", "",
+                            "CA certificate (PEM file) clients trust; set it to call a TLS server.")
+    auth_token = Setting(str, "IG_AUTH_TOKEN", "",
+                         "Bearer token every RPC must carry (health and reflection excepted); empty = no auth.")
     metrics_port = Setting(int, "IG_METRICS_PORT", 9108, "Prometheus exposition port (0 = off).", "port")
 
     def __init__(self, **overrides: Any) -> None:
@@ -150,6 +165,10 @@ class Settings:
                 values[setting.name] = parser(env[setting.env])  # type: ignore[attr-defined]
         values.update(overrides)
         return cls(**values)
+
+    def as_environ(self) -> dict[str, str]:
+        """These settings as environment variables, for starting a component as a child process."""
+        return {s.env: str(getattr(self, s.name)) for s in self.declared()}  # type: ignore[attr-defined]
 
     def replace(self, **overrides: Any) -> Settings:
         return type(self)(**{**self._values, **overrides})

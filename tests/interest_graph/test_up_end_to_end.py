@@ -39,10 +39,7 @@ T = TypeVar("T")
 
 
 def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for setting in Settings.declared():
-        env[setting.env] = str(getattr(settings, setting.name))  # type: ignore[attr-defined]
-    return env
+    return {**os.environ, **settings.as_environ()}
 
 
 def _eventually(what: str, probe: Callable[[], T | None], timeout_s: float = 30.0) -> T:
