@@ -67,10 +67,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_command(_settings(args), data_dir=args.data_dir, out=args.out, epochs=args.epochs)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from interest_graph.quality import evaluate_command
+
+    return evaluate_command(model_dir=Path(args.model), data_dir=Path(args.data_dir), k=args.k)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from interest_graph.quality import export_command
+
+    return export_command(model_dir=Path(args.model), out=Path(args.out))
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from interest_graph.console import print_recommendations
 
-    return print_recommendations(_settings(args), args.user_id, k=args.k, exclude_seen=args.exclude_seen)
+    return print_recommendations(_settings(args), args.user_id, k=args.k, exclude_seen=args.exclude_seen,
+                                 include=args.category, exclude=args.not_category, diversity=args.diversity)
+
+
+def cmd_friends(args: argparse.Namespace) -> int:
+    from interest_graph.console import print_friends
+
+    return print_friends(_settings(args), args.user_id, k=args.k)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from interest_graph.console import print_explanation
+
+    return print_explanation(_settings(args), args.user_id, args.item_id, limit=args.limit)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from interest_graph.console import print_watch
+
+    return print_watch(_settings(args), args.user_id, k=args.k, exclude_seen=args.exclude_seen)
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -131,13 +162,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train.txt/test.txt folder (gowalla format); default: a snapshot of the graph store")
     p.add_argument("--out", default=None, help="model directory (default: IG_MODEL_DIR)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the trainer's)")
+    p = add("evaluate", cmd_evaluate, "Recall/NDCG@k of a `train --data-dir` model (all-ranking, train masked).")
+    p.add_argument("--model", required=True, help="model directory written by `train --data-dir ... --out`")
+    p.add_argument("--data-dir", required=True, help="folder with train.txt and test.txt")
+    p.add_argument("-k", type=int, default=20, help="cut-off (default: %(default)s)")
+    p = add("export", cmd_export, "Write user_emb/item_emb (float32, dataset id order) of a model to .npz.")
+    p.add_argument("--model", required=True, help="model directory written by `train --data-dir ... --out`")
+    p.add_argument("--out", required=True, help="output .npz file")
     p = add("recommend", cmd_recommend, "Ask the gRPC server for a user's recommendations.")
     p.add_argument("user_id")
     p.add_argument("-k", type=int, default=10, help="how many items (default: %(default)s)")
     p.add_argument("--exclude-seen", action="store_true", help="leave out items the user interacted with")
+    p.add_argument("--category", action="append", default=[], help="only items in this category (repeatable)")
+    p.add_argument("--not-category", action="append", default=[], help="leave out this category (repeatable)")
+    p.add_argument("--diversity", type=float, default=None,
+                   help="MMR lambda in [0, 1]: 1 = pure relevance, lower = more diverse (default: 1)")
     p = add("similar", cmd_similar, "Ask the gRPC server for items similar to an item.")
     p.add_argument("item_id")
     p.add_argument("-k", type=int, default=10, help="how many items (default: %(default)s)")
+    p = add("friends", cmd_friends, "Ask the gRPC server for users with interests like a user's.")
+    p.add_argument("user_id")
+    p.add_argument("-k", type=int, default=10, help="how many users (default: %(default)s)")
+    p = add("explain", cmd_explain, "Show the graph evidence behind an item's score for a user.")
+    p.add_argument("user_id")
+    p.add_argument("item_id")
+    p.add_argument("--limit", type=int, default=10, help="items and neighbours to show (default: %(default)s)")
+    p = add("watch", cmd_watch, "Print a user's recommendations again whenever a refresh changes them (Ctrl-C ends).")
+    p.add_argument("user_id")
+    p.add_argument("-k", type=int, default=10, help="how many items (default: %(default)s)")
+    p.add_argument("--exclude-seen", action="store_true", help="leave out items the user interacted with")
     p = add("status", cmd_status, "Consumer lag per partition, dead letters, refresh backlog, embedding age.")
     p.add_argument("--watch", action="store_true", help="refresh the table until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: %(default)s)")
