@@ -97,6 +97,9 @@ class Settings:
     weight_like = Setting(float, "IG_WEIGHT_LIKE", 2.0, "Default edge weight of a like.")
     weight_rating_per_star = Setting(float, "IG_WEIGHT_RATING_PER_STAR", 0.5,
                                      "Weight of a rating event per star of its rating (4 stars -> 2.0).")
+    stall_after_s = Setting(float, "IG_STALL_AFTER", 30.0,
+                            "Events pending this long with no store write mark the ingest agent stalled "
+                            "(metric ig_ingest_stalled, `status`).", "s")
     # --- Graph store -----------------------------------------------------------------------
     store_backend = Setting(str, "IG_STORE", "ladybug", "Graph store backend: ``ladybug`` or ``neo4j``.")
     store_path = Setting(str, "IG_STORE_PATH", "data/graph.lbdb", "LadybugDB database path (embedded).")
@@ -132,7 +135,7 @@ class Settings:
     ann_min_items = Setting(int, "IG_ANN_MIN_ITEMS", 200_000,
                             "Catalogs with at least this many items are searched with HNSW, smaller ones "
                             "exactly; 0 = never HNSW.", "items")
-    ann_ef_search = Setting(int, "IG_ANN_EF_SEARCH", 96,
+    ann_ef_search = Setting(int, "IG_ANN_EF_SEARCH", 128,
                             "HNSW search breadth (efSearch): higher = better recall, slower.", "nodes")
     tls_cert = Setting(str, "IG_TLS_CERT", "", "Server certificate (PEM file); with IG_TLS_KEY turns TLS on.")
     tls_key = Setting(str, "IG_TLS_KEY", "", "Server private key (PEM file) for IG_TLS_CERT.")

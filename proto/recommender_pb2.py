@@ -24,27 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17proto/recommender.proto\x12\x10interestgraph.v1\"D\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\";\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\"r\n\x0eRecommendReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\"1\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\"u\n\x11SimilarItemsReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\"\x0f\n\rStatusRequest\"\xf8\x01\n\x0bStatusReply\x12\x19\n\x11\x65mbedding_version\x18\x01 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x02 \x01(\x03\x12\x15\n\rusers_indexed\x18\x03 \x01(\x03\x12\x15\n\ritems_indexed\x18\x04 \x01(\x03\x12\x11\n\tstore_seq\x18\x05 \x01(\x03\x12\x16\n\x0erefresh_cursor\x18\x06 \x01(\x03\x12\x1c\n\x14\x63hanged_node_backlog\x18\x07 \x01(\x03\x12\x13\n\x0bstore_users\x18\x08 \x01(\x03\x12\x13\n\x0bstore_items\x18\t \x01(\x03\x12\x13\n\x0bstore_edges\x18\n \x01(\x03\x32\x89\x02\n\x0bRecommender\x12Q\n\tRecommend\x12\".interestgraph.v1.RecommendRequest\x1a .interestgraph.v1.RecommendReply\x12Z\n\x0cSimilarItems\x12%.interestgraph.v1.SimilarItemsRequest\x1a#.interestgraph.v1.SimilarItemsReply\x12K\n\tGetStatus\x12\x1f.interestgraph.v1.StatusRequest\x1a\x1d.interestgraph.v1.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17proto/recommender.proto\x12\x10interestgraph.v1\"D\n\nItemFilter\x12\x1a\n\x12include_categories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\"\xa6\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.interestgraph.v1.ItemFilter\x12\x1d\n\x10\x64iversity_lambda\x18\x05 \x01(\x02H\x00\x88\x01\x01\x42\x13\n\x11_diversity_lambda\"O\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"\x86\x01\n\x0eRecommendReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\x12\x12\n\nindex_kind\x18\x04 \x01(\t\"_\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12,\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1c.interestgraph.v1.ItemFilter\"\x89\x01\n\x11SimilarItemsReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\x12\x12\n\nindex_kind\x18\x04 \x01(\t\"5\n\x17RecommendFriendsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\"x\n\nScoredUser\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1c\n\x14\x65mbedding_similarity\x18\x03 \x01(\x02\x12\x16\n\x0e\x63o_interaction\x18\x04 \x01(\x02\x12\x14\n\x0cshared_items\x18\x05 \x01(\x05\"y\n\x15RecommendFriendsReply\x12+\n\x05users\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredUser\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\"A\n\x0e\x45xplainRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"m\n\x0cItemEvidence\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x02\x12\x13\n\x0b\x65\x64ge_weight\x18\x04 \x01(\x02\x12\x12\n\nsimilarity\x18\x05 \x01(\x02\"P\n\x11NeighbourEvidence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\x12\x14\n\x0cshared_items\x18\x03 \x01(\x05\"\xcb\x01\n\x0c\x45xplainReply\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x0c\n\x04rank\x18\x02 \x01(\x03\x12\x0c\n\x04seen\x18\x03 \x01(\x08\x12\r\n\x05title\x18\x04 \x01(\t\x12-\n\x05items\x18\x05 \x03(\x0b\x32\x1e.interestgraph.v1.ItemEvidence\x12\x37\n\nneighbours\x18\x06 \x03(\x0b\x32#.interestgraph.v1.NeighbourEvidence\x12\x19\n\x11\x65mbedding_version\x18\x07 \x01(\x03\"O\n\x1bWatchRecommendationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\"\x0f\n\rStatusRequest\"\xb7\x02\n\x0bStatusReply\x12\x19\n\x11\x65mbedding_version\x18\x01 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x02 \x01(\x03\x12\x15\n\rusers_indexed\x18\x03 \x01(\x03\x12\x15\n\ritems_indexed\x18\x04 \x01(\x03\x12\x11\n\tstore_seq\x18\x05 \x01(\x03\x12\x16\n\x0erefresh_cursor\x18\x06 \x01(\x03\x12\x1c\n\x14\x63hanged_node_backlog\x18\x07 \x01(\x03\x12\x13\n\x0bstore_users\x18\x08 \x01(\x03\x12\x13\n\x0bstore_items\x18\t \x01(\x03\x12\x13\n\x0bstore_edges\x18\n \x01(\x03\x12\x12\n\nindex_kind\x18\x0b \x01(\t\x12\x13\n\x0b\x61nn_version\x18\x0c \x01(\x03\x12\x14\n\x0copen_streams\x18\r \x01(\x05\x32\xa9\x04\n\x0bRecommender\x12Q\n\tRecommend\x12\".interestgraph.v1.RecommendRequest\x1a .interestgraph.v1.RecommendReply\x12Z\n\x0cSimilarItems\x12%.interestgraph.v1.SimilarItemsRequest\x1a#.interestgraph.v1.SimilarItemsReply\x12\x66\n\x10RecommendFriends\x12).interestgraph.v1.RecommendFriendsRequest\x1a\'.interestgraph.v1.RecommendFriendsReply\x12K\n\x07\x45xplain\x12 .interestgraph.v1.ExplainRequest\x1a\x1e.interestgraph.v1.ExplainReply\x12i\n\x14WatchRecommendations\x12-.interestgraph.v1.WatchRecommendationsRequest\x1a .interestgraph.v1.RecommendReply0\x01\x12K\n\tGetStatus\x12\x1f.interestgraph.v1.StatusRequest\x1a\x1d.interestgraph.v1.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECOMMENDREQUEST']._serialized_start=45
-  _globals['_RECOMMENDREQUEST']._serialized_end=113
-  _globals['_SCOREDITEM']._serialized_start=115
-  _globals['_SCOREDITEM']._serialized_end=174
-  _globals['_RECOMMENDREPLY']._serialized_start=176
-  _globals['_RECOMMENDREPLY']._serialized_end=290
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=292
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=341
-  _globals['_SIMILARITEMSREPLY']._serialized_start=343
-  _globals['_SIMILARITEMSREPLY']._serialized_end=460
-  _globals['_STATUSREQUEST']._serialized_start=462
-  _globals['_STATUSREQUEST']._serialized_end=477
-  _globals['_STATUSREPLY']._serialized_start=480
-  _globals['_STATUSREPLY']._serialized_end=728
-  _globals['_RECOMMENDER']._serialized_start=731
-  _globals['_RECOMMENDER']._serialized_end=996
+  _globals['_ITEMFILTER']._serialized_start=45
+  _globals['_ITEMFILTER']._serialized_end=113
+  _globals['_RECOMMENDREQUEST']._serialized_start=116
+  _globals['_RECOMMENDREQUEST']._serialized_end=282
+  _globals['_SCOREDITEM']._serialized_start=284
+  _globals['_SCOREDITEM']._serialized_end=363
+  _globals['_RECOMMENDREPLY']._serialized_start=366
+  _globals['_RECOMMENDREPLY']._serialized_end=500
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=502
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=597
+  _globals['_SIMILARITEMSREPLY']._serialized_start=600
+  _globals['_SIMILARITEMSREPLY']._serialized_end=737
+  _globals['_RECOMMENDFRIENDSREQUEST']._serialized_start=739
+  _globals['_RECOMMENDFRIENDSREQUEST']._serialized_end=792
+  _globals['_SCOREDUSER']._serialized_start=794
+  _globals['_SCOREDUSER']._serialized_end=914
+  _globals['_RECOMMENDFRIENDSREPLY']._serialized_start=916
+  _globals['_RECOMMENDFRIENDSREPLY']._serialized_end=1037
+  _globals['_EXPLAINREQUEST']._serialized_start=1039
+  _globals['_EXPLAINREQUEST']._serialized_end=1104
+  _globals['_ITEMEVIDENCE']._serialized_start=1106
+  _globals['_ITEMEVIDENCE']._serialized_end=1215
+  _globals['_NEIGHBOUREVIDENCE']._serialized_start=1217
+  _globals['_NEIGHBOUREVIDENCE']._serialized_end=1297
+  _globals['_EXPLAINREPLY']._serialized_start=1300
+  _globals['_EXPLAINREPLY']._serialized_end=1503
+  _globals['_WATCHRECOMMENDATIONSREQUEST']._serialized_start=1505
+  _globals['_WATCHRECOMMENDATIONSREQUEST']._serialized_end=1584
+  _globals['_STATUSREQUEST']._serialized_start=1586
+  _globals['_STATUSREQUEST']._serialized_end=1601
+  _globals['_STATUSREPLY']._serialized_start=1604
+  _globals['_STATUSREPLY']._serialized_end=1915
+  _globals['_RECOMMENDER']._serialized_start=1918
+  _globals['_RECOMMENDER']._serialized_end=2471
 # @@protoc_insertion_point(module_scope)

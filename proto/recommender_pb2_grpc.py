@@ -44,6 +44,21 @@ class RecommenderStub:
                 request_serializer=proto_dot_recommender__pb2.SimilarItemsRequest.SerializeToString,
                 response_deserializer=proto_dot_recommender__pb2.SimilarItemsReply.FromString,
                 _registered_method=True)
+        self.RecommendFriends = channel.unary_unary(
+                '/interestgraph.v1.Recommender/RecommendFriends',
+                request_serializer=proto_dot_recommender__pb2.RecommendFriendsRequest.SerializeToString,
+                response_deserializer=proto_dot_recommender__pb2.RecommendFriendsReply.FromString,
+                _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/interestgraph.v1.Recommender/Explain',
+                request_serializer=proto_dot_recommender__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=proto_dot_recommender__pb2.ExplainReply.FromString,
+                _registered_method=True)
+        self.WatchRecommendations = channel.unary_stream(
+                '/interestgraph.v1.Recommender/WatchRecommendations',
+                request_serializer=proto_dot_recommender__pb2.WatchRecommendationsRequest.SerializeToString,
+                response_deserializer=proto_dot_recommender__pb2.RecommendReply.FromString,
+                _registered_method=True)
         self.GetStatus = channel.unary_unary(
                 '/interestgraph.v1.Recommender/GetStatus',
                 request_serializer=proto_dot_recommender__pb2.StatusRequest.SerializeToString,
@@ -55,15 +70,36 @@ class RecommenderServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Recommend(self, request, context):
-        """Top-k items for a user. NOT_FOUND for a user with no embedding yet; INVALID_ARGUMENT for an
-        empty or oversized user_id, or k outside 1..max_k.
+        """Top-k items for a user, optionally without seen items, filtered by category and diversified.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SimilarItems(self, request, context):
-        """Items whose embeddings are closest (dot product) to an item's.
+        """Items whose embeddings are closest (dot product) to an item's; the item itself never returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecommendFriends(self, request, context):
+        """Users with similar interests: embedding similarity combined with items both interacted with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Explain(self, request, context):
+        """Why an item scores as it does for a user: the user's items and neighbours that contribute most.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRecommendations(self, request, context):
+        """The user's recommendations now, then a new list every time a refresh changes them. Ends when
+        the client cancels or the server stops (then with UNAVAILABLE, so clients reconnect).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +124,21 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.SimilarItems,
                     request_deserializer=proto_dot_recommender__pb2.SimilarItemsRequest.FromString,
                     response_serializer=proto_dot_recommender__pb2.SimilarItemsReply.SerializeToString,
+            ),
+            'RecommendFriends': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendFriends,
+                    request_deserializer=proto_dot_recommender__pb2.RecommendFriendsRequest.FromString,
+                    response_serializer=proto_dot_recommender__pb2.RecommendFriendsReply.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=proto_dot_recommender__pb2.ExplainRequest.FromString,
+                    response_serializer=proto_dot_recommender__pb2.ExplainReply.SerializeToString,
+            ),
+            'WatchRecommendations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRecommendations,
+                    request_deserializer=proto_dot_recommender__pb2.WatchRecommendationsRequest.FromString,
+                    response_serializer=proto_dot_recommender__pb2.RecommendReply.SerializeToString,
             ),
             'GetStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStatus,
@@ -149,6 +200,87 @@ class Recommender:
             '/interestgraph.v1.Recommender/SimilarItems',
             proto_dot_recommender__pb2.SimilarItemsRequest.SerializeToString,
             proto_dot_recommender__pb2.SimilarItemsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendFriends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interestgraph.v1.Recommender/RecommendFriends',
+            proto_dot_recommender__pb2.RecommendFriendsRequest.SerializeToString,
+            proto_dot_recommender__pb2.RecommendFriendsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interestgraph.v1.Recommender/Explain',
+            proto_dot_recommender__pb2.ExplainRequest.SerializeToString,
+            proto_dot_recommender__pb2.ExplainReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRecommendations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/interestgraph.v1.Recommender/WatchRecommendations',
+            proto_dot_recommender__pb2.WatchRecommendationsRequest.SerializeToString,
+            proto_dot_recommender__pb2.RecommendReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,14 +1,18 @@
 """A small blocking client for the Recommender service, used by the CLI and the demo.
 
-Every call carries a deadline, so a hung server costs at most ``timeout_s``; replies come back as
-plain dataclasses and failures as one exception type, :class:`RecommenderError`, with the gRPC
-status code and the server's message.
+Every unary call carries a deadline, so a hung server costs at most ``timeout_s``; replies come
+back as plain dataclasses and failures as one exception type, :class:`RecommenderError`, with the
+gRPC status code and the server's message. TLS (``root_cert``) and a bearer token (``token``) are
+optional, matching the server's ``IG_TLS_*`` and ``IG_AUTH_TOKEN``; :meth:`RecommenderClient.from_settings`
+reads them from settings.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -16,8 +20,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from interest_graph.domain import NodeId, ScoredItem
+from interest_graph.settings import Settings
 from proto import recommender_pb2, recommender_pb2_grpc
 from serving import SERVICE_NAME
+from serving.auth import bearer_metadata
 
 #: Codes worth retrying after a pause: the server is starting, overloaded or briefly cut off.
 RETRYABLE_CODES = frozenset({
@@ -42,11 +48,63 @@ class RecommenderError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    """Top-k items with the embedding version they were scored with and its age."""
+    """Top-k items with the embedding version they were scored with, its age and the index used."""
 
     items: list[ScoredItem] = field(default_factory=list)
     embedding_version: int = 0
     embedding_age_ms: int = 0
+    index_kind: str = ""
+    #: Catalog categories per returned item id (items without any are absent).
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Friend:
+    """A user with similar interests (see ``ScoredUser`` in the proto)."""
+
+    user_id: str
+    score: float
+    embedding_similarity: float
+    co_interaction: float
+    shared_items: int
+
+
+@dataclass(frozen=True, slots=True)
+class Friends:
+    users: list[Friend]
+    embedding_version: int
+    embedding_age_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemEvidence:
+    """One of the user's items and how much it pulls the explained item up (see the proto)."""
+
+    item_id: str
+    title: str
+    contribution: float
+    edge_weight: float
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourEvidence:
+    user_id: str
+    contribution: float
+    shared_items: int
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why an item scores as it does for a user: score, rank and the strongest graph evidence."""
+
+    score: float
+    rank: int
+    seen: bool
+    title: str
+    items: list[ItemEvidence]
+    neighbours: list[NeighbourEvidence]
+    embedding_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +121,9 @@ class ServingStatus:
     store_users: int
     store_items: int
     store_edges: int
+    index_kind: str = ""
+    ann_version: int = 0
+    open_streams: int = 0
 
 
 def _recommendation(
@@ -72,7 +133,47 @@ def _recommendation(
         items=[ScoredItem(NodeId(i.item_id), i.score, i.title) for i in reply.items],
         embedding_version=reply.embedding_version,
         embedding_age_ms=reply.embedding_age_ms,
+        index_kind=reply.index_kind,
+        categories={i.item_id: tuple(i.categories) for i in reply.items if i.categories},
     )
+
+
+def _filter(include: Sequence[str], exclude: Sequence[str]) -> recommender_pb2.ItemFilter:
+    return recommender_pb2.ItemFilter(include_categories=list(include), exclude_categories=list(exclude))
+
+
+class RecommendationStream:
+    """Iterate for :class:`Recommendation` lists; :meth:`cancel` (from any thread) ends it.
+
+    Iteration stops quietly after a cancel and raises :class:`RecommenderError` otherwise
+    (UNAVAILABLE when the server stops, DEADLINE_EXCEEDED when the deadline passes).
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator[Recommendation]:
+        try:
+            for reply in self._call:
+                yield _recommendation(reply)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise _error(exc) from exc
+
+    def __next__(self) -> Recommendation:
+        try:
+            return _recommendation(next(self._call))
+        except grpc.RpcError as exc:
+            raise _error(exc) from exc
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def __enter__(self) -> RecommendationStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
 
 
 class RecommenderClient:
@@ -80,25 +181,87 @@ class RecommenderClient:
 
     Args:
         address (str): ``host:port`` of the server.
-        timeout_s (float): Deadline of every call (default: :obj:`5.0`).
+        timeout_s (float): Deadline of every unary call (default: :obj:`5.0`).
+        root_cert (bytes, optional): PEM CA certificate to trust; turns TLS on (default: plaintext).
+        token (str, optional): Bearer token sent with every call (default: none).
     """
 
-    def __init__(self, address: str, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, address: str, timeout_s: float = 5.0, *, root_cert: bytes | None = None, token: str | None = None
+    ) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        if root_cert is not None:
+            self._channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root_cert))
+        else:
+            self._channel = grpc.insecure_channel(address)
+        self._metadata = bearer_metadata(token) if token else ()
         self._stub = recommender_pb2_grpc.RecommenderStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
-    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = False) -> Recommendation:
-        """Top-``k`` items for a user (optionally leaving out items they have interacted with)."""
-        request = recommender_pb2.RecommendRequest(user_id=user_id, k=k, exclude_seen=exclude_seen)
+    @classmethod
+    def from_settings(cls, settings: Settings, timeout_s: float = 5.0) -> RecommenderClient:
+        """A client for ``settings.grpc_addr`` with its TLS root certificate and auth token, if set."""
+        root = Path(settings.tls_root_cert).read_bytes() if settings.tls_root_cert else None
+        return cls(settings.grpc_addr, timeout_s, root_cert=root, token=settings.auth_token or None)
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude_seen: bool = False,
+        *,
+        include_categories: Sequence[str] = (),
+        exclude_categories: Sequence[str] = (),
+        diversity_lambda: float | None = None,
+    ) -> Recommendation:
+        """Top-``k`` items for a user, optionally without seen items, filtered and diversified
+        (``diversity_lambda`` in [0, 1]; ``None`` or 1 = pure relevance)."""
+        request = recommender_pb2.RecommendRequest(
+            user_id=user_id, k=k, exclude_seen=exclude_seen, filter=_filter(include_categories, exclude_categories)
+        )
+        if diversity_lambda is not None:
+            request.diversity_lambda = diversity_lambda
         return _recommendation(self._call(self._stub.Recommend, request))
 
-    def similar_items(self, item_id: str, k: int = 10) -> Recommendation:
-        """The ``k`` items closest to an item (never the item itself)."""
-        request = recommender_pb2.SimilarItemsRequest(item_id=item_id, k=k)
+    def similar_items(
+        self, item_id: str, k: int = 10, *, include_categories: Sequence[str] = (),
+        exclude_categories: Sequence[str] = (),
+    ) -> Recommendation:
+        """The ``k`` items closest to an item (never the item itself), optionally filtered."""
+        request = recommender_pb2.SimilarItemsRequest(
+            item_id=item_id, k=k, filter=_filter(include_categories, exclude_categories)
+        )
         return _recommendation(self._call(self._stub.SimilarItems, request))
+
+    def friends(self, user_id: str, k: int = 10) -> Friends:
+        """Users with interests like ``user_id``'s (never the user), best first."""
+        reply = self._call(self._stub.RecommendFriends, recommender_pb2.RecommendFriendsRequest(user_id=user_id, k=k))
+        return Friends(
+            [Friend(u.user_id, u.score, u.embedding_similarity, u.co_interaction, u.shared_items) for u in reply.users],
+            reply.embedding_version, reply.embedding_age_ms,
+        )
+
+    def explain(self, user_id: str, item_id: str, limit: int = 0) -> Explanation:
+        """The graph evidence behind ``item_id``'s score for ``user_id`` (``limit`` 0 = server default)."""
+        reply = self._call(self._stub.Explain,
+                           recommender_pb2.ExplainRequest(user_id=user_id, item_id=item_id, limit=limit))
+        return Explanation(
+            reply.score, reply.rank, reply.seen, reply.title,
+            [ItemEvidence(e.item_id, e.title, e.contribution, e.edge_weight, e.similarity) for e in reply.items],
+            [NeighbourEvidence(n.user_id, n.contribution, n.shared_items) for n in reply.neighbours],
+            reply.embedding_version,
+        )
+
+    def watch(
+        self, user_id: str, k: int = 10, exclude_seen: bool = False, timeout_s: float | None = None
+    ) -> RecommendationStream:
+        """The user's list now and again whenever a refresh changes it (see :class:`RecommendationStream`).
+
+        ``timeout_s`` bounds the whole stream (then DEADLINE_EXCEEDED); default: no deadline."""
+        request = recommender_pb2.WatchRecommendationsRequest(user_id=user_id, k=k, exclude_seen=exclude_seen)
+        call = self._stub.WatchRecommendations(request, timeout=timeout_s, metadata=self._metadata)
+        return RecommendationStream(call)
 
     def status(self) -> ServingStatus:
         reply = self._call(self._stub.GetStatus, recommender_pb2.StatusRequest())
@@ -137,7 +300,7 @@ class RecommenderClient:
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
         try:
-            return method(request, timeout=self.timeout_s)
+            return method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise _error(exc) from exc
 

@@ -16,14 +16,29 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from interest_graph.domain import EmbeddingRows, NodeId, ScoredItem
+from interest_graph.domain import EmbeddingRows, ItemMeta, NodeId, ScoredItem
+from serving.ann import HnswIndex
+from serving.catalog import Catalog
 
 #: Called with the index's readiness (it holds item embeddings) whenever that changes.
 ReadyListener = Callable[[bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexUpdate:
+    """What one :meth:`EmbeddingIndex.apply` changed: user and item ids, or everything (``replaced``)."""
+
+    users: frozenset[NodeId]
+    items: frozenset[NodeId]
+    replaced: bool
+
+
+#: Called after every applied update (from the writer's thread), e.g. to invalidate caches.
+UpdateListener = Callable[[IndexUpdate], None]
 
 
 class EmbeddingDimensionError(ValueError):
@@ -125,19 +140,28 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True, slots=True)
 class IndexSnapshot:
-    """One consistent state of the index: both tables and the embedding version they reflect.
+    """One consistent state of the index: both tables, the catalog and the embedding version.
 
     Args:
         users (EmbeddingTable): User embeddings.
         items (EmbeddingTable): Item embeddings.
         version (int): Embedding version loaded (the store's ``refresh_state`` version).
         written_ms (int): Store write time (epoch ms) of that version.
+        catalog (Catalog): Titles and categories of the items.
+        ann (HnswIndex, optional): An HNSW graph over the items of an earlier or equal version.
+        stale_rows (np.ndarray): Item rows ``ann`` does not hold as they are now: rewritten or
+            appended since it was built. Searches score them exactly beside the graph's candidates.
+        generation (int): Counts every swap (updates, catalogs, graphs), for waiters.
     """
 
     users: EmbeddingTable = field(default_factory=EmbeddingTable)
     items: EmbeddingTable = field(default_factory=EmbeddingTable)
     version: int = 0
     written_ms: int = 0
+    catalog: Catalog = field(default_factory=Catalog)
+    ann: HnswIndex | None = None
+    stale_rows: np.ndarray = field(default_factory=lambda: _frozen(np.zeros(0, np.int64)))
+    generation: int = 0
 
     @property
     def ready(self) -> bool:
@@ -166,22 +190,26 @@ class IndexSnapshot:
     def _scored(self, columns: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
         ids = self.items.ids
         # Excluded items score -inf: they are only ever picked when fewer than k others exist.
-        return [ScoredItem(ids[c], float(s)) for c, s in zip(columns.tolist(), scores.tolist(), strict=True)
-                if s != -np.inf]
+        return [ScoredItem(ids[c], float(s), self.catalog.title(ids[c]))
+                for c, s in zip(columns.tolist(), scores.tolist(), strict=True) if s != -np.inf]
 
 
 class EmbeddingIndex:
-    """User and item embeddings for exact top-k search, updated copy-on-write.
+    """User and item embeddings for top-k search, updated copy-on-write.
 
     Readers call :meth:`snapshot` once per request. One writer at a time (the index loader) calls
-    :meth:`apply`, which builds the next snapshot from the current one and swaps it in; listeners
-    added with :meth:`subscribe` hear when the index becomes ready (or stops being ready).
+    :meth:`apply`, which builds the next snapshot from the current one and swaps it in; the HNSW
+    builder attaches graphs with :meth:`attach_ann`. Listeners added with :meth:`subscribe` hear
+    when the index becomes ready (or stops being ready), those added with
+    :meth:`subscribe_updates` hear every update, and streams block in :meth:`wait_for_update`.
     """
 
     def __init__(self) -> None:
         self._snapshot = IndexSnapshot()
         self._write_lock = threading.Lock()
+        self._changed = threading.Condition()
         self._listeners: list[ReadyListener] = []
+        self._update_listeners: list[UpdateListener] = []
 
     def snapshot(self) -> IndexSnapshot:
         """The current state; stays valid and unchanged however long the caller keeps it."""
@@ -201,6 +229,12 @@ class EmbeddingIndex:
             self._listeners.append(listener)
             listener(self._snapshot.ready)
 
+    def subscribe_updates(self, listener: UpdateListener) -> None:
+        """Call ``listener(update)`` after every applied update (from the writer's thread)."""
+        with self._write_lock:
+            self._update_listeners.append(listener)
+
+    # --- writers ---------------------------------------------------------------------------------
     def apply(
         self,
         users: EmbeddingRows,
@@ -209,28 +243,90 @@ class EmbeddingIndex:
         version: int,
         written_ms: int,
         replace: bool = False,
+        meta: Mapping[NodeId, ItemMeta] | None = None,
     ) -> IndexSnapshot:
         """Upsert changed embeddings (or, with ``replace``, start from empty) and swap them in.
 
-        Raises :class:`EmbeddingDimensionError` (and changes nothing) when a delta's width differs
-        from the index's. Returns the new snapshot.
+        ``meta`` holds catalog records read with the update (merged into the catalog). Raises
+        :class:`EmbeddingDimensionError` (and changes nothing) when a delta's width differs from
+        the index's. Returns the new snapshot.
         """
         with self._write_lock:
-            base = IndexSnapshot() if replace else self._snapshot
+            base = IndexSnapshot(catalog=self._snapshot.catalog) if replace else self._snapshot
+            item_table = base.items.upsert(items, written_ms)
             # Both tables are built before the swap, so no reader sees new users with old items.
-            updated = IndexSnapshot(
+            updated = replace_snapshot(
+                base,
                 users=base.users.upsert(users, written_ms),
-                items=base.items.upsert(items, written_ms),
+                items=item_table,
                 version=version,
                 written_ms=written_ms,
+                catalog=base.catalog.merge(meta or {}),
+                stale_rows=_frozen(np.union1d(base.stale_rows, item_table.rows_of(items.ids)))
+                if base.ann is not None else base.stale_rows,
+                generation=self._snapshot.generation + 1,
             )
             if len(updated.users) and len(updated.items) and updated.users.dim != updated.items.dim:
                 raise EmbeddingDimensionError(
                     f"user width {updated.users.dim} differs from item width {updated.items.dim}"
                 )
-            was_ready, self._snapshot = self._snapshot.ready, updated
-            # Still under the lock, so listeners hear readiness changes in the order they happened.
+            was_ready = self._snapshot.ready
+            self._swap(updated)
+            # Still under the lock, so listeners hear changes in the order they happened.
             if updated.ready != was_ready:
                 for listener in self._listeners:
                     listener(updated.ready)
+            change = IndexUpdate(frozenset(users.ids), frozenset(items.ids), replace)
+            for update_listener in self._update_listeners:
+                update_listener(change)
         return updated
+
+    def attach_ann(self, ann: HnswIndex, built_from: IndexSnapshot) -> bool:
+        """Serve from ``ann`` (built from ``built_from``'s items); ``False`` if the index was
+        reloaded since (rows renumbered or width changed), in which case nothing changes."""
+        with self._write_lock:
+            current = self._snapshot
+            if current.items.dim != built_from.items.dim or len(current.items) < ann.n_rows or \
+                    current.items.ids[: ann.n_rows] != built_from.items.ids[: ann.n_rows]:
+                return False
+            # Rows rewritten after the build keep being scored exactly until the next one.
+            changed = np.flatnonzero(current.items.refreshed_ms[: ann.n_rows] != built_from.items.refreshed_ms)
+            stale = np.concatenate([changed, np.arange(ann.n_rows, len(current.items))]).astype(np.int64)
+            self._swap(replace_snapshot(current, ann=ann, stale_rows=_frozen(stale),
+                                        generation=current.generation + 1))
+            return True
+
+    def update_catalog(self, meta: Mapping[NodeId, ItemMeta]) -> None:
+        """Merge catalog records read outside an embedding update (titles that arrived later)."""
+        with self._write_lock:
+            current = self._snapshot
+            self._swap(replace_snapshot(current, catalog=current.catalog.merge(meta),
+                                        generation=current.generation + 1))
+
+    def _swap(self, updated: IndexSnapshot) -> None:
+        with self._changed:
+            self._snapshot = updated
+            self._changed.notify_all()
+
+    # --- waiting ---------------------------------------------------------------------------------
+    def wait_for_update(
+        self, after_generation: int, timeout_s: float, stop: threading.Event | None = None
+    ) -> int:
+        """Block until the snapshot's generation differs from ``after_generation``, ``stop`` is
+        set (then :meth:`wake_watchers` was called) or ``timeout_s`` passes; returns the generation."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._snapshot.generation != after_generation or (stop is not None and stop.is_set()),
+                timeout=timeout_s,
+            )
+            return self._snapshot.generation
+
+    def wake_watchers(self) -> None:
+        """Wake every :meth:`wait_for_update` so it rechecks its ``stop`` event."""
+        with self._changed:
+            self._changed.notify_all()
+
+
+def replace_snapshot(snapshot: IndexSnapshot, **changes: object) -> IndexSnapshot:
+    """``dataclasses.replace`` for snapshots (named, so call sites read as what they do)."""
+    return replace(snapshot, **changes)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from graph_store.base import GraphStore, GraphStoreError
 from interest_graph.domain import NodeKind
@@ -33,12 +34,18 @@ class IndexLoader:
         store (GraphStore): Where the refresh worker writes embeddings.
         index (EmbeddingIndex): The index to keep up to date.
         poll_s (float): Seconds between polls (default: :obj:`0.1`).
+        catalog_resync_s (float): Seconds between re-reads of every indexed item's catalog record,
+            for titles and categories that changed without an embedding update (default: :obj:`30.0`).
     """
 
-    def __init__(self, store: GraphStore, index: EmbeddingIndex, poll_s: float = 0.1) -> None:
+    def __init__(
+        self, store: GraphStore, index: EmbeddingIndex, poll_s: float = 0.1, catalog_resync_s: float = 30.0
+    ) -> None:
         self.store = store
         self.index = index
         self.poll_s = poll_s
+        self.catalog_resync_s = catalog_resync_s
+        self._catalog_synced = time.monotonic()
         self.failures = 0
         self.last_error: str = ""
         self._stop = threading.Event()
@@ -64,7 +71,9 @@ class IndexLoader:
     def _load(self, version: int, written_ms: int, *, since: int, replace: bool) -> bool:
         users = self.store.read_embeddings(NodeKind.USER, since_version=since)
         items = self.store.read_embeddings(NodeKind.ITEM, since_version=since)
-        snapshot = self.index.apply(users, items, version=version, written_ms=written_ms, replace=replace)
+        # Catalog records travel with the embeddings, so replies never read titles from the store.
+        meta = self.store.item_meta(items.ids) if items.ids else {}
+        snapshot = self.index.apply(users, items, version=version, written_ms=written_ms, replace=replace, meta=meta)
         log.info(
             "index at embedding version %d: %d users, %d items (+%d/+%d changed)",
             version, len(snapshot.users), len(snapshot.items), len(users.ids), len(items.ids),
@@ -94,10 +103,19 @@ class IndexLoader:
             return self.poll_s
         return min(self.poll_s * 2.0**self.failures, max(MAX_BACKOFF_S, self.poll_s))
 
+    def resync_catalog(self) -> None:
+        """Re-read the catalog records of every indexed item (catalog updates bump no version)."""
+        ids = self.index.snapshot().items.ids
+        if ids:
+            self.index.update_catalog(self.store.item_meta(ids))
+        self._catalog_synced = time.monotonic()
+
     def _poll_guarded(self) -> None:
         """One poll that logs instead of raising: a loader that died would freeze the index."""
         try:
             self.poll_once()
+            if time.monotonic() - self._catalog_synced >= self.catalog_resync_s:
+                self.resync_catalog()
         except GraphStoreError as exc:
             self._failed(exc, logging.WARNING if exc.retryable else logging.ERROR)
         except Exception as exc:  # keep serving the last good version, report loudly

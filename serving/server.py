@@ -4,7 +4,13 @@ A synchronous ``grpc.server`` on a thread pool, so it runs beside the Faust work
 one process (``interest-graph up``) without sharing that loop. Health reports ``NOT_SERVING`` for
 the whole server (``""``) and for ``interestgraph.v1.Recommender`` until the index holds item
 embeddings, then ``SERVING``; on shutdown it turns ``NOT_SERVING`` before in-flight calls drain,
-so load balancers stop routing first. Reflection lets ``grpcurl`` list and call the service.
+so load balancers stop routing first, then open WatchRecommendations streams end with
+``UNAVAILABLE``. Reflection lets ``grpcurl`` list and call the service.
+
+Optional, both off by default: TLS (``IG_TLS_CERT`` + ``IG_TLS_KEY``) and bearer-token auth
+(``IG_AUTH_TOKEN``, :mod:`serving.auth`). Callers may add their own server interceptors (metrics).
+Catalogs of at least ``IG_ANN_MIN_ITEMS`` items are searched with an HNSW graph that an
+:class:`~serving.ann.AnnBuilder` thread builds and swaps in without blocking requests.
 
 Embedding (what ``interest_graph.launch`` does)::
 
@@ -20,9 +26,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,14 +39,17 @@ from graph_store.base import GraphStore
 from interest_graph.settings import Settings
 from proto import recommender_pb2_grpc
 from serving import SERVICE_NAME
+from serving.ann import AnnBuilder
+from serving.auth import BearerTokenInterceptor
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
 from serving.servicer import RecommenderServicer
 
 log = logging.getLogger(__name__)
 
-#: Threads answering RPCs; scoring runs in numpy, which releases the GIL.
-DEFAULT_MAX_WORKERS = 10
+#: Threads answering unary RPCs (scoring runs in numpy/faiss, which release the GIL); every open
+#: WatchRecommendations stream holds one more, so the pool gets ``max_streams`` on top.
+DEFAULT_MAX_WORKERS = 16
 
 
 class ServingStartError(RuntimeError):
@@ -62,25 +72,33 @@ def create_server(
     *,
     max_workers: int = DEFAULT_MAX_WORKERS,
     health_servicer: health.HealthServicer | None = None,
-) -> tuple[grpc.Server, int]:
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> tuple[grpc.Server, int, RecommenderServicer]:
     """A bound, not yet started server for ``index``; health follows the index's readiness.
 
     Args:
         address (str): ``host:port`` to bind; port ``0`` picks a free port.
         index (EmbeddingIndex): The index the servicer reads (kept current by an
             :class:`~serving.loader.IndexLoader` the caller runs).
-        store (GraphStore): For seen items, titles and status counts.
-        settings (Settings): ``max_k`` and ``max_id_length`` limits.
-        max_workers (int): RPC threads (default: :obj:`10`).
+        store (GraphStore): For seen items, graph evidence and status counts.
+        settings (Settings): Request limits, ``tls_cert``/``tls_key`` and ``auth_token``.
+        max_workers (int): Threads for unary RPCs; ``settings.max_streams`` more are added for
+            streams (default: :obj:`16`).
         health_servicer (HealthServicer, optional): Pass one to control it at shutdown
             (default: a new one).
+        interceptors (Sequence[grpc.ServerInterceptor]): Run before the auth check, so they see
+            every call, refused ones included (default: none).
 
     Returns:
-        The server and the port it is bound to.
+        The server, the port it is bound to and the Recommender servicer.
     """
+    chain = list(interceptors)
+    if settings.auth_token:
+        chain.append(BearerTokenInterceptor(settings.auth_token))
     # No SO_REUSEPORT: a second server on a taken port must fail, not silently share it.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max_workers=max_workers + settings.max_streams, thread_name_prefix="grpc"),
+        interceptors=chain,
         options=[("grpc.so_reuseport", 0)],
     )
     servicer = RecommenderServicer(index, store, settings)
@@ -90,29 +108,45 @@ def create_server(
     index.subscribe(lambda ready: _report_health(health_servicer, ready))
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = server.add_insecure_port(address)
+        port = _bind(server, address, settings)
     except RuntimeError as exc:
         raise ServingStartError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
     if port == 0:
         raise ServingStartError(f"cannot bind the gRPC server to {address!r}")
-    return server, port
+    return server, port, servicer
+
+
+def _bind(server: grpc.Server, address: str, settings: Settings) -> int:
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ServingStartError("TLS needs both IG_TLS_CERT and IG_TLS_KEY (or neither)")
+    if not settings.tls_cert:
+        return server.add_insecure_port(address)
+    try:
+        pair = (Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())
+    except OSError as exc:
+        raise ServingStartError(f"cannot read the TLS certificate or key: {exc}") from exc
+    return server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
 
 
 @dataclass
 class ServingHandle:
-    """A running server with its index and loader; :meth:`stop` shuts all of it down."""
+    """A running server with its index, loader and HNSW builder; :meth:`stop` shuts all of it down."""
 
     server: grpc.Server
     port: int
     index: EmbeddingIndex
     loader: IndexLoader
     health: health.HealthServicer
+    servicer: RecommenderServicer
+    ann: AnnBuilder
 
     def stop(self, grace_s: float | None = None) -> None:
-        """Report NOT_SERVING, refuse new RPCs, let in-flight ones finish within ``grace_s``."""
+        """Report NOT_SERVING, end streams, refuse new RPCs, let in-flight ones finish within ``grace_s``."""
         self.health.enter_graceful_shutdown()
+        self.servicer.close()
         self.server.stop(grace_s).wait()
         self.loader.stop()
+        self.ann.stop()
         log.info("gRPC server on port %d stopped", self.port)
 
 
@@ -122,26 +156,34 @@ def start_serving(
     *,
     address: str | None = None,
     max_workers: int = DEFAULT_MAX_WORKERS,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    index: EmbeddingIndex | None = None,
 ) -> ServingHandle:
-    """Bind and start the server and the index loader; returns without blocking.
+    """Bind and start the server, the index loader and the HNSW builder; returns without blocking.
 
     Args:
-        settings (Settings): ``grpc_addr``, ``index_poll_s`` and the request limits.
+        settings (Settings): ``grpc_addr``, ``index_poll_s``, ``ann_min_items``, TLS, auth and limits.
         store (GraphStore): The store the refresh worker writes embeddings to.
         address (str, optional): Overrides ``settings.grpc_addr`` (default: :obj:`None`).
-        max_workers (int): RPC threads (default: :obj:`10`).
+        max_workers (int): Threads for unary RPCs (default: :obj:`16`).
+        interceptors (Sequence[grpc.ServerInterceptor]): Extra server interceptors, e.g. metrics
+            (default: none).
+        index (EmbeddingIndex, optional): Serve this index, e.g. one filled directly by a
+            benchmark (default: a new, empty one).
     """
-    index = EmbeddingIndex()
+    index = index if index is not None else EmbeddingIndex()
     health_servicer = health.HealthServicer()
-    server, port = create_server(
+    server, port, servicer = create_server(
         address or settings.grpc_addr, index, store, settings,
-        max_workers=max_workers, health_servicer=health_servicer,
+        max_workers=max_workers, health_servicer=health_servicer, interceptors=interceptors,
     )
     loader = IndexLoader(store, index, settings.index_poll_s)
+    ann = AnnBuilder(index, settings.ann_min_items, settings.ann_ef_search)
     server.start()
     loader.start()
+    ann.start()
     log.info("gRPC server listening on port %d (embedding version %d)", port, index.version)
-    return ServingHandle(server, port, index, loader, health_servicer)
+    return ServingHandle(server, port, index, loader, health_servicer, servicer, ann)
 
 
 def serve(

@@ -2,38 +2,50 @@
 
 Status codes follow the gRPC conventions so clients know what to do without reading messages:
 bad input is ``INVALID_ARGUMENT`` (do not retry), a user or item without an embedding is
-``NOT_FOUND``, a store that cannot answer right now or an index that has not loaded yet is
-``UNAVAILABLE`` (retry with backoff). ``INTERNAL`` is left for server faults retrying will not fix
-(a store error that is not retryable) and real bugs; no request content ever causes it.
+``NOT_FOUND``, a store that cannot answer right now, an index that has not loaded yet or a server
+that is stopping is ``UNAVAILABLE`` (retry with backoff), a passed deadline is
+``DEADLINE_EXCEEDED`` and one stream too many is ``RESOURCE_EXHAUSTED``. ``INTERNAL`` is left for
+server faults retrying will not fix (a store error that is not retryable) and real bugs; no request
+content ever causes it.
+
+The hot path (Recommend, SimilarItems) reads no store: embeddings, titles and categories live in
+the index snapshot and seen items in a cache the index's updates invalidate. Explain and
+RecommendFriends read one k-hop subgraph each.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
 from graph_store.base import GraphStore, GraphStoreError
-from interest_graph.domain import NodeId, ScoredItem
+from interest_graph.domain import NodeId, NodeKind, NodeRef
 from interest_graph.settings import Settings
-from proto import recommender_pb2, recommender_pb2_grpc
+from proto import recommender_pb2 as pb
+from proto import recommender_pb2_grpc
+from serving import evidence
 from serving.index import EmbeddingIndex, IndexSnapshot
+from serving.requests import RequestChecker, abort, check_deadline
+from serving.search import EXACT, HNSW, Found, ItemQuery, search
+from serving.seen import SeenItemsCache
 
 log = logging.getLogger(__name__)
+
+#: Neighbours read per node for Explain and RecommendFriends (highest edge weight first).
+EVIDENCE_FANOUT = 100
+#: How long a quiet stream sleeps before checking that its client is still there.
+WATCH_WAKE_S = 5.0
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 Handler = Callable[[Any, Request, grpc.ServicerContext], Reply]
-
-
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("unreachable: ServicerContext.abort raises")  # for type checkers
 
 
 def store_errors_to_status(handler: Handler[Request, Reply]) -> Handler[Request, Reply]:
@@ -46,80 +58,118 @@ def store_errors_to_status(handler: Handler[Request, Reply]) -> Handler[Request,
         except GraphStoreError as exc:
             code = grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INTERNAL
             log.warning("%s failed: graph store: %s", handler.__name__, exc)
-            _abort(context, code, f"graph store: {exc}")
+            abort(context, code, f"graph store: {exc}")
 
     return wrapper
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _age_ms(refreshed_ms: int) -> int:
-    return max(0, _now_ms() - refreshed_ms) if refreshed_ms else 0
+    return max(0, int(time.time() * 1000) - refreshed_ms) if refreshed_ms else 0
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
-    """Answers Recommend / SimilarItems from the in-memory index and GetStatus from the store.
+    """Answers every Recommender RPC from the in-memory index (and the store for graph evidence).
 
     Args:
         index (EmbeddingIndex): Embeddings kept current by an :class:`~serving.loader.IndexLoader`.
-        store (GraphStore): Source of seen items, catalog titles and operational counts.
-        settings (Settings): Limits (``max_k``, ``max_id_length``).
+        store (GraphStore): Seen items, subgraphs for evidence and operational counts.
+        settings (Settings): Limits (``max_k``, ``max_id_length``, ``max_filter_values``,
+            ``max_streams``) and ``ann_min_items``.
     """
 
     def __init__(self, index: EmbeddingIndex, store: GraphStore, settings: Settings) -> None:
         self.index = index
         self.store = store
-        self.max_k = settings.max_k
-        self.max_id_length = settings.max_id_length
+        self.check = RequestChecker(settings)
+        self.max_streams = settings.max_streams
+        self.use_ann = settings.ann_min_items > 0
+        self.seen = SeenItemsCache(store)
+        index.subscribe_updates(self.seen.invalidate)
+        self._streams: set[threading.Event] = set()
+        self._streams_lock = threading.Lock()
+        self._closing = threading.Event()
 
-    # --- RPCs ------------------------------------------------------------------------------------
+    # --- unary RPCs ------------------------------------------------------------------------------
     @store_errors_to_status
     def Recommend(  # CamelCase: names fixed by the generated servicer base
-        self, request: recommender_pb2.RecommendRequest, context: grpc.ServicerContext
-    ) -> recommender_pb2.RecommendReply:
-        user_id = self._check_id(request.user_id, "user_id", context)
-        k = self._check_k(request.k, context)
+        self, request: pb.RecommendRequest, context: grpc.ServicerContext
+    ) -> pb.RecommendReply:
+        user_id = self.check.node_id(request.user_id, "user_id", context)
+        k = self.check.k(request.k, context)
+        include = self.check.categories(request.filter.include_categories, "filter.include_categories", context)
+        exclude = self.check.categories(request.filter.exclude_categories, "filter.exclude_categories", context)
+        diversity = self.check.diversity(request.HasField("diversity_lambda"), request.diversity_lambda, context)
         snapshot = self._ready_snapshot(context)
-        row = snapshot.users.row(user_id)
-        if row is None:
-            _abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet")
-        exclude = [snapshot.items.rows_of(self.store.seen_items(user_id))] if request.exclude_seen else []
-        found = snapshot.search_items(snapshot.users.vectors[row], k, exclude)[0]
-        return recommender_pb2.RecommendReply(
-            items=self._with_titles(found),
+        allowed = snapshot.catalog.allowed_rows(snapshot.items.rows, len(snapshot.items), include, exclude)
+        return self._recommend(snapshot, user_id, k, request.exclude_seen, context, allowed, diversity)
+
+    @store_errors_to_status
+    def SimilarItems(
+        self, request: pb.SimilarItemsRequest, context: grpc.ServicerContext
+    ) -> pb.SimilarItemsReply:
+        item_id = self.check.node_id(request.item_id, "item_id", context)
+        k = self.check.k(request.k, context)
+        include = self.check.categories(request.filter.include_categories, "filter.include_categories", context)
+        exclude = self.check.categories(request.filter.exclude_categories, "filter.exclude_categories", context)
+        snapshot = self._ready_snapshot(context)
+        row = self._item_row(snapshot, item_id, context)
+        allowed = snapshot.catalog.allowed_rows(snapshot.items.rows, len(snapshot.items), include, exclude)
+        query = ItemQuery(snapshot.items.vectors[row], k, np.asarray([row], dtype=np.int64), allowed)
+        found = search(snapshot, query, self.use_ann)
+        return pb.SimilarItemsReply(
+            items=self._scored_items(snapshot, found),
+            embedding_version=snapshot.version,
+            embedding_age_ms=_age_ms(int(snapshot.items.refreshed_ms[row])),
+            index_kind=found.index_kind,
+        )
+
+    @store_errors_to_status
+    def RecommendFriends(
+        self, request: pb.RecommendFriendsRequest, context: grpc.ServicerContext
+    ) -> pb.RecommendFriendsReply:
+        user_id = self.check.node_id(request.user_id, "user_id", context)
+        k = self.check.k(request.k, context)
+        snapshot = self._ready_snapshot(context)
+        row = self._user_row(snapshot, user_id, context)
+        graph = self._graph([NodeRef(NodeKind.USER, user_id)], context)
+        friends = evidence.rank_friends(snapshot, user_id, graph, k, candidates=max(4 * k, 50))
+        return pb.RecommendFriendsReply(
+            users=[pb.ScoredUser(user_id=f.user_id, score=f.score, embedding_similarity=f.embedding_similarity,
+                                 co_interaction=f.co_interaction, shared_items=f.shared_items) for f in friends],
             embedding_version=snapshot.version,
             embedding_age_ms=_age_ms(int(snapshot.users.refreshed_ms[row])),
         )
 
     @store_errors_to_status
-    def SimilarItems(
-        self, request: recommender_pb2.SimilarItemsRequest, context: grpc.ServicerContext
-    ) -> recommender_pb2.SimilarItemsReply:
-        item_id = self._check_id(request.item_id, "item_id", context)
-        k = self._check_k(request.k, context)
+    def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainReply:
+        user_id = self.check.node_id(request.user_id, "user_id", context)
+        item_id = self.check.node_id(request.item_id, "item_id", context)
+        limit = self.check.limit(request.limit, context)
         snapshot = self._ready_snapshot(context)
-        row = snapshot.items.row(item_id)
-        if row is None:
-            _abort(context, grpc.StatusCode.NOT_FOUND, f"item {item_id!r} has no embedding yet")
-        itself = np.asarray([row], dtype=np.int64)
-        found = snapshot.search_items(snapshot.items.vectors[row], k, [itself])[0]
-        return recommender_pb2.SimilarItemsReply(
-            items=self._with_titles(found),
+        user_vector = snapshot.users.vectors[self._user_row(snapshot, user_id, context)]
+        score = float(snapshot.items.vectors[self._item_row(snapshot, item_id, context)] @ user_vector)
+        rank = 1 + int(np.count_nonzero(snapshot.items.vectors @ user_vector > score))
+        graph = self._graph([NodeRef(NodeKind.USER, user_id), NodeRef(NodeKind.ITEM, item_id)], context)
+        items = evidence.explain_items(graph, snapshot, user_id, item_id, limit)
+        neighbours = evidence.explain_neighbours(graph, user_id, item_id, limit)
+        return pb.ExplainReply(
+            score=score, rank=rank, seen=(user_id, item_id) in graph.weight,
+            title=snapshot.catalog.title(item_id),
+            items=[pb.ItemEvidence(item_id=c.item_id, title=snapshot.catalog.title(c.item_id),
+                                   contribution=c.contribution, edge_weight=c.edge_weight, similarity=c.similarity)
+                   for c in items],
+            neighbours=[pb.NeighbourEvidence(user_id=n.user_id, contribution=n.contribution,
+                                             shared_items=n.shared_items) for n in neighbours],
             embedding_version=snapshot.version,
-            embedding_age_ms=_age_ms(int(snapshot.items.refreshed_ms[row])),
         )
 
     @store_errors_to_status
-    def GetStatus(
-        self, request: recommender_pb2.StatusRequest, context: grpc.ServicerContext
-    ) -> recommender_pb2.StatusReply:
+    def GetStatus(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
         snapshot = self.index.snapshot()
         counts = self.store.counts()
         _version, cursor, _written_ms = self.store.refresh_state()
         backlog = len(self.store.changes_since(cursor).nodes)
-        return recommender_pb2.StatusReply(
+        return pb.StatusReply(
             embedding_version=snapshot.version,
             embedding_age_ms=_age_ms(snapshot.written_ms),
             users_indexed=len(snapshot.users),
@@ -130,41 +180,136 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             store_users=counts["users"],
             store_items=counts["items"],
             store_edges=counts["edges"],
+            index_kind=HNSW if self.use_ann and snapshot.ann is not None else EXACT,
+            ann_version=snapshot.ann.version if snapshot.ann is not None else 0,
+            open_streams=len(self._streams),
         )
 
-    # --- validation ------------------------------------------------------------------------------
-    def _check_id(self, value: str, field: str, context: grpc.ServicerContext) -> NodeId:
-        if not value:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field} is required")
-        if len(value) > self.max_id_length:
-            _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"{field} has {len(value)} characters; at most {self.max_id_length} are allowed",
-            )
-        return NodeId(value)
+    # --- the stream ------------------------------------------------------------------------------
+    def WatchRecommendations(
+        self, request: pb.WatchRecommendationsRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.RecommendReply]:
+        """Push the list now and after every index update that changes its ranked item ids.
 
-    def _check_k(self, k: int, context: grpc.ServicerContext) -> int:
-        if not 1 <= k <= self.max_k:
-            message = f"k must be between 1 and max_k={self.max_k}, got {k}"
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
-        return k
+        Sleeps on the index's update condition between updates (no polling); the client
+        cancelling, its deadline or :meth:`close` wake it.
+        """
+        user_id = self.check.node_id(request.user_id, "user_id", context)
+        k = self.check.k(request.k, context)
+        self._ready_snapshot(context)
+        done = self._open_stream(context)
+        try:
+            sent: tuple[str, ...] | None = None
+            generation = -1
+            while True:
+                if self._closing.is_set():
+                    abort(context, grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+                if done.is_set() or not context.is_active():
+                    return
+                snapshot = self.index.snapshot()
+                if snapshot.generation != generation:
+                    generation = snapshot.generation
+                    reply = self._guarded_recommend(snapshot, user_id, k, request.exclude_seen, context)
+                    ids = tuple(item.item_id for item in reply.items)
+                    if ids != sent:
+                        sent = ids
+                        yield reply
+                self.index.wait_for_update(generation, timeout_s=WATCH_WAKE_S, stop=done)
+        finally:
+            with self._streams_lock:
+                self._streams.discard(done)
+
+    def _guarded_recommend(
+        self, snapshot: IndexSnapshot, user_id: NodeId, k: int, exclude_seen: bool, context: grpc.ServicerContext
+    ) -> pb.RecommendReply:
+        try:
+            return self._recommend(snapshot, user_id, k, exclude_seen, context)
+        except GraphStoreError as exc:
+            code = grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INTERNAL
+            abort(context, code, f"graph store: {exc}")
+
+    def _open_stream(self, context: grpc.ServicerContext) -> threading.Event:
+        done = threading.Event()
+        with self._streams_lock:
+            if len(self._streams) >= self.max_streams:
+                abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"{len(self._streams)} streams open, at most max_streams={self.max_streams}; retry later")
+            self._streams.add(done)
+
+        def wake() -> None:
+            done.set()
+            self.index.wake_watchers()
+
+        context.add_callback(wake)  # runs when the RPC ends: client cancel, deadline, server stop
+        return done
+
+    def close(self) -> None:
+        """End every open stream (with UNAVAILABLE) and refuse new ones: the server is stopping."""
+        self._closing.set()
+        self.index.wake_watchers()
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    # --- shared steps ----------------------------------------------------------------------------
+    def _recommend(
+        self,
+        snapshot: IndexSnapshot,
+        user_id: NodeId,
+        k: int,
+        exclude_seen: bool,
+        context: grpc.ServicerContext,
+        allowed: np.ndarray | None = None,
+        diversity: float = 1.0,
+    ) -> pb.RecommendReply:
+        row = self._user_row(snapshot, user_id, context)
+        seen = snapshot.items.rows_of(self.seen.get(user_id)) if exclude_seen else np.zeros(0, np.int64)
+        check_deadline(context, "before scoring")
+        found = search(snapshot, ItemQuery(snapshot.users.vectors[row], k, seen, allowed, diversity), self.use_ann)
+        return pb.RecommendReply(
+            items=self._scored_items(snapshot, found),
+            embedding_version=snapshot.version,
+            embedding_age_ms=_age_ms(int(snapshot.users.refreshed_ms[row])),
+            index_kind=found.index_kind,
+        )
+
+    def _graph(self, seeds: list[NodeRef], context: grpc.ServicerContext) -> evidence.NormalisedGraph:
+        check_deadline(context, "before reading the graph")
+        subgraph = self.store.k_hop_subgraph(seeds, hops=2, fanout=EVIDENCE_FANOUT)
+        check_deadline(context, "while reading the graph")
+        return evidence.NormalisedGraph(subgraph)
 
     def _ready_snapshot(self, context: grpc.ServicerContext) -> IndexSnapshot:
+        if self._closing.is_set():
+            abort(context, grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         snapshot = self.index.snapshot()
         if not snapshot.ready:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, "no item embeddings loaded yet: the refresh worker "
-                   "has not written any (train a model, then let the refresh worker run)")
+            abort(context, grpc.StatusCode.UNAVAILABLE, "no item embeddings loaded yet: the refresh worker "
+                  "has not written any (train a model, then let the refresh worker run)")
         return snapshot
 
-    # --- replies ---------------------------------------------------------------------------------
-    def _with_titles(self, found: Sequence[ScoredItem]) -> list[recommender_pb2.ScoredItem]:
-        meta = self.store.item_meta(item.item_id for item in found)
-        return [
-            recommender_pb2.ScoredItem(
-                item_id=item.item_id,
-                score=item.score,
-                title=meta[item.item_id].title if item.item_id in meta else "",
-            )
-            for item in found
-        ]
+    @staticmethod
+    def _user_row(snapshot: IndexSnapshot, user_id: NodeId, context: grpc.ServicerContext) -> int:
+        row = snapshot.users.row(user_id)
+        if row is None:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet")
+        return row
+
+    @staticmethod
+    def _item_row(snapshot: IndexSnapshot, item_id: NodeId, context: grpc.ServicerContext) -> int:
+        row = snapshot.items.row(item_id)
+        if row is None:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"item {item_id!r} has no embedding yet")
+        return row
+
+    @staticmethod
+    def _scored_items(snapshot: IndexSnapshot, found: Found) -> list[pb.ScoredItem]:
+        ids, catalog = snapshot.items.ids, snapshot.catalog
+        out = []
+        for row, score in zip(found.rows.tolist(), found.scores.tolist(), strict=True):
+            item_id = ids[row]
+            meta = catalog.meta.get(item_id)
+            out.append(pb.ScoredItem(item_id=item_id, score=score, title=meta.title if meta else "",
+                                     categories=meta.categories if meta else ()))
+        return out

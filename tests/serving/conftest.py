@@ -1,14 +1,18 @@
-"""Helpers shared by the serving tests: writing embeddings into a real store."""
+"""Helpers shared by the serving tests: writing embeddings into a real store, a real server on port 0."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 import numpy as np
 import pytest
 
 from graph_store.base import GraphStore
-from interest_graph.domain import EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind
+from graph_store.ladybug import LadybugStore
+from interest_graph.domain import EmbeddingRows, EmbeddingUpdate, ItemMeta, NodeId, NodeKind
+from interest_graph.settings import Settings
+from serving.client import RecommenderClient
+from serving.server import ServingHandle, start_serving
 
 #: ``write(version, users={id: vector}, items={id: vector})`` into the test's store.
 EmbeddingWriter = Callable[..., None]
@@ -37,3 +41,69 @@ def write_embeddings(ladybug_store: GraphStore) -> EmbeddingWriter:
         ))
 
     return write
+
+
+MAX_K = 20
+MAX_ID = 16
+DIM = 8
+N_USERS, N_ITEMS = 5, 60
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        grpc_addr="127.0.0.1:0", index_poll_s=0.01, max_k=MAX_K, max_id_length=MAX_ID, grace_s=2.0
+    )
+
+
+@pytest.fixture
+def server(settings: Settings, ladybug_store: LadybugStore) -> Iterator[ServingHandle]:
+    handle = start_serving(settings, ladybug_store)
+    try:
+        yield handle
+    finally:
+        handle.stop(0)
+
+
+@pytest.fixture
+def client(server: ServingHandle) -> Iterator[RecommenderClient]:
+    with RecommenderClient(f"127.0.0.1:{server.port}", timeout_s=5.0) as client:
+        yield client
+
+
+@pytest.fixture
+def vectors() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    users = {f"u{n}": rng.standard_normal(DIM).astype(np.float32) for n in range(N_USERS)}
+    items = {f"i{n}": rng.standard_normal(DIM).astype(np.float32) for n in range(N_ITEMS)}
+    return users, items
+
+
+def categories_of(item_id: str) -> tuple[str, ...]:
+    """Catalog categories of the titled items: ``even`` / ``odd`` and ``three`` for multiples of 3."""
+    n = int(item_id[1:])
+    return ("even" if n % 2 == 0 else "odd",) + (("three",) if n % 3 == 0 else ())
+
+
+@pytest.fixture
+def loaded(
+    client: RecommenderClient,
+    ladybug_store: LadybugStore,
+    write_embeddings: EmbeddingWriter,
+    vectors: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
+) -> RecommenderClient:
+    """A server whose store holds catalog titles, embeddings (version 1) and loads them."""
+    ladybug_store.upsert_items([ItemMeta(NodeId(i), title=f"Title of {i}", categories=categories_of(i))
+                                for i in list(vectors[1])[:30]])
+    write_embeddings(1, users=vectors[0], items=vectors[1])
+    client.wait_until_serving(timeout_s=10)
+    return client
+
+
+def expected_top(
+    query: np.ndarray, items: dict[str, np.ndarray], k: int, leave_out: Collection[str] = ()
+) -> tuple[list[str], np.ndarray]:
+    ids = [i for i in items if i not in leave_out]
+    scores = np.asarray([items[i] for i in ids]) @ query
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [ids[j] for j in order], scores[order]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Iterator
 
 import grpc
 import numpy as np
@@ -14,74 +13,15 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from graph_store.base import GraphStoreError
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EdgeDelta, ItemMeta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from interest_graph.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
 from interest_graph.settings import Settings
 from serving import SERVICE_NAME
 from serving.client import RecommenderClient, RecommenderError
 from serving.index import EmbeddingIndex
-from serving.server import ServingHandle, ServingStartError, create_server, serve, start_serving
-from tests.serving.conftest import EmbeddingWriter
+from serving.server import ServingHandle, ServingStartError, create_server, serve
+from tests.serving.conftest import DIM, MAX_ID, MAX_K, N_ITEMS, N_USERS, EmbeddingWriter, expected_top
 
 pytestmark = pytest.mark.integration
-
-MAX_K = 20
-MAX_ID = 16
-DIM = 8
-N_USERS, N_ITEMS = 5, 60
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(
-        grpc_addr="127.0.0.1:0", index_poll_s=0.01, max_k=MAX_K, max_id_length=MAX_ID, grace_s=2.0
-    )
-
-
-@pytest.fixture
-def server(settings: Settings, ladybug_store: LadybugStore) -> Iterator[ServingHandle]:
-    handle = start_serving(settings, ladybug_store)
-    try:
-        yield handle
-    finally:
-        handle.stop(0)
-
-
-@pytest.fixture
-def client(server: ServingHandle) -> Iterator[RecommenderClient]:
-    with RecommenderClient(f"127.0.0.1:{server.port}", timeout_s=5.0) as client:
-        yield client
-
-
-@pytest.fixture
-def vectors() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    rng = np.random.default_rng(7)
-    users = {f"u{n}": rng.standard_normal(DIM).astype(np.float32) for n in range(N_USERS)}
-    items = {f"i{n}": rng.standard_normal(DIM).astype(np.float32) for n in range(N_ITEMS)}
-    return users, items
-
-
-@pytest.fixture
-def loaded(
-    client: RecommenderClient,
-    ladybug_store: LadybugStore,
-    write_embeddings: EmbeddingWriter,
-    vectors: tuple[dict[str, np.ndarray], dict[str, np.ndarray]],
-) -> RecommenderClient:
-    """A server whose store holds catalog titles, embeddings (version 1) and loads them."""
-    ladybug_store.upsert_items([ItemMeta(NodeId(i), title=f"Title of {i}") for i in list(vectors[1])[:30]])
-    write_embeddings(1, users=vectors[0], items=vectors[1])
-    client.wait_until_serving(timeout_s=10)
-    return client
-
-
-def expected_top(
-    query: np.ndarray, items: dict[str, np.ndarray], k: int, leave_out: Collection[str] = ()
-) -> tuple[list[str], np.ndarray]:
-    ids = [i for i in items if i not in leave_out]
-    scores = np.asarray([items[i] for i in ids]) @ query
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [ids[j] for j in order], scores[order]
-
 
 def health_status(port: int, service: str) -> int:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -225,7 +165,7 @@ def test_reflection_lists_the_service(server: ServingHandle) -> None:
         assert SERVICE_NAME in services
         assert "grpc.health.v1.Health" in services
         methods = {m.name for m in database.FindFileContainingSymbol(SERVICE_NAME).service[0].method}
-    assert methods == {"Recommend", "SimilarItems", "GetStatus"}
+    assert methods == {"Recommend", "SimilarItems", "RecommendFriends", "Explain", "WatchRecommendations", "GetStatus"}
 
 
 def test_a_taken_port_is_a_clear_error(server: ServingHandle, ladybug_store: LadybugStore,

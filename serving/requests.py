@@ -1,0 +1,85 @@
+"""Request checks shared by every RPC: each field is validated before any work, with a clear message.
+
+Bad input is always ``INVALID_ARGUMENT`` (never ``INTERNAL``), so clients know not to retry; a
+deadline that passes between stages is ``DEADLINE_EXCEEDED``, so the server stops working on an
+answer nobody waits for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NoReturn
+
+import grpc
+
+from interest_graph.domain import NodeId
+from interest_graph.settings import Settings
+
+#: ``ExplainRequest.limit`` when the client leaves it 0.
+DEFAULT_EXPLAIN_LIMIT = 10
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: ServicerContext.abort raises")  # for type checkers
+
+
+def invalid(context: grpc.ServicerContext, message: str) -> NoReturn:
+    abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+class RequestChecker:
+    """Validates request fields against the server's limits.
+
+    Args:
+        settings (Settings): ``max_k``, ``max_id_length`` and ``max_filter_values``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.max_k = settings.max_k
+        self.max_id_length = settings.max_id_length
+        self.max_filter_values = settings.max_filter_values
+
+    def node_id(self, value: str, field: str, context: grpc.ServicerContext) -> NodeId:
+        if not value:
+            invalid(context, f"{field} is required")
+        if len(value) > self.max_id_length:
+            invalid(context, f"{field} has {len(value)} characters; at most {self.max_id_length} are allowed")
+        return NodeId(value)
+
+    def k(self, k: int, context: grpc.ServicerContext, field: str = "k") -> int:
+        if not 1 <= k <= self.max_k:
+            invalid(context, f"{field} must be between 1 and max_k={self.max_k}, got {k}")
+        return k
+
+    def limit(self, limit: int, context: grpc.ServicerContext) -> int:
+        """``ExplainRequest.limit``: 0 means the default, else as ``k``."""
+        return DEFAULT_EXPLAIN_LIMIT if limit == 0 else self.k(limit, context, "limit")
+
+    def categories(self, values: Sequence[str], field: str, context: grpc.ServicerContext) -> list[str]:
+        if len(values) > self.max_filter_values:
+            invalid(context, f"{field} has {len(values)} values; at most max_filter_values="
+                    f"{self.max_filter_values} are allowed")
+        for n, value in enumerate(values):
+            if not value:
+                invalid(context, f"{field}[{n}] is empty")
+            if len(value) > self.max_id_length:
+                invalid(context, f"{field}[{n}] has {len(value)} characters; at most {self.max_id_length} "
+                        "are allowed")
+        return list(dict.fromkeys(values))  # duplicates change nothing; drop them once here
+
+    def diversity(self, present: bool, value: float, context: grpc.ServicerContext) -> float:
+        """``diversity_lambda``: unset = 1.0 (pure relevance), else a number in [0, 1]."""
+        if not present:
+            return 1.0
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            invalid(context, f"diversity_lambda must be in [0, 1] (1 = pure relevance), got {value}")
+        return value
+
+
+def check_deadline(context: grpc.ServicerContext, stage: str) -> None:
+    """Abort with DEADLINE_EXCEEDED if the caller's deadline has passed (checked between stages)."""
+    left = context.time_remaining()
+    if left is not None and left <= 0:
+        abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline passed {stage}")
