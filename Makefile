@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 IG := $(VENV)/bin/interest-graph
 CYPHER_LINT := tests/graph_store/cypher_lint
 
-.PHONY: venv demo test test-fast lint typecheck proto clean
+.PHONY: venv demo test test-fast lint typecheck proto clean promtool
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,16 @@ $(CYPHER_LINT)/node_modules/.installed: $(CYPHER_LINT)/package.json
 demo: venv
 	$(IG) demo
 
-test: venv $(CYPHER_LINT)/node_modules/.installed
+# Debian's prometheus package gives promtool (alert-rule tests) and the server the scrape test runs.
+# Without apt (not Debian/Ubuntu) the tests that need it skip and say why.
+APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends prometheus; \
+	  else echo "apt-get unavailable: Prometheus tests will be skipped"; fi; }
+
+test: venv $(CYPHER_LINT)/node_modules/.installed promtool
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

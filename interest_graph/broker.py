@@ -41,6 +41,9 @@ class BrokerUnavailableError(RuntimeError):
 def port_free(host: str, port: int) -> bool:
     """Whether ``host:port`` can be bound right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As a listening server does (Tansu included): connections of a stopped broker lingering
+        # in TIME_WAIT must not make its port look taken for a restart on the same address.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

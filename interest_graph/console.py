@@ -1,4 +1,4 @@
-"""Readable terminal output for ``recommend``, ``similar`` and ``status``.
+"""Readable terminal output for ``recommend``, ``similar``, ``friends``, ``explain``, ``watch`` and ``status``.
 
 ``status`` asks two independent sources, so one being down never hides the other: the broker for
 lag (committed offsets of the consumer group vs partition ends, measured outside Faust) and the
@@ -17,6 +17,7 @@ from interest_graph.domain import ScoredItem
 from interest_graph.settings import Settings
 
 if TYPE_CHECKING:
+    from interest_graph.status_metrics import MetricsReading
     from serving.client import ServingStatus
 
 
@@ -33,17 +34,21 @@ def _items_table(items: Sequence[ScoredItem]) -> str:
                   [(n, it.item_id, f"{it.score:.4f}", it.title) for n, it in enumerate(items, 1)])
 
 
-def print_recommendations(settings: Settings, user_id: str, *, k: int, exclude_seen: bool) -> int:
+def print_recommendations(
+    settings: Settings, user_id: str, *, k: int, exclude_seen: bool, include: Sequence[str] = (),
+    exclude: Sequence[str] = (), diversity: float | None = None,
+) -> int:
     from serving.client import RecommenderClient, RecommenderError
 
-    with RecommenderClient(settings.grpc_addr) as client:
+    with RecommenderClient.from_settings(settings) as client:
         try:
-            reply = client.recommend(user_id, k=k, exclude_seen=exclude_seen)
+            reply = client.recommend(user_id, k=k, exclude_seen=exclude_seen, include_categories=include,
+                                     exclude_categories=exclude, diversity_lambda=diversity)
         except RecommenderError as exc:
             print(f"recommend {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
             return 1
     print(f"\nuser {user_id}: top {k} (embedding version {reply.embedding_version}, "
-          f"age {reply.embedding_age_ms} ms)")
+          f"age {reply.embedding_age_ms} ms, {reply.index_kind} index)")
     print(_items_table(reply.items))
     return 0
 
@@ -51,7 +56,7 @@ def print_recommendations(settings: Settings, user_id: str, *, k: int, exclude_s
 def print_similar(settings: Settings, item_id: str, *, k: int) -> int:
     from serving.client import RecommenderClient, RecommenderError
 
-    with RecommenderClient(settings.grpc_addr) as client:
+    with RecommenderClient.from_settings(settings) as client:
         try:
             reply = client.similar_items(item_id, k=k)
         except RecommenderError as exc:
@@ -59,6 +64,62 @@ def print_similar(settings: Settings, item_id: str, *, k: int) -> int:
             return 1
     print(f"\nitems similar to {item_id} (embedding version {reply.embedding_version})")
     print(_items_table(reply.items))
+    return 0
+
+
+def print_friends(settings: Settings, user_id: str, *, k: int) -> int:
+    from serving.client import RecommenderClient, RecommenderError
+
+    with RecommenderClient.from_settings(settings) as client:
+        try:
+            reply = client.friends(user_id, k=k)
+        except RecommenderError as exc:
+            print(f"friends {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"\nusers with interests like {user_id} (embedding version {reply.embedding_version})")
+    print(_table(["#", "user", "score", "embedding cosine", "co-interaction", "shared items"],
+                 [(n, f.user_id, f"{f.score:.4f}", f"{f.embedding_similarity:.4f}", f"{f.co_interaction:.4f}",
+                   f.shared_items) for n, f in enumerate(reply.users, 1)]))
+    return 0
+
+
+def print_explanation(settings: Settings, user_id: str, item_id: str, *, limit: int) -> int:
+    from serving.client import RecommenderClient, RecommenderError
+
+    with RecommenderClient.from_settings(settings) as client:
+        try:
+            why = client.explain(user_id, item_id, limit=limit)
+        except RecommenderError as exc:
+            print(f"explain {user_id!r} {item_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
+            return 1
+    title = f" ({why.title})" if why.title else ""
+    print(f"\nitem {item_id}{title} for user {user_id}: score {why.score:.4f}, rank {why.rank}"
+          f"{', already seen' if why.seen else ''} (embedding version {why.embedding_version})")
+    print("\nthe user's items that contribute most")
+    print(_table(["#", "item", "contribution", "similarity", "edge weight", "title"],
+                 [(n, e.item_id, f"{e.contribution:+.4f}", f"{e.similarity:.4f}", f"{e.edge_weight:g}", e.title)
+                  for n, e in enumerate(why.items, 1)]))
+    print("\nneighbours who interacted with it and share the user's items")
+    print(_table(["#", "user", "contribution", "shared items"],
+                 [(n, v.user_id, f"{v.contribution:.4f}", v.shared_items) for n, v in enumerate(why.neighbours, 1)]))
+    return 0
+
+
+def print_watch(settings: Settings, user_id: str, *, k: int, exclude_seen: bool) -> int:
+    from serving.client import RecommenderClient, RecommenderError
+
+    with RecommenderClient.from_settings(settings) as client:
+        stream = client.watch(user_id, k=k, exclude_seen=exclude_seen)
+        try:
+            for reply in stream:
+                print(time.strftime("\n%H:%M:%S ") + f"user {user_id}: top {k} (embedding version "
+                      f"{reply.embedding_version}, age {reply.embedding_age_ms} ms)", flush=True)
+                print(_items_table(reply.items), flush=True)
+        except RecommenderError as exc:
+            print(f"watch {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            stream.cancel()
     return 0
 
 
@@ -71,6 +132,9 @@ class StatusView:
     dead_letters: int | None
     serving: ServingStatus | None
     serving_error: str
+    #: The stack's ``/metrics`` exposition (throughput, latency, freshness, stall), or ``None``.
+    metrics: MetricsReading | None = None
+    metrics_error: str = ""
 
     @property
     def total_lag(self) -> int | None:
@@ -92,15 +156,30 @@ def collect_status(settings: Settings) -> StatusView:
     except LagUnavailableError as exc:
         lag_error = str(exc)
     serving = None
-    with RecommenderClient(settings.grpc_addr, timeout_s=3.0) as client:
+    with RecommenderClient.from_settings(settings, timeout_s=3.0) as client:
         try:
             serving = client.status()
         except RecommenderError as exc:
             serving_error = f"{exc.code.name}: {exc.message}"
-    return StatusView(lag, lag_error, dead, serving, serving_error)
+    metrics, metrics_error = _scrape_metrics(settings)
+    return StatusView(lag, lag_error, dead, serving, serving_error, metrics, metrics_error)
 
 
-def render_status(view: StatusView, settings: Settings) -> str:
+def _scrape_metrics(settings: Settings) -> tuple[MetricsReading | None, str]:
+    from interest_graph.status_metrics import MetricsUnavailableError, metrics_url, scrape
+
+    if not settings.metrics_port:
+        return None, "metrics are off (IG_METRICS_PORT=0)"
+    try:
+        return scrape(metrics_url(settings), time.monotonic()), ""
+    except MetricsUnavailableError as exc:
+        return None, str(exc)
+
+
+def render_status(view: StatusView, settings: Settings, before: MetricsReading | None = None) -> str:
+    """The status screen; ``before`` is the previous scrape under ``--watch`` (rates instead of totals)."""
+    from interest_graph.status_metrics import render_metrics
+
     out = [f"consumer lag  (topic {settings.events_topic}, group {settings.consumer_group})"]
     if view.lag is None:
         out.append(f"  unavailable: {view.lag_error}")
@@ -117,16 +196,23 @@ def render_status(view: StatusView, settings: Settings) -> str:
                           [(s.embedding_version, f"{s.embedding_age_ms / 1000:.1f} s", s.changed_node_backlog,
                             f"{s.users_indexed}/{s.items_indexed}",
                             f"{s.store_users}/{s.store_items}/{s.store_edges}")]))
+    if view.metrics is None:
+        out.append(f"metrics: unavailable: {view.metrics_error}")
+    else:
+        out.extend(render_metrics(view.metrics, before))
     return "\n".join(out)
 
 
 def print_status(settings: Settings, *, watch: bool, interval_s: float) -> int:
+    before: MetricsReading | None = None
     while True:
         view = collect_status(settings)
-        text = render_status(view, settings)
+        text = render_status(view, settings, before)
+        before = view.metrics or before
         if watch:
             sys.stdout.write("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  interest-graph status\n\n"))
         print(text, flush=True)
         if not watch:
-            return 0 if view.lag is not None and view.serving is not None else 1
+            stalled = view.metrics is not None and view.metrics.value("ig_ingest_stalled", 0.0) > 0
+            return 0 if view.lag is not None and view.serving is not None and not stalled else 1
         time.sleep(interval_s)

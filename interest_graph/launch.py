@@ -11,14 +11,38 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from graph_store import open_store
-from graph_store.base import GraphStore
+from graph_store.base import GraphStore, StoreUnavailableError
 from interest_graph.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Longest wait between attempts to open a store that is locked or unreachable.
+MAX_OPEN_BACKOFF_S = 5.0
+
+
+@contextlib.contextmanager
+def _open_store_waiting(settings: Settings) -> Iterator[GraphStore]:
+    """Open the store, waiting (with capped backoff) while it is locked by another process or down.
+
+    A LadybugDB file held by another writer (a maintenance tool, a previous ``up`` still shutting
+    down) or a Neo4j server restarting is a retryable condition: crash-looping would not help.
+    """
+    delay = 0.2
+    while True:
+        try:
+            store = open_store(settings)
+            break
+        except StoreUnavailableError as exc:
+            log.warning("graph store unavailable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_OPEN_BACKOFF_S)
+    with store:
+        yield store
 
 
 @contextlib.contextmanager
@@ -48,9 +72,9 @@ def ensure_topics(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[object]:
-    from models.refresh import RefreshWorker
+    from interest_graph.refresh_metrics import MeasuredRefreshWorker
 
-    worker = RefreshWorker(store, settings, Path(settings.model_dir))
+    worker = MeasuredRefreshWorker(store, settings, Path(settings.model_dir))
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="refresh", daemon=True)
     thread.start()
     try:
@@ -61,15 +85,31 @@ def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event
 
 
 @contextlib.contextmanager
-def _serving(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[object]:
+def _serving(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[tuple[object, object]]:
+    """The running server and its latency interceptor."""
+    from serving.interceptors import MetricsInterceptor
     from serving.server import start_serving
 
-    handle = start_serving(settings, store)
+    interceptor = MetricsInterceptor()
+    handle = start_serving(settings, store, interceptors=[interceptor])
     log.warning("gRPC server listening on port %d", handle.port)
     try:
-        yield handle
+        yield handle, interceptor
     finally:
         handle.stop(settings.grace_s)
+
+
+@contextlib.contextmanager
+def _freshness(refresh: object, serving: object) -> Iterator[object]:
+    """End-to-end freshness: needs ingest, refresh and serving in this process (see interest_graph.freshness)."""
+    from interest_graph.freshness import FreshnessTracker, ServingWatch
+
+    tracker = FreshnessTracker()
+    watch = ServingWatch(tracker, refresh, serving.index).start()  # type: ignore[attr-defined]
+    try:
+        yield tracker
+    finally:
+        watch.stop()
 
 
 def _metrics(settings: Settings, **components: object) -> None:
@@ -90,12 +130,15 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
 
     Path(settings.store_path).parent.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
-    stats = IngestStats()
-    with _broker(settings, start_broker) as settings, open_store(settings) as store:
+    with _broker(settings, start_broker) as settings, _open_store_waiting(settings) as store:
         store.ensure_schema()
         ensure_topics(settings)
-        with _refresh_thread(settings, store, stop) as refresh, _serving(settings, store, stop) as serving:
-            _metrics(settings, ingest=stats, refresh=refresh, serving=serving)
+        with (_refresh_thread(settings, store, stop) as refresh,
+              _serving(settings, store, stop) as (serving, grpc_metrics),
+              _freshness(refresh, serving) as freshness):
+            stats = IngestStats(on_applied=freshness.batch_applied)  # type: ignore[attr-defined]
+            _metrics(settings, ingest=stats, refresh=refresh, serving=serving, grpc=grpc_metrics,
+                     freshness=freshness, store=store)
             return run_ingest_worker(settings, store, datadir=_faust_datadir(settings), stats=stats)
     return 0
 
@@ -106,7 +149,7 @@ def run_ingest(settings: Settings) -> int:
     from streams.worker import run_ingest_worker
 
     stats = IngestStats()
-    with open_store(settings) as store:
+    with _open_store_waiting(settings) as store:
         store.ensure_schema()
         ensure_topics(settings)
         _metrics(settings, ingest=stats)
@@ -125,8 +168,8 @@ def _wait_for_signal(stop: threading.Event) -> None:
 def run_refresh(settings: Settings) -> int:
     """``interest-graph refresh``: the refresh worker alone."""
     stop = threading.Event()
-    with open_store(settings) as store, _refresh_thread(settings, store, stop) as refresh:
-        _metrics(settings, refresh=refresh)
+    with _open_store_waiting(settings) as store, _refresh_thread(settings, store, stop) as refresh:
+        _metrics(settings, refresh=refresh, store=store)
         _wait_for_signal(stop)
     return 0
 
@@ -134,7 +177,7 @@ def run_refresh(settings: Settings) -> int:
 def run_serve(settings: Settings) -> int:
     """``interest-graph serve``: the gRPC server alone."""
     stop = threading.Event()
-    with open_store(settings) as store, _serving(settings, store, stop) as serving:
-        _metrics(settings, serving=serving)
+    with _open_store_waiting(settings) as store, _serving(settings, store, stop) as (serving, grpc_metrics):
+        _metrics(settings, serving=serving, grpc=grpc_metrics, store=store)
         _wait_for_signal(stop)
     return 0

@@ -1,9 +1,11 @@
 """Prometheus exposition for whichever components run in this process.
 
-Components keep plain counters (:class:`streams.ingest.IngestStats`, :class:`models.refresh.RefreshStats`,
-the serving index); this collector reads them at scrape time, so the hot paths carry no metrics
-code. Consumer lag is read from the broker (committed offsets vs partition ends), never from
-Faust, so a stalled worker still shows its growing lag. Metric names are documented in README.
+Components keep plain counters and :class:`~interest_graph.histogram.Histogram` objects
+(:class:`streams.ingest.IngestStats`, the refresh worker, the serving index, the gRPC
+:class:`~serving.interceptors.MetricsInterceptor`, the :class:`~interest_graph.freshness.FreshnessTracker`);
+this collector reads them at scrape time, so the hot paths carry no ``prometheus_client`` code.
+Consumer lag is read from the broker (committed offsets vs partition ends), never from Faust, so a
+stalled or dead worker still shows its growing lag. Every metric is documented in README ("Metrics").
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from interest_graph.histogram import HistogramSnapshot
 from interest_graph.settings import Settings
+from streams.stall import StallDetector
 
 log = logging.getLogger(__name__)
 
-#: Lag probes talk to the broker; a scrape every few seconds must not hammer it.
+#: Lag probes talk to the broker and backlog reads the store; scrapes every few seconds must not hammer them.
 LAG_CACHE_S = 2.0
+#: Most changed nodes counted for ``ig_changed_node_backlog`` (the count saturates there).
+BACKLOG_COUNT_LIMIT = 100_000
 
 
 def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
@@ -31,77 +37,141 @@ def _gauge(name: str, doc: str, value: float, labels: dict[str, str] | None = No
     return family
 
 
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
+def _histogram(name: str, doc: str, snaps: dict[tuple[str, ...], HistogramSnapshot],
+               labels: tuple[str, ...] = ()) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=list(labels))
+    for values, snap in snaps.items():
+        buckets = [(_le(bound), count) for bound, count in zip(snap.bounds, snap.cumulative, strict=True)]
+        family.add_metric(list(values), buckets, snap.total)
+    return family
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
 class StackCollector(Collector):
     """Reads counters of the components given (any may be ``None``) when Prometheus scrapes.
 
     Args:
-        settings (Settings): topics and consumer group for the lag probe.
+        settings (Settings): topics and consumer group for the lag probe, ``stall_after_s``.
         ingest (IngestStats, optional): the Faust agents' counters (default: ``None``).
-        refresh (RefreshWorker, optional): the refresh worker (default: ``None``).
+        refresh (RefreshWorker, optional): the refresh worker; a
+            :class:`~interest_graph.refresh_metrics.MeasuredRefreshWorker` adds round latency
+            (default: ``None``).
         serving (ServingHandle, optional): the gRPC server and its index (default: ``None``).
+        grpc (MetricsInterceptor, optional): the server's latency interceptor (default: ``None``).
+        freshness (FreshnessTracker, optional): end-to-end freshness (default: ``None``).
+        store (GraphStore, optional): for the changed-node backlog (default: ``None``).
         probe_lag (bool): read consumer lag from the broker (default: ``True``).
     """
 
     def __init__(self, settings: Settings, *, ingest: Any = None, refresh: Any = None, serving: Any = None,
-                 probe_lag: bool = True) -> None:
+                 grpc: Any = None, freshness: Any = None, store: Any = None, probe_lag: bool = True) -> None:
         self.settings = settings
         self.ingest, self.refresh, self.serving = ingest, refresh, serving
+        self.grpc, self.freshness, self.store = grpc, freshness, store
         self.probe_lag = probe_lag
+        self.stall = StallDetector(settings.stall_after_s)
         self._lag_cache: tuple[float, list[Any], int] | None = None
+        self._backlog_cache: tuple[float, int] | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        if self.ingest is not None:
-            yield from self._ingest()
-        if self.refresh is not None:
-            yield from self._refresh()
-        if self.serving is not None:
-            yield from self._serving()
+    def collect(self) -> Iterator[Metric]:
+        lags = None
         if self.probe_lag:
             yield from self._lag()
+            lags = self._lag_cache[1] if self._lag_cache is not None else None
+        if self.ingest is not None:
+            yield from self._ingest(lags)
+        if self.refresh is not None:
+            yield from self._refresh()
+        if self.store is not None and (self.refresh is not None or self.serving is not None):
+            yield from self._backlog()
+        if self.serving is not None:
+            yield from self._serving()
+        if self.grpc is not None:
+            yield _histogram("ig_grpc_server_handling_seconds", "gRPC call latency by service, method and code.",
+                             self.grpc.histograms.snapshots(), ("service", "method", "code"))
+        if self.freshness is not None:
+            yield from self._freshness()
 
-    def _ingest(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _ingest(self, lags: list[Any] | None) -> Iterator[Metric]:
         snap = self.ingest.snapshot()
-        accepted = CounterMetricFamily("ig_events_accepted", "Valid events applied to the graph store.")
-        accepted.add_metric([], snap["events_accepted"])
-        yield accepted
+        yield _counter("ig_events_accepted", "Valid events applied to the graph store.", snap["events_accepted"])
         dead = CounterMetricFamily("ig_events_dead_lettered", "Invalid events sent to the dead-letter topic.",
                                    labels=["reason"])
         for reason, count in sorted(snap["dead_lettered"].items()):
             dead.add_metric([reason], count)
         yield dead
-        skipped = CounterMetricFamily("ig_events_skipped", "Redelivered events already applied (not re-applied).")
-        skipped.add_metric([], snap["events_skipped"])
-        yield skipped
-        batches = CounterMetricFamily("ig_ingest_batches", "Store transactions written by the ingest agent.")
-        batches.add_metric([], snap["batches"])
-        yield batches
+        yield _counter("ig_events_skipped", "Redelivered events already applied (not re-applied).",
+                       snap["events_skipped"])
+        yield _counter("ig_ingest_batches", "Store transactions written by the ingest agent.", snap["batches"])
+        yield _counter("ig_ingest_store_retries", "Store writes retried after a retryable error.",
+                       snap["store_retries"])
+        yield _histogram("ig_ingest_upsert_seconds", "Store write time of one event batch (retries included).",
+                         {(): self.ingest.upsert_seconds.snapshot()})
         yield _gauge("ig_ingest_last_batch_seconds", "Duration of the last batch upsert.", snap["last_batch_ms"] / 1e3)
         yield _gauge("ig_ingest_last_write_timestamp_seconds", "When the last batch was committed.",
                      snap["last_write_at_ms"] / 1e3)
+        if lags is not None:
+            state = self.stall.observe(sum(p.lag for p in lags), snap["last_write_at_ms"], int(time.time() * 1000))
+            if state.stalled:
+                log.warning("ingest agent stalled: events pending for %.0f s without a store write", state.waiting_s)
+            yield _gauge("ig_ingest_stalled", "1 when events are pending and no batch was written for "
+                         "IG_STALL_AFTER seconds.", float(state.stalled))
+            yield _gauge("ig_ingest_pending_without_write_seconds",
+                         "How long events have been pending without a store write.", state.waiting_s)
 
-    def _refresh(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _refresh(self) -> Iterator[Metric]:
         stats = self.refresh.stats
-        rounds = CounterMetricFamily("ig_refresh_rounds", "Refresh rounds run (incremental and full).")
-        rounds.add_metric([], stats.rounds)
-        yield rounds
-        nodes = CounterMetricFamily("ig_refresh_nodes", "Node embeddings rewritten by the refresh worker.")
-        nodes.add_metric([], stats.nodes_refreshed)
-        yield nodes
-        errors = CounterMetricFamily("ig_refresh_errors", "Refresh rounds that failed (retried next tick).")
-        errors.add_metric([], stats.errors)
-        yield errors
+        yield _counter("ig_refresh_rounds", "Refresh rounds run (incremental and full).", stats.rounds)
+        yield _counter("ig_refresh_nodes", "Node embeddings rewritten by the refresh worker.", stats.nodes_refreshed)
+        yield _counter("ig_refresh_errors", "Refresh rounds that failed (retried next tick).", stats.errors)
         yield _gauge("ig_refresh_last_round_seconds", "Duration of the last refresh round.", stats.last_round_ms / 1e3)
+        rounds = getattr(self.refresh, "round_seconds", None)
+        if rounds is not None:
+            yield _histogram("ig_refresh_round_seconds", "Duration of one refresh round (incremental or full).",
+                             {(): rounds.snapshot()})
         yield _gauge("ig_embedding_version", "Latest embedding version written.", stats.version)
         yield _gauge("ig_refresh_cursor", "Change-log sequence the embeddings account for.", stats.cursor)
 
-    def _serving(self) -> Iterator[GaugeMetricFamily]:
+    def _backlog(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        if self._backlog_cache is None or now - self._backlog_cache[0] > LAG_CACHE_S:
+            from graph_store.base import GraphStoreError
+
+            try:
+                _, cursor, _ = self.store.refresh_state()
+                backlog = len(self.store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
+            except GraphStoreError as exc:
+                log.warning("backlog read failed: %s", exc)
+                yield _gauge("ig_store_up", "1 when the store answered the last metrics read.", 0.0)
+                return
+            self._backlog_cache = (now, backlog)
+        yield _gauge("ig_store_up", "1 when the store answered the last metrics read.", 1.0)
+        yield _gauge("ig_changed_node_backlog", "Changed nodes the refresh worker has not refreshed yet.",
+                     self._backlog_cache[1])
+
+    def _serving(self) -> Iterator[Metric]:
         snap = self.serving.index.snapshot()
         yield _gauge("ig_serving_embedding_version", "Embedding version loaded by the server.", snap.version)
         age = (time.time() * 1000 - snap.written_ms) / 1e3 if snap.written_ms else float("nan")
         yield _gauge("ig_serving_embedding_age_seconds", "Age of the newest embeddings loaded.", age)
         yield _gauge("ig_serving_ready", "1 when the server holds embeddings and reports SERVING.", float(snap.ready))
 
-    def _lag(self) -> Iterator[GaugeMetricFamily]:
+    def _freshness(self) -> Iterator[Metric]:
+        yield _histogram("ig_freshness_seconds", "Kafka record time of an event to serving holding an embedding "
+                         "that covers it.", {(): self.freshness.histogram.snapshot()})
+        yield _gauge("ig_embedding_staleness_seconds", "Age of the oldest committed change serving does not "
+                     "cover yet (0 = all covered).", self.freshness.oldest_pending_age_s())
+
+    def _lag(self) -> Iterator[Metric]:
         from streams.lag import LagProbe, LagUnavailableError
 
         now = time.monotonic()
@@ -112,6 +182,7 @@ class StackCollector(Collector):
                 dead = probe.topic_size(self.settings.dead_letter_topic)
             except LagUnavailableError as exc:
                 log.warning("lag probe failed: %s", exc)
+                self._lag_cache = None
                 yield _gauge("ig_broker_up", "1 when the lag probe reached the broker.", 0.0)
                 return
             self._lag_cache = (now, lags, dead)
@@ -125,11 +196,22 @@ class StackCollector(Collector):
         yield _gauge("ig_dead_letter_topic_records", "Records in the dead-letter topic.", dead)
 
 
+COMPONENTS = ("ingest", "refresh", "serving", "grpc", "freshness", "store")
+
+
 def start_metrics_server(settings: Settings, **components: Any) -> StackCollector:
-    """Register a :class:`StackCollector` for ``components`` and serve ``/metrics`` on ``metrics_port``."""
-    collector = StackCollector(settings, ingest=components.get("ingest"), refresh=components.get("refresh"),
-                               serving=components.get("serving"))
+    """Register a :class:`StackCollector` for ``components`` (names in :data:`COMPONENTS`) and serve
+    ``/metrics`` on ``metrics_port``."""
+    unknown = set(components) - set(COMPONENTS)
+    if unknown:
+        raise TypeError(f"unknown metrics components {sorted(unknown)}")
+    collector = StackCollector(settings, **components)
     REGISTRY.register(collector)
-    start_http_server(settings.metrics_port, addr="127.0.0.1" if settings.grpc_addr.startswith("127.") else "0.0.0.0")
+    start_http_server(settings.metrics_port, addr=metrics_host(settings))
     log.warning("Prometheus metrics on port %d", settings.metrics_port)
     return collector
+
+
+def metrics_host(settings: Settings) -> str:
+    """Interface the exposition binds: loopback when gRPC does, else every interface."""
+    return "127.0.0.1" if settings.grpc_addr.startswith("127.") else "0.0.0.0"

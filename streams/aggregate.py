@@ -31,11 +31,16 @@ from streams.validation import Rejection, validate_event
 
 @dataclass(frozen=True, slots=True)
 class SourceRecord:
-    """One Kafka record as the agent hands it to the pure functions: value, key and position."""
+    """One Kafka record as the agent hands it to the pure functions: value, key and position.
+
+    ``timestamp_ms`` is the record's Kafka timestamp (when the producer sent it; 0 = unknown): the
+    start of the end-to-end freshness measurement (see :mod:`interest_graph.freshness`).
+    """
 
     value: bytes | None
     key: bytes | None
     position: SourcePosition
+    timestamp_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -50,6 +55,8 @@ class BatchPlan:
     accepted: int = 0
     rejected: list[tuple[SourceRecord, Rejection]] = field(default_factory=list)
     skipped: int = 0
+    #: Kafka timestamps of the accepted records (freshness is measured per accepted event).
+    accepted_ts_ms: list[int] = field(default_factory=list)
 
     @property
     def needs_write(self) -> bool:
@@ -133,11 +140,14 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
     fresh = filter_applied(records, applied)
     valid: list[tuple[InteractionEvent, SourcePosition]] = []
     rejected: list[tuple[SourceRecord, Rejection]] = []
+    accepted_ts: list[int] = []
     for record in fresh:
         outcome = validate_event(record.value, settings, now_ms)
         if isinstance(outcome, Rejection):
             rejected.append((record, outcome))
         else:
             valid.append((outcome, record.position))
+            accepted_ts.append(record.timestamp_ms)
     batch = aggregate(valid, group, extra_positions=(record.position for record, _ in rejected))
-    return BatchPlan(batch=batch, accepted=len(valid), rejected=rejected, skipped=len(records) - len(fresh))
+    return BatchPlan(batch=batch, accepted=len(valid), rejected=rejected, skipped=len(records) - len(fresh),
+                     accepted_ts_ms=accepted_ts)

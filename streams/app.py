@@ -59,10 +59,11 @@ def faust_settings(settings: Settings, datadir: str) -> dict[str, Any]:
 
 
 def source_record(event: EventT) -> SourceRecord:
-    """Our view of a Faust event: raw value, raw key and where it was read."""
+    """Our view of a Faust event: raw value, raw key, where it was read and its Kafka timestamp."""
     message = event.message
     tp = TopicPartition(message.topic, message.partition)
-    return SourceRecord(value=message.value, key=message.key, position=SourcePosition(tp, message.offset))
+    return SourceRecord(value=message.value, key=message.key, position=SourcePosition(tp, message.offset),
+                        timestamp_ms=int((message.timestamp or 0.0) * 1000))
 
 
 class IngestApp:
@@ -132,6 +133,16 @@ class IngestApp:
         self.executor.shutdown(wait=True)
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        # A broker that restarted empty (Tansu memory storage) is a new cluster numbering offsets
+        # from 0 again: offsets applied on the old one must not mask its records.
+        current = await asyncio.get_running_loop().run_in_executor(
+            None, cluster_id, self.settings.bootstrap_servers)
+        group = offsets_group(self.settings.consumer_group, current)
+        if group != self.offsets_group:
+            log.warning("Kafka cluster changed (%s -> %s): applied offsets now kept under %r",
+                        self.offsets_group, group, group)
+            self.offsets_group = group
+            self.events.rebind(group)
         # Partitions may come from another worker that applied more than we know: reload.
         await self.events.load_offsets()
 

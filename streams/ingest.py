@@ -27,8 +27,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
+
 from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
 from interest_graph.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
+from interest_graph.histogram import Histogram
 from interest_graph.settings import Settings
 from streams.aggregate import BatchPlan, SourceRecord, plan_batch
 from streams.catalog import validate_item
@@ -41,6 +44,10 @@ T = TypeVar("T")
 
 #: Sends dead letters and returns once the broker has acknowledged all of them.
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+#: Told of every committed batch: its change-log sequence and its accepted records' Kafka
+#: timestamps (epoch ms); :class:`interest_graph.freshness.FreshnessTracker` listens.
+AppliedHook = Callable[[int, np.ndarray], None]
 
 
 def now_ms() -> int:
@@ -71,6 +78,10 @@ class IngestStats:
     stale_batches: int = 0
     items_upserted: int = 0
     started: bool = False
+    #: Seconds each committed event batch spent in the store write (retries included).
+    upsert_seconds: Histogram = field(default_factory=Histogram, repr=False, compare=False)
+    #: Called after each committed event batch (end-to-end freshness); ``None`` = nobody listens.
+    on_applied: AppliedHook | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_dead_letters(self, reasons: Iterable[str]) -> None:
@@ -79,7 +90,8 @@ class IngestStats:
 
     def snapshot(self) -> dict[str, Any]:
         """A consistent-enough copy for reporting (counters only grow)."""
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__ if not name.startswith("_")}
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__
+                  if not name.startswith("_") and name not in ("upsert_seconds", "on_applied")}
         with self._lock:
             values["dead_lettered"] = dict(self.dead_lettered)
         values["dead_lettered_total"] = sum(values["dead_lettered"].values())
@@ -151,6 +163,11 @@ class EventIngestor:
         self._dead_letter = dead_letter
         self._stats = stats
 
+    def rebind(self, group: str) -> None:
+        """Keep applied offsets under ``group`` from now on (the Kafka cluster changed); forget the old ones."""
+        self.group = group
+        self.applied.clear()
+
     async def load_offsets(self) -> None:
         """Re-read the store's applied offsets (at start and on every partition assignment)."""
         stored = await self._writer.call(self._writer.store.applied_offsets, self.group)
@@ -167,15 +184,19 @@ class EventIngestor:
             if not plan.needs_write:
                 self._stats.events_skipped += plan.skipped
                 return
+            write_started = time.perf_counter()
             try:
-                await self._writer.call(self._writer.store.apply_batch, plan.batch)
+                seq = await self._writer.call(self._writer.store.apply_batch, plan.batch)
             except StaleBatchError as exc:
                 # Another writer got part of this batch in first: take its offsets and replan.
                 self._stats.stale_batches += 1
                 log.warning("stale batch (%s); reloading applied offsets", exc)
                 await self.load_offsets()
                 continue
+            self._stats.upsert_seconds.observe(time.perf_counter() - write_started)
             self._record(plan, started)
+            if self._stats.on_applied is not None and plan.accepted_ts_ms:
+                self._stats.on_applied(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64))
             return
 
     async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:

@@ -1,0 +1,74 @@
+"""Faults against a real ``interest-graph up``: SIGKILL mid-replay, a store held by another process.
+
+In the embedded stack the Faust worker, the refresh worker and the gRPC server share one process
+(LadybugDB admits one writer process), so SIGKILL takes all three down mid-replay at once; the
+restart must then be exact (no event lost or counted twice), refresh every changed node, bring
+lag back to zero and answer again. Event weights are multiples of 0.25, so "exact" is ``==``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graph_store.ladybug import LadybugStore
+from serving.client import RecommenderClient
+from streams.replay import replay
+from tests.faults.stack import UpProcess, assert_everything_refreshed, caught_up, committed, eventually, stack_settings
+from tests.fixtures.broker import KafkaTopics
+from tests.streams.test_ingest_integration import applied_count, make_events, stored_totals
+
+pytestmark = pytest.mark.integration
+
+#: Holds a LadybugDB database open read-write (the file lock) for argv[2] seconds, then exits.
+HOLD_LOCK = """
+import sys, time, ladybug
+db = ladybug.Database(sys.argv[1])
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.close()
+"""
+
+
+def hold_store_lock(path: str, seconds: float) -> subprocess.Popen[str]:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_sigkilled_stack_restarts_exactly_even_while_the_store_is_locked(kafka_topics: KafkaTopics,
+                                                                        tmp_path: Path) -> None:
+    events, expected = make_events(8000, users=60, items=50, seed=21)
+    settings = stack_settings(kafka_topics, tmp_path, batch_max_events=100)
+    up = UpProcess(settings, tmp_path).start()
+    try:
+        replay(events, settings.bootstrap_servers, settings.events_topic)
+        eventually("a fifth of the events committed", lambda: committed(settings) >= len(events) // 5, 90, 0.05)
+        up.kill()  # Faust worker, refresh thread and gRPC server die together, mid-replay
+        with LadybugStore(settings.store_path, read_only=True) as reader:
+            killed_at = applied_count(reader, kafka_topics.offsets_group)
+        assert committed(settings) <= killed_at < len(events), "the kill was not mid-replay; the test proves nothing"
+
+        # Another process holds the store's lock for a few seconds: the restart waits, then resumes.
+        holder = hold_store_lock(settings.store_path, 4.0)
+        restarted_at = time.monotonic()
+        up.start()
+        eventually("the stack to catch up and refresh", lambda: caught_up(settings, len(events)), 120)
+        assert holder.wait(10) == 0
+        assert time.monotonic() - restarted_at >= 3.0
+        assert "graph store unavailable" in up.log_tail(200_000)
+        with RecommenderClient(settings.grpc_addr, timeout_s=3.0) as client:
+            assert client.serving()
+            user = next(iter(expected))[0]
+            assert len(client.recommend(user, k=5).items) == 5
+    finally:
+        code = up.stop()
+    assert code == 0, up.log_tail()
+    with LadybugStore(settings.store_path, read_only=True) as reader:
+        assert stored_totals(reader) == expected
+        assert applied_count(reader, kafka_topics.offsets_group) == len(events)
+        assert_everything_refreshed(reader)

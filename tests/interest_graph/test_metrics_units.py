@@ -1,0 +1,65 @@
+"""Histogram, freshness tracker, stall detector and the status parser: the pure parts of the metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from interest_graph.freshness import FreshnessTracker
+from interest_graph.histogram import Histogram
+from interest_graph.metrics import StackCollector
+from interest_graph.settings import Settings
+from interest_graph.status_metrics import parse_exposition, render_metrics
+from streams.ingest import IngestStats
+from streams.stall import StallDetector
+
+
+def test_histogram_bulk_and_single_observations_agree_and_quantiles_interpolate() -> None:
+    one, bulk = Histogram((1.0, 2.0, 4.0)), Histogram((1.0, 2.0, 4.0))
+    values = np.array([0.5, 1.5, 1.5, 3.0, 10.0])
+    for v in values:
+        one.observe(float(v))
+    bulk.observe_many(values)
+    assert one.snapshot() == bulk.snapshot()
+    snap = bulk.snapshot()
+    assert snap.cumulative == (1, 3, 4, 5) and snap.count == 5 and snap.total == values.sum()
+    assert snap.quantile(0.5) == 1.0 + (2.5 - 1) / 2  # rank 2.5 inside the (1, 2] bucket
+    assert snap.quantile(1.0) == 4.0 and math.isnan(Histogram().snapshot().quantile(0.5))
+
+
+def test_freshness_observes_each_event_once_when_its_batch_is_covered() -> None:
+    tracker = FreshnessTracker()
+    tracker.batch_applied(1, np.array([1_000, 1_500], dtype=np.int64))
+    tracker.batch_applied(2, np.array([2_000, 0], dtype=np.int64))  # 0 = no Kafka timestamp: not measured
+    assert tracker.covered(1, 3_000) == 2
+    assert tracker.covered(1, 9_000) == 0
+    assert tracker.covered(5, 4_000) == 1
+    snap = tracker.histogram.snapshot()
+    assert snap.count == 3 and snap.total == 2.0 + 1.5 + 2.0
+    assert tracker.pending_batches == 0 and tracker.oldest_pending_age_s() == 0.0
+
+
+def test_stall_needs_pending_lag_and_no_write_for_the_whole_period() -> None:
+    detector = StallDetector(after_s=10)
+    assert not detector.observe(5, last_write_ms=0, now_ms=100_000).stalled  # lag just appeared
+    assert not detector.observe(5, last_write_ms=0, now_ms=105_000).stalled
+    assert detector.observe(5, last_write_ms=0, now_ms=110_000).stalled
+    assert not detector.observe(5, last_write_ms=109_000, now_ms=112_000).stalled  # it wrote meanwhile
+    assert not detector.observe(0, last_write_ms=109_000, now_ms=200_000).stalled  # nothing pending
+
+
+def test_status_reads_what_the_collector_exports() -> None:
+    stats = IngestStats(events_accepted=7)
+    stats.count_dead_letters(["bad_json", "bad_json"])
+    stats.upsert_seconds.observe(0.02)
+    registry = CollectorRegistry()
+    registry.register(StackCollector(Settings(), ingest=stats, probe_lag=False))
+    reading = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
+    assert reading.value("ig_events_accepted_total") == 7
+    assert reading.by_label("ig_events_dead_lettered_total", "reason") == {"bad_json": 2.0}
+    hist = reading.histogram("ig_ingest_upsert_seconds")
+    assert hist is not None and hist.count == 1
+    text = "\n".join(render_metrics(reading))
+    assert "accepted 7 total" in text and "bad_json=2" in text and "upsert batch" in text
