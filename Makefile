@@ -11,7 +11,7 @@ CYPHER_LINT := tests/graph_store/cypher_lint
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,text]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -1,0 +1,250 @@
+"""Ingest throughput: Zipf events through the real Tansu broker and Faust into LadybugDB (issue 5).
+
+One run measures, on one broker, in this order:
+
+1. **ceiling: aiokafka** - a plain ``AIOKafkaConsumer`` drains the pre-filled events topic
+   (``getmany``, no decoding): what the broker and the Kafka client alone allow;
+2. **ceiling: no-op Faust** - a Faust agent ``take(5000)``s the same topic, ``json.loads`` every
+   value and acks (Faust's own per-event cost, no store);
+3. **sustained ingest** - the real :class:`streams.app.IngestApp` (validation, aggregation, dead
+   letters, one LadybugDB transaction per batch with its offsets) drains the same backlog into a
+   fresh store; upsert batch p50/p99 are exact per-batch timings of ``apply_batch``;
+4. **freshness at a fixed offered load** - a separate process publishes new events to a second
+   topic at ``--rate`` events/s while the same app ingests them live. Freshness here is
+   *Kafka record timestamp -> committed store write covering the event* (the ``on_applied`` hook
+   runs right after the commit), not the full refresh + serving path: that one adds a LightGCN
+   refresh round and the index poll, measured by ``interest_graph.freshness`` in ``up``.
+
+Events: users and items are both Zipf-distributed (a few heavy users and hub items, a long tail),
+types follow :data:`streams.datasets.SYNTHETIC_TYPE_MIX`. Usage::
+
+    .venv/bin/python bench/ingest.py --events 1000000 --rate 5000 --freshness-seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import faust
+import numpy as np
+from aiokafka import AIOKafkaConsumer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from graph_store.ladybug import LadybugStore  # noqa: E402
+from interest_graph.broker import TansuBroker, create_topics  # noqa: E402
+from interest_graph.settings import Settings  # noqa: E402
+from streams.app import IngestApp  # noqa: E402
+from streams.datasets import SYNTHETIC_TYPE_MIX, KeyedEvent  # noqa: E402
+from streams.replay import replay  # noqa: E402
+from streams.validation import encode_event, event_key  # noqa: E402
+
+PARTITIONS = 4
+
+
+def zipf_events(count: int, users: int, items: int, seed: int, exponent: float = 1.2) -> Iterator[KeyedEvent]:
+    """``count`` events whose users and items are both Zipf-ranked (rank r has weight ~ r^-exponent)."""
+    rng = np.random.default_rng(seed)
+    types = list(SYNTHETIC_TYPE_MIX)
+    type_p = np.array([SYNTHETIC_TYPE_MIX[t] for t in types])
+    # Permute ranks so the heavy ids are not simply u0, u1, ... (and not one partition's keys).
+    user_of_rank, item_of_rank = rng.permutation(users), rng.permutation(items)
+    ts = int(time.time() * 1000) - 3_600_000
+    for start in range(0, count, 10_000):
+        n = min(10_000, count - start)
+        user = user_of_rank[np.minimum(rng.zipf(exponent, n) - 1, users - 1)]
+        item = item_of_rank[np.minimum(rng.zipf(exponent, n) - 1, items - 1)]
+        kind = rng.choice(len(types), size=n, p=type_p / type_p.sum())
+        for j in range(n):
+            user_id = f"u{user[j]}"
+            value = encode_event(user_id, f"i{item[j]}", types[kind[j]], ts + start + j,
+                                 event_id=f"z{seed}-{start + j}")
+            yield KeyedEvent(event_key(user_id), value, ts + start + j)
+
+
+def quantiles(values: list[float], scale: float = 1.0) -> str:
+    if not values:
+        return "n/a"
+    p50, p99 = np.percentile(np.asarray(values) * scale, [50, 99])
+    return f"p50 {p50:.1f} / p99 {p99:.1f}"
+
+
+async def aiokafka_ceiling(bootstrap: str, topic: str, count: int) -> float:
+    """Events/s of a plain aiokafka consumer draining ``count`` records (no decoding)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        seen, started = 0, None
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            got = sum(len(records) for records in batches.values())
+            if got and started is None:
+                started = time.perf_counter()
+            seen += got
+        assert started is not None
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def run_app(app: faust.App, done: Callable[[], bool], timeout_s: float) -> float:
+    """Start ``app`` in a fresh loop, run until ``done()``; returns ``perf_counter()`` at done."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def wait() -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if app.crash_reason is not None:
+                raise RuntimeError(f"app crashed: {app.crash_reason!r}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not done after {timeout_s} s")
+            await asyncio.sleep(0.01)
+
+    try:
+        loop.run_until_complete(app.start())
+        loop.run_until_complete(wait())
+        return time.perf_counter()
+    finally:
+        loop.run_until_complete(app.stop())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def noop_faust_ceiling(settings: Settings, topic: str, count: int, datadir: str) -> float:
+    """Events/s of a Faust agent that only take(5000)s, json-decodes and acks."""
+    app = faust.App(f"bench-noop-{uuid.uuid4().hex[:8]}", broker=settings.broker_url, datadir=datadir,
+                    web_enabled=False, autodiscover=False, consumer_auto_offset_reset="earliest",
+                    broker_max_poll_records=5000, broker_session_timeout=2.0, broker_rebalance_timeout=2.0,
+                    broker_heartbeat_interval=0.3)
+    source = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
+    state = {"seen": 0, "first": 0.0}
+
+    @app.agent(source, concurrency=1)
+    async def noop(stream: Any) -> None:
+        async for values in stream.take(5000, within=0.05):
+            if not state["first"]:
+                state["first"] = time.perf_counter()
+            for value in values:
+                json.loads(value)
+            state["seen"] += len(values)
+
+    end = run_app(app, lambda: state["seen"] >= count, timeout_s=3600)
+    return count / (end - state["first"])
+
+
+class TimedStore(LadybugStore):
+    """The LadybugDB store, timing every ``apply_batch`` (seconds, exact, per batch)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.batch_seconds: list[float] = []
+
+    def apply_batch(self, batch: Any) -> int:
+        started = time.perf_counter()
+        seq = super().apply_batch(batch)
+        self.batch_seconds.append(time.perf_counter() - started)
+        return seq
+
+
+def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str,
+               timeout_s: float) -> tuple[float, list[float]]:
+    """Run the real ingest app until ``count`` events are accepted; (events/s, freshness ms per event)."""
+    ingest = IngestApp(settings, store, datadir=datadir)
+    first: list[tuple[float, int]] = []  # (time, events accepted) at the first commit
+    freshness: list[np.ndarray] = []
+
+    def applied(seq: int, event_ms: np.ndarray) -> None:
+        if not first:
+            first.append((time.perf_counter(), ingest.stats.events_accepted))
+        freshness.append(time.time() * 1000 - event_ms[event_ms > 0])
+
+    ingest.stats.on_applied = applied
+    try:
+        end = run_app(ingest.app, lambda: ingest.stats.events_accepted >= count, timeout_s)
+    finally:
+        ingest.close()
+    # Counted from the first commit (the group join and the first batch are start-up, not throughput).
+    since, accepted = first[0]
+    rate = (ingest.stats.events_accepted - accepted) / max(end - since, 1e-9)
+    return rate, np.concatenate(freshness).tolist() if freshness else []
+
+
+def publish_paced(bootstrap: str, topic: str, count: int, rate: float, users: int, items: int, seed: int) -> None:
+    """Child process: publish ``count`` new events at ``rate``/s (kept off the consumer's GIL)."""
+    replay(zipf_events(count, users, items, seed), bootstrap, topic, rate=rate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000, help="backlog events (default: 1,000,000)")
+    parser.add_argument("--users", type=int, default=100_000, help="distinct users (default: 100,000)")
+    parser.add_argument("--items", type=int, default=20_000, help="distinct items (default: 20,000)")
+    parser.add_argument("--rate", type=float, default=5000.0, help="offered load for freshness, events/s "
+                        "(default: 5000)")
+    parser.add_argument("--freshness-seconds", type=float, default=30.0, help="length of the fixed-load run "
+                        "(default: 30)")
+    parser.add_argument("--batch-max-events", type=int, default=5000, help="ingest batch size (default: 5000)")
+    parser.add_argument("--batch-window", type=float, default=Settings().batch_window_s,
+                        help="ingest batch window in seconds (default: the setting's default)")
+    args = parser.parse_args()
+
+    with TansuBroker() as broker, tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        backlog, live = f"bench-events-{uuid.uuid4().hex[:6]}", f"bench-live-{uuid.uuid4().hex[:6]}"
+        settings = Settings(broker_url=broker.url, events_topic=backlog, items_topic=f"{backlog}-items",
+                            dead_letter_topic=f"{backlog}-dead", consumer_group=f"bench-{uuid.uuid4().hex[:6]}",
+                            topic_partitions=PARTITIONS, batch_max_events=args.batch_max_events,
+                            batch_window_s=args.batch_window,
+                            broker_session_timeout_s=2.0, broker_rebalance_timeout_s=2.0)
+        create_topics(broker.bootstrap, {backlog: PARTITIONS, live: PARTITIONS, settings.items_topic: 1,
+                                         settings.dead_letter_topic: 1})
+        started = time.perf_counter()
+        replay(zipf_events(args.events, args.users, args.items, seed=1), broker.bootstrap, backlog)
+        print(f"published {args.events:,} events in {time.perf_counter() - started:.1f} s "
+              f"({args.users:,} Zipf users, {args.items:,} Zipf items, {PARTITIONS} partitions)", flush=True)
+
+        raw = asyncio.run(aiokafka_ceiling(broker.bootstrap, backlog, args.events))
+        print(f"ceiling  aiokafka consumer      {raw:10,.0f} events/s", flush=True)
+        noop = noop_faust_ceiling(settings, backlog, args.events, f"{tmp}/noop")
+        print(f"ceiling  no-op Faust take(5000)  {noop:10,.0f} events/s", flush=True)
+
+        store = TimedStore(f"{tmp}/graph.lbdb")
+        store.ensure_schema()
+        try:
+            rate, _ = ingest_run(settings, store, args.events, f"{tmp}/ingest", timeout_s=7200)
+            print(f"sustained ingest into LadybugDB  {rate:10,.0f} events/s "
+                  f"({rate / noop:.0%} of no-op Faust)   upsert batch ms {quantiles(store.batch_seconds, 1e3)} "
+                  f"over {len(store.batch_seconds)} batches   store {store.counts()}", flush=True)
+
+            live_count = int(args.rate * args.freshness_seconds)
+            producer = multiprocessing.get_context("spawn").Process(
+                target=publish_paced, args=(broker.bootstrap, live, live_count, args.rate, args.users, args.items, 2))
+            store.batch_seconds.clear()
+            live_settings = settings.replace(events_topic=live, consumer_group=f"{settings.consumer_group}-live")
+            producer.start()
+            try:
+                _, fresh = ingest_run(live_settings, store, live_count, f"{tmp}/live",
+                                      timeout_s=args.freshness_seconds * 4 + 120)
+            finally:
+                producer.join()
+            print(f"fixed load {args.rate:,.0f} events/s for {args.freshness_seconds:.0f} s: freshness ms "
+                  f"(Kafka timestamp -> committed store write) {quantiles(fresh)}   upsert batch ms "
+                  f"{quantiles(store.batch_seconds, 1e3)} over {len(store.batch_seconds)} batches", flush=True)
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()
