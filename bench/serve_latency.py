@@ -6,11 +6,13 @@ its GIL) over a real LadybugStore in a temporary folder that holds a small inter
 vectors of width ``--dim``: up to ``--store-max`` items they are written through the store and
 loaded by the server's IndexLoader as in production; larger catalogs are applied directly to the
 server's index (writing a million rows through LadybugDB takes longer than the benchmark itself),
-which the output says. Each (size, index) pair runs every method for ``--seconds`` with
-``--concurrency`` callers in flight and prints p50/p99 latency and QPS side by side, plus the HNSW
-recall@10 against exact search.
+which the output says. Each (size, index) pair runs every method (or those of ``--methods``) for
+``--seconds`` with ``--concurrency`` callers in flight, split over ``--client-procs`` load-generator
+processes so that one Python client is not the bottleneck, and prints p50/p99 latency, QPS and the
+CPU seconds per second that the server and the load generator used (they share this machine's
+cores), plus the HNSW recall@10 against exact search.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/serve_latency.py --sizes 100000 1000000
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python bench/serve_latency.py --sizes 100000 1000000
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -112,7 +115,7 @@ def request_for(method: str, rng: np.random.Generator, args: argparse.Namespace)
     return pb.ExplainRequest(user_id=user, item_id=f"i{rng.integers(0, min(args.size, 20_000))}", limit=5)
 
 
-async def load(port: int, method: str, args: argparse.Namespace) -> dict[str, float]:
+async def load(port: int, method: str, args: argparse.Namespace, concurrency: int, seed: int) -> dict:
     import grpc
 
     from proto import recommender_pb2_grpc
@@ -139,12 +142,39 @@ async def load(port: int, method: str, args: argparse.Namespace) -> dict[str, fl
 
         for warm in range(20):
             await call(request_for(method, np.random.default_rng(warm), args), timeout=30)
-        began = time.perf_counter()
-        await asyncio.gather(*(caller(s) for s in range(args.concurrency)))
-        wall = time.perf_counter() - began
-    ms = np.asarray(latencies) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "qps": len(ms) / wall, "errors": errors}
+        began, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(caller(seed * 1000 + s) for s in range(concurrency)))
+        wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    return {"latencies": latencies, "errors": errors, "wall": wall, "cpu": cpu}
+
+
+def load_part(port: int, method: str, args: argparse.Namespace, concurrency: int, seed: int) -> dict:
+    """One load-generator process's share of the callers (run in a child process)."""
+    return asyncio.run(load(port, method, args, concurrency, seed))
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) that process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(port: int, server_pid: int, method: str, args: argparse.Namespace) -> dict[str, float]:
+    """Run ``method`` with ``args.concurrency`` callers split over ``args.client_procs`` processes."""
+    procs = max(1, min(args.client_procs, args.concurrency))
+    shares = [args.concurrency // procs + (n < args.concurrency % procs) for n in range(procs)]
+    server_cpu = process_cpu_s(server_pid)
+    if procs == 1:
+        parts = [load_part(port, method, args, shares[0], 0)]
+    else:
+        with multiprocessing.get_context("spawn").Pool(procs) as pool:
+            parts = pool.starmap(load_part, [(port, method, args, share, n) for n, share in enumerate(shares)])
+    wall = max(part["wall"] for part in parts)
+    server_cpu = process_cpu_s(server_pid) - server_cpu  # includes the clients' warm-up calls: small
+    ms = np.concatenate([np.asarray(part["latencies"]) for part in parts]) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "qps": len(ms) / wall,
+            "errors": sum(part["errors"] for part in parts), "client_cpu": sum(part["cpu"] for part in parts) / wall,
+            "server_cpu": server_cpu / wall}
 
 
 def recall_at_10(size: int, args: argparse.Namespace) -> float:
@@ -164,7 +194,8 @@ def run_server(size: int, index: str, args: argparse.Namespace, workdir: str) ->
                "--store-max", str(args.store_max)]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
-    return process, json.loads(process.stdout.readline())
+    info = json.loads(process.stdout.readline())
+    return process, {**info, "pid": process.pid}
 
 
 def main() -> None:
@@ -175,7 +206,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--edges", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight, over all client processes")
+    parser.add_argument("--client-procs", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--store-max", type=int, default=100_000, help="larger catalogs bypass the store")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -194,18 +227,19 @@ def main() -> None:
                 print(f"# {size} items, {index}: embeddings loaded {loaded}; ready in {info['ready_s']} s",
                       flush=True)
                 args.size = size
-                for method in METHODS:
-                    result = asyncio.run(load(info["port"], method, args))
+                for method in args.methods:
+                    result = measure(info["port"], info["pid"], method, args)
                     rows.append((size, index, method, result))
                     print(f"  {method:18s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
-                          f"{result['qps']:8.0f} QPS  errors {result['errors']}", flush=True)
+                          f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
+                          f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
                 assert process.stdin is not None
                 process.stdin.close()
                 process.wait(timeout=60)
     print("\n| items | method | exact p50 / p99 ms | exact QPS | hnsw p50 / p99 ms | hnsw QPS |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:
-        for method in METHODS:
+        for method in args.methods:
             cells = []
             for index in ("exact", "hnsw"):
                 found = [r for s, i, m, r in rows if (s, i, m) == (size, index, method)]

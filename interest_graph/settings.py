@@ -109,7 +109,14 @@ class Settings:
     neo4j_database = Setting(str, "NEO4J_DATABASE", "neo4j", "Neo4j database name.")
     # --- Model and refresh -----------------------------------------------------------------
     model_dir = Setting(str, "IG_MODEL_DIR", "data/model", "Where `train` writes and the worker reads the checkpoint.")
-    embedding_dim = Setting(int, "IG_EMBEDDING_DIM", 64, "Embedding width.", "dims")
+    model_method = Setting(str, "IG_MODEL_METHOD", "spectral",
+                           "What `train` and the worker's bootstrap fit: ``spectral`` (SpectralCF, training-free, "
+                           "served as-is) or ``lightgcn`` (BPR). The worker serves whatever the checkpoint holds.")
+    spectral_rank = Setting(int, "IG_SPECTRAL_RANK", 1024,
+                            "Largest SpectralCF rank = embedding width (clipped to min(users, items)).", "dims")
+    spectral_values = Setting(str, "IG_SPECTRAL_VALUES", "weight",
+                              "SpectralCF matrix values: ``weight`` (the edge's accumulated weight) or ``binary``.")
+    embedding_dim = Setting(int, "IG_EMBEDDING_DIM", 64, "Embedding width of LightGCN.", "dims")
     num_layers = Setting(int, "IG_NUM_LAYERS", 2, "Propagation layers K of LightGCN (the k of k-hop refresh).")
     refresh_interval_s = Setting(float, "IG_REFRESH_INTERVAL", 0.2, "How often the refresh worker polls.", "s")
     refresh_fanout = Setting(int, "IG_REFRESH_FANOUT", 50,

@@ -1,4 +1,4 @@
-"""``interest-graph train``: base embeddings from a snapshot of the graph store.
+"""``interest-graph train``: base embeddings (SpectralCF by default) from a snapshot of the graph store.
 
 The store is opened read-only, so this runs beside a live ``interest-graph up`` (LadybugDB admits
 one writer but concurrent read-only processes). The checkpoint lands atomically in the model dir,
@@ -25,6 +25,7 @@ def train_command(settings: Settings, *, data_dir: str | None, out: str | None, 
     started = time.monotonic()
     with open_store(settings, read_only=True) as store:
         checkpoint = train_from_store(store, settings, out, epochs=epochs)
-    print(f"[train] LightGCN on {len(checkpoint.user_ids)} users x {len(checkpoint.item_ids)} items, "
+    method = checkpoint.meta.get("method", "lightgcn")
+    print(f"[train] {method} on {len(checkpoint.user_ids)} users x {len(checkpoint.item_ids)} items, "
           f"{time.monotonic() - started:.1f} s -> {out or settings.model_dir}", file=sys.stderr)
     return 0

@@ -2,12 +2,15 @@
 
 Layout of a model dir::
 
-    checkpoint.json          manifest: version, file name, layers, meta  (replaced atomically)
-    lightgcn-<version>.npz   user_ids, item_ids, user_base, item_base
+    checkpoint.json          manifest: version, method, file name, layers, meta  (replaced atomically)
+    lightgcn-<version>.npz   method "lightgcn": user_ids, item_ids, user_base, item_base
+    spectral-<version>.npz   method "spectral": see :mod:`models.spectral_checkpoint`
 
 The arrays are written first under a fresh name, then the manifest is swapped in with
 ``os.replace``; a reader that opens the manifest therefore always finds a complete array file, and
-a watcher only needs the manifest's ``version`` to know a new checkpoint arrived.
+a watcher only needs the manifest's ``version`` to know a new checkpoint arrived. Versions are
+shared by every method, so a switch of method is just the next version. A manifest without a
+``method`` (written before methods existed) is a LightGCN one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 from interest_graph.domain import NodeId
 
 MANIFEST = "checkpoint.json"
+#: Methods a model dir can hold, each with the prefix of its array files.
+METHODS = ("lightgcn", "spectral")
 #: Array files kept besides the current one, so a reader that just read the old manifest can finish.
 KEEP_PREVIOUS = 1
 
@@ -70,38 +75,19 @@ class Checkpoint:
         return int(self.meta.get("version", 0))
 
     def save(self, model_dir: str | os.PathLike[str]) -> Path:
-        """Write under a new version and swap the manifest in atomically; returns the manifest path.
-
-        Two writers (``interest-graph train`` and the refresh worker's bootstrap) may save at
-        once: each claims its version by creating the array file exclusively, and a manifest is
-        never replaced by an older version than the one it names.
-        """
-        directory = Path(model_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        version, arrays = _claim_version(directory)
-        try:
-            with _atomic(directory / arrays, "wb") as handle:
-                np.savez(handle, user_ids=np.asarray(self.user_ids, dtype=str),
-                         item_ids=np.asarray(self.item_ids, dtype=str),
-                         user_base=self.user_base.astype(np.float32),
-                         item_base=self.item_base.astype(np.float32))
-        except BaseException:
-            (directory / arrays).unlink(missing_ok=True)  # give the claimed version back
-            raise
-        self.meta["version"] = version
-        manifest = {"version": version, "arrays": arrays, "layers": self.layers, "meta": self.meta}
-        if manifest_version(directory) < version:
-            with _atomic(directory / MANIFEST, "w") as handle:
-                json.dump(manifest, handle, indent=1, sort_keys=True)
-        _prune(directory, below=version)
-        return directory / MANIFEST
+        """Write under a new version and swap the manifest in atomically (see :func:`save_versioned`)."""
+        arrays = {"user_ids": np.asarray(self.user_ids, dtype=str), "item_ids": np.asarray(self.item_ids, dtype=str),
+                  "user_base": self.user_base.astype(np.float32), "item_base": self.item_base.astype(np.float32)}
+        return save_versioned(model_dir, "lightgcn", arrays, self.meta, layers=self.layers)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str]) -> Checkpoint:
         """Read the current checkpoint; :class:`CheckpointError` if there is none or it is broken."""
         directory = Path(model_dir)
+        manifest = read_manifest(directory)
+        if manifest_method(manifest) != "lightgcn":
+            raise CheckpointError(f"{directory} holds a {manifest_method(manifest)!r} checkpoint, not a LightGCN one")
         try:
-            manifest = json.loads((directory / MANIFEST).read_text())
             with np.load(directory / manifest["arrays"], allow_pickle=False) as arrays:
                 return cls(user_ids=[NodeId(str(x)) for x in arrays["user_ids"]],
                            item_ids=[NodeId(str(x)) for x in arrays["item_ids"]],
@@ -110,6 +96,50 @@ class Checkpoint:
                            layers=int(manifest["layers"]), meta=dict(manifest.get("meta", {})))
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise CheckpointError(f"no readable checkpoint in {directory}: {exc}") from exc
+
+
+def save_versioned(model_dir: str | os.PathLike[str], method: str, arrays: dict[str, np.ndarray],
+                   meta: dict[str, Any], **manifest_fields: Any) -> Path:
+    """Write ``arrays`` under a new version and swap the manifest in atomically; returns its path.
+
+    Two writers (``interest-graph train`` and the refresh worker's bootstrap) may save at once:
+    each claims its version by creating the array file exclusively, and a manifest is never
+    replaced by an older version than the one it names. ``meta["version"]`` is set to the version.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown checkpoint method {method!r}; expected one of {METHODS}")
+    directory = Path(model_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    version, name = _claim_version(directory, method)
+    try:
+        with _atomic(directory / name, "wb") as handle:
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # stubs type the 2nd parameter as allow_pickle
+    except BaseException:
+        (directory / name).unlink(missing_ok=True)  # give the claimed version back
+        raise
+    meta["version"] = version
+    manifest = {**manifest_fields, "version": version, "method": method, "arrays": name, "meta": meta}
+    if manifest_version(directory) < version:
+        with _atomic(directory / MANIFEST, "w") as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+    _prune(directory, below=version)
+    return directory / MANIFEST
+
+
+def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of ``model_dir``; :class:`CheckpointError` if there is none or it is unreadable."""
+    try:
+        manifest = json.loads((Path(model_dir) / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"no readable checkpoint manifest in {model_dir}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"the checkpoint manifest in {model_dir} is not a JSON object")
+    return manifest
+
+
+def manifest_method(manifest: dict[str, Any]) -> str:
+    """The method a manifest names (``"lightgcn"`` when it names none)."""
+    return str(manifest.get("method", "lightgcn"))
 
 
 def manifest_version(model_dir: str | os.PathLike[str]) -> int:
@@ -145,20 +175,24 @@ class _atomic:
 
 
 def _array_versions(directory: Path) -> dict[int, Path]:
-    """Array files by version number."""
+    """Array files of every method by version number."""
     found = {}
-    for path in directory.glob("lightgcn-*.npz"):
-        number = path.stem.rsplit("-", 1)[1]
-        if number.isdigit():
-            found[int(number)] = path
+    for method in METHODS:
+        for path in directory.glob(f"{method}-*.npz"):
+            number = path.stem.rsplit("-", 1)[1]
+            if number.isdigit():
+                found[int(number)] = path
     return found
 
 
-def _claim_version(directory: Path) -> tuple[int, str]:
+def _claim_version(directory: Path, method: str) -> tuple[int, str]:
     """The next free version, claimed by creating its (empty) array file exclusively."""
     version = max([manifest_version(directory), 0, *_array_versions(directory)]) + 1
     while True:
-        name = f"lightgcn-{version}.npz"
+        if any((directory / f"{other}-{version}.npz").exists() for other in METHODS):
+            version += 1
+            continue
+        name = f"{method}-{version}.npz"
         try:
             os.close(os.open(directory / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             return version, name

@@ -1,25 +1,28 @@
-"""The refresh worker: changed nodes -> k-hop subgraph -> LightGCN propagation -> embeddings.
+"""The refresh worker: changed nodes -> k-hop subgraph -> embeddings of the checkpoint's method.
 
-Each round takes the nodes changed since the refresh cursor, pulls the subgraph within ``2K`` hops
-of them (full-graph degrees), propagates, and publishes the nodes within ``K`` hops of the seeds:
-exactly the nodes whose outputs the new edges changed (see :mod:`models.propagation`). The
-embeddings, the derived base rows and the new cursor go to the store in one write, stamped with a
-version one above the last; ``refresh_state()`` at start therefore resumes after a restart.
+Each round takes the nodes changed since the refresh cursor and recomputes exactly the nodes whose
+embeddings the new edges changed, from the smallest subgraph that determines them
+(:mod:`models.refresh_rounds`): for a SpectralCF checkpoint (the default of ``interest-graph
+train``) the seeds themselves from their 1-hop rows (:mod:`models.spectral_refresh`); for a
+LightGCN one the nodes within ``K`` hops of the seeds, propagated over their ``2K``-hop subgraph
+(:mod:`models.propagation`). The embeddings, the derived base rows and the new cursor go to the
+store in one write, stamped with a version one above the last; ``refresh_state()`` at start
+therefore resumes after a restart.
 
-Base rows come from the checkpoint in ``checkpoint_dir``. A new checkpoint (or the model this
-process starts with) makes the next round a *full* round: one propagation over a snapshot of the
+The model comes from the checkpoint in ``checkpoint_dir``. A new checkpoint (or the model this
+process starts with) makes the next round a *full* round: one computation over a snapshot of the
 whole graph, so serving holds embeddings of one model for every node, with bases derived afresh
 for nodes the checkpoint never saw. (Stored derived rows cannot be tied to the model that made
 them, so the worker persists them for inspection but never reads them back.) A restart thus
 costs one full round, then continues with the stored version and cursor. When more changes are
 pending than one round takes, a full round is also cheaper than many subgraphs.
 
-Before any checkpoint exists, every node gets an id-hashed base (:mod:`models.base_embeddings`),
-so embeddings, and popularity-like recommendations, exist from the first click on. Once the graph
-holds ``bootstrap_min_edges`` edges the worker trains a checkpoint itself (``bootstrap_epochs``,
-a few seconds for 100k edges, during which rounds wait), marks it ``source="bootstrap"`` and
-retrains it each time the graph doubles. A checkpoint from ``interest-graph train`` is never
-replaced by the worker.
+Before any checkpoint exists, every node gets an id-hashed base propagated by LightGCN
+(:mod:`models.base_embeddings`), so embeddings, and popularity-like recommendations, exist from the
+first click on. Once the graph holds ``bootstrap_min_edges`` edges the worker fits a checkpoint
+itself (``model_method``: SpectralCF by default, a second or so for 100k edges, during which rounds
+wait), marks it ``source="bootstrap"`` and refits it each time the graph doubles. A checkpoint
+from ``interest-graph train`` is never replaced by the worker.
 """
 
 from __future__ import annotations
@@ -27,18 +30,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from graph_store.base import GraphStore, GraphStoreError
-from interest_graph.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind
+from interest_graph.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate
 from interest_graph.settings import Settings
 from models.base_embeddings import BaseTable
 from models.checkpoint import Checkpoint, CheckpointError, manifest_version
-from models.propagation import propagate_subgraph, snapshot_as_subgraph
+from models.refresh_rounds import LightGCNRefresh, RoundOutput
+from models.spectral_checkpoint import SpectralCheckpoint, load_checkpoint
+from models.spectral_refresh import SpectralRefresh
 from models.train import train_from_store
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,14 @@ class RefreshStats:
 
 
 class RefreshWorker:
-    """Keeps the store's embeddings equal to a LightGCN propagation of the current graph.
+    """Keeps the store's embeddings equal to a full recompute of the current graph under the
+    checkpoint's method (SpectralCF fold-in or LightGCN propagation).
 
     Args:
         store (GraphStore): The graph; embeddings are written back to it.
-        settings (Settings): ``refresh_interval_s``, ``refresh_max_seeds``, ``refresh_fanout``,
-            ``num_layers`` and ``embedding_dim`` (the last two only while there is no checkpoint).
+        settings (Settings): ``refresh_interval_s``, ``refresh_max_seeds``, ``refresh_fanout``
+            (LightGCN only), ``num_layers`` and ``embedding_dim`` (the last two only while there is
+            no checkpoint), ``bootstrap_*`` and what :func:`~models.train.train_from_store` reads.
         checkpoint_dir (str or Path): Watched for :class:`~models.checkpoint.Checkpoint` manifests.
         device (str, optional): Torch device. (default: CUDA if present, else CPU)
         threads (int, optional): CPU threads for propagation. (default: half the cores)
@@ -96,7 +100,8 @@ class RefreshWorker:
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = device
         self.threads = threads
-        self._table: BaseTable | None = None
+        self._method: LightGCNRefresh | SpectralRefresh | None = None
+        self._checkpoint: Checkpoint | SpectralCheckpoint | None = None
         self._model_version: int | None = None
         self._broken_version: int | None = None
         self._bootstrap_after = 0
@@ -114,8 +119,13 @@ class RefreshWorker:
 
     @property
     def layers(self) -> int:
-        table = self._table
-        return table.checkpoint.layers if table and table.checkpoint else self.settings.num_layers
+        """Hops a change reaches: ``K`` for LightGCN, 1 for SpectralCF."""
+        return self._method.layers if self._method is not None else self.settings.num_layers
+
+    @property
+    def method(self) -> str:
+        """``"spectral"`` or ``"lightgcn"``: what the served embeddings are."""
+        return self._method.method if self._method is not None else "lightgcn"
 
     # --- one round --------------------------------------------------------------------------
     def run_once(self) -> RefreshReport:
@@ -151,28 +161,37 @@ class RefreshWorker:
         version = manifest_version(self.checkpoint_dir)
         if version in (self._model_version, self._broken_version):
             return
-        checkpoint = None
+        checkpoint: Checkpoint | SpectralCheckpoint | None = None
         if version >= 0:
             try:
-                checkpoint = Checkpoint.load(self.checkpoint_dir)
+                checkpoint = load_checkpoint(self.checkpoint_dir, device=self.device)
             except CheckpointError as exc:
                 # Saves are atomic, so this version stays broken: say so once, keep refreshing
                 # with the current model, and try again when a newer version appears.
                 self._broken_version = version
                 self._fail(exc)
                 log.error("checkpoint v%d is unreadable, keeping the current model: %s", version, exc)
-                if self._table is not None:
+                if self._method is not None:
                     return
-        self._table = BaseTable(checkpoint, dim=self.settings.embedding_dim)
+        self._checkpoint = checkpoint
+        self._method = self._method_for(checkpoint)
         self._model_version = version if checkpoint is not None else -1
         # Stored embeddings may come from another model (or none): publish this one everywhere.
         self._needs_full = True
-        log.info("refresh model: %s", f"checkpoint v{version}" if checkpoint else "hashed bases")
+        log.info("refresh model: %s", f"{self._method.method} checkpoint v{version}" if checkpoint
+                 else "hashed bases")
+
+    def _method_for(self, checkpoint: Checkpoint | SpectralCheckpoint | None) -> LightGCNRefresh | SpectralRefresh:
+        if isinstance(checkpoint, SpectralCheckpoint):
+            return SpectralRefresh(checkpoint)
+        table = BaseTable(checkpoint, dim=self.settings.embedding_dim)
+        layers = checkpoint.layers if checkpoint is not None else self.settings.num_layers
+        return LightGCNRefresh(table, layers, self.settings.refresh_fanout or None, self.device, self.threads)
 
     def _maybe_bootstrap(self) -> None:
         """Train a checkpoint of our own when there is none and the graph is big enough, or when
         ours has become small for the graph (half its edges); the next round loads it."""
-        checkpoint = self._table.checkpoint if self._table else None
+        checkpoint = self._checkpoint
         min_edges = self.settings.bootstrap_min_edges
         if min_edges <= 0 or (checkpoint is not None and checkpoint.meta.get("source") != "bootstrap"):
             return
@@ -195,35 +214,24 @@ class RefreshWorker:
             self._stats = replace(self._stats, bootstraps=self._stats.bootstraps + 1)
 
     def _full_round(self) -> RefreshReport:
-        assert self._table is not None
+        assert self._method is not None
         snapshot = self.store.snapshot()
-        sub = snapshot_as_subgraph(snapshot)
-        user_base, item_base, derived = self._table.for_subgraph(sub)
-        user_out, item_out = propagate_subgraph(sub, user_base, item_base, self.layers,
-                                                self.device, self.threads)
-        rows = [EmbeddingRows(NodeKind.USER, list(sub.user_ids), user_out.numpy()),
-                EmbeddingRows(NodeKind.ITEM, list(sub.item_ids), item_out.numpy())]
+        out = self._method.full(snapshot)
         cursor = max(self._cursor, snapshot.seq)
-        self._write(rows, derived, cursor)
+        self._write(out.rows, out.derived, cursor)
         self._needs_full = False
-        return RefreshReport("full", nodes_refreshed=len(sub.user_ids) + len(sub.item_ids),
-                             subgraph_nodes=len(sub.user_ids) + len(sub.item_ids),
-                             subgraph_edges=sub.num_edges, version=self._version, cursor=cursor)
+        return self._report("full", out, 0, cursor)
 
     def _incremental_round(self, changes: ChangeSet) -> RefreshReport:
-        assert self._table is not None
-        layers = self.layers
-        sub = self.store.k_hop_subgraph(list(changes.nodes), hops=2 * layers,
-                                        fanout=self.settings.refresh_fanout or None)
-        user_base, item_base, derived = self._table.for_subgraph(sub, sub.user_hops == 0, sub.item_hops == 0)
-        user_out, item_out = propagate_subgraph(sub, user_base, item_base, layers, self.device, self.threads)
-        rows = [_rows_within(NodeKind.USER, sub.user_ids, user_out.numpy(), sub.user_hops, layers),
-                _rows_within(NodeKind.ITEM, sub.item_ids, item_out.numpy(), sub.item_hops, layers)]
-        self._write(rows, derived, changes.upto)
-        return RefreshReport("incremental", seeds=len(changes.nodes),
-                             nodes_refreshed=sum(len(r.ids) for r in rows),
-                             subgraph_nodes=len(sub.user_ids) + len(sub.item_ids),
-                             subgraph_edges=sub.num_edges, version=self._version, cursor=changes.upto)
+        assert self._method is not None
+        out = self._method.incremental(self.store, changes.nodes)
+        self._write(out.rows, out.derived, changes.upto)
+        return self._report("incremental", out, len(changes.nodes), changes.upto)
+
+    def _report(self, kind: str, out: RoundOutput, seeds: int, cursor: int) -> RefreshReport:
+        return RefreshReport(kind, seeds=seeds, nodes_refreshed=out.nodes_refreshed,
+                             subgraph_nodes=len(out.subgraph.user_ids) + len(out.subgraph.item_ids),
+                             subgraph_edges=out.subgraph.num_edges, version=self._version, cursor=cursor)
 
     def _write(self, rows: list[EmbeddingRows], derived: list[EmbeddingRows], cursor: int) -> None:
         """One store write; the in-memory version and cursor move only once it succeeded."""
@@ -271,12 +279,4 @@ class RefreshWorker:
                 log.debug("refresh %s: %d seeds, %d nodes in %.1f ms", report.kind, report.seeds,
                           report.nodes_refreshed, report.ms)
             delay = interval
-
-
-def _rows_within(kind: NodeKind, ids: Sequence[NodeId], vectors: np.ndarray, hops: np.ndarray,
-                 layers: int) -> EmbeddingRows:
-    """The rows of nodes within ``layers`` hops of a seed: those whose outputs the changes moved."""
-    keep = np.flatnonzero(np.asarray(hops) <= layers).tolist()
-    return EmbeddingRows(kind, [ids[k] for k in keep], vectors[keep])
-
 

@@ -149,26 +149,35 @@ class SpectralCF:
 
     def save(self, path: str | Path) -> None:
         """Write the fitted model (projections, item embeddings, settings) to one ``.npz`` file."""
-        config = {"rank": self.rank, "power": self.power, "oversample": self.oversample,
-                  "power_iters": self.power_iters, "seed": self.seed, "svd_method": self.svd_method}
-        np.savez(
-            path,
-            user_projection=self._require(self.user_projection),
-            item_projection=self._require(self.item_projection),
-            item_emb=self._require(self.item_emb),
-            singular_values=self._require(self.singular_values),
-            config=np.asarray(json.dumps(config)),
-        )
+        np.savez(path, **self.state())  # type: ignore[arg-type]  # stubs type the 2nd parameter as allow_pickle
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str | None = None) -> SpectralCF:
         """Read a model written by :meth:`save`."""
         with np.load(path, allow_pickle=False) as data:
-            model = cls(**json.loads(str(data["config"])), device=device)
-            model.user_projection = data["user_projection"]
-            model.item_projection = data["item_projection"]
-            model.item_emb = data["item_emb"]
-            model.singular_values = data["singular_values"]
+            return cls.from_state({name: data[name] for name in data.files}, device=device)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The fitted arrays and the settings (a JSON string under ``config``), for ``np.savez``."""
+        config = {"rank": self.rank, "power": self.power, "oversample": self.oversample,
+                  "power_iters": self.power_iters, "seed": self.seed, "svd_method": self.svd_method}
+        return {"user_projection": self._require(self.user_projection),
+                "item_projection": self._require(self.item_projection),
+                "item_emb": self._require(self.item_emb),
+                "singular_values": self._require(self.singular_values),
+                "config": np.asarray(json.dumps(config))}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], device: torch.device | str | None = None) -> SpectralCF:
+        """The model :meth:`state` described (``KeyError``/``ValueError`` if arrays are missing)."""
+        model = cls(**json.loads(str(state["config"])), device=device)
+        model.user_projection = np.asarray(state["user_projection"], dtype=np.float32)
+        model.item_projection = np.asarray(state["item_projection"], dtype=np.float32)
+        model.item_emb = np.asarray(state["item_emb"], dtype=np.float32)
+        model.singular_values = np.asarray(state["singular_values"], dtype=np.float32)
+        if model.user_projection.shape[1:] != model.item_emb.shape[1:] or \
+                model.item_projection.shape[1:] != model.item_emb.shape[1:]:
+            raise ValueError("SpectralCF arrays differ in width")
         return model
 
 

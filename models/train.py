@@ -1,4 +1,5 @@
-"""Train LightGCN base embeddings with BPR on an edge snapshot, and save them as a checkpoint.
+"""Train LightGCN base embeddings with BPR on an edge snapshot, and save them as a checkpoint;
+:func:`train_from_store` fits SpectralCF instead when ``model_method`` says so (the default).
 
 Each step propagates the whole graph once (one sparse-dense product per layer, both directions in
 one CSR matrix) and scores a batch of ``(user, positive, negative)`` triples; the negatives are
@@ -29,6 +30,7 @@ from models.lightgcn import (
     normalized_adjacency,
     resolve_device,
 )
+from models.spectral_checkpoint import SpectralCheckpoint, fit_spectral
 
 log = logging.getLogger(__name__)
 
@@ -162,22 +164,32 @@ def _step(model: LightGCN, graph: BipartiteAdjacency, optimizer: torch.optim.Opt
 
 def train_from_store(store: GraphStore, settings: Settings, out_dir: str | Path | None = None, *,
                      epochs: int | None = None, device: torch.device | str | None = None,
-                     source: str = "train") -> Checkpoint:
-    """``interest-graph train``: snapshot the store, train, save into ``out_dir`` (default: ``model_dir``).
+                     source: str = "train", method: str | None = None) -> Checkpoint | SpectralCheckpoint:
+    """``interest-graph train``: snapshot the store, fit, save into ``out_dir`` (default: ``model_dir``).
 
     The refresh worker watching that dir reloads the checkpoint and republishes every embedding.
 
     Args:
         store (GraphStore): Source of the snapshot.
-        settings (Settings): ``embedding_dim``, ``num_layers`` and ``model_dir`` are used.
+        settings (Settings): ``model_method``, ``spectral_rank``, ``spectral_values`` (SpectralCF),
+            ``embedding_dim``, ``num_layers`` (LightGCN) and ``model_dir`` are used.
         out_dir (str or Path, optional): Model dir. (default: ``settings.model_dir``)
-        epochs (int, optional): Epochs. (default: :class:`TrainConfig`'s)
+        epochs (int, optional): LightGCN epochs. (default: :class:`TrainConfig`'s)
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
         source (str): Who trained, kept in ``meta["source"]``; the refresh worker only ever
             replaces checkpoints of its own (``"bootstrap"``). (default: ``"train"``)
+        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``settings.model_method``)
     """
+    method = method or settings.model_method
     snapshot = store.snapshot()
-    checkpoint = train_snapshot(snapshot, settings, epochs=epochs, device=device)
+    checkpoint: Checkpoint | SpectralCheckpoint
+    if method == "spectral":
+        checkpoint = fit_spectral(snapshot, rank=settings.spectral_rank, values=settings.spectral_values,
+                                  device=device)
+    elif method == "lightgcn":
+        checkpoint = train_snapshot(snapshot, settings, epochs=epochs, device=device)
+    else:
+        raise ValueError(f"model_method must be 'spectral' or 'lightgcn', got {method!r}")
     checkpoint.meta["source"] = source
     checkpoint.save(out_dir if out_dir is not None else settings.model_dir)
     return checkpoint

@@ -66,3 +66,25 @@ def bfs_subgraph(edges: list[tuple[int, int]], num_users: int, num_items: int, s
         item_hops=np.array([dist[("i", i)] for i in items], dtype=np.int64),
     )
     return sub, users, items
+
+
+def weighted_one_hop(weights: dict[tuple[str, str], float], seed_users: set[str],
+                     seed_items: set[str]) -> Subgraph:
+    """The store's ``k_hop_subgraph(seeds, hops=1, fanout=None)`` over a ``{(user, item): weight}`` graph:
+    the seeds, their neighbours, every edge among them, full degrees, seeds at hop 0."""
+    users = set(seed_users) | {u for u, i in weights if i in seed_items}
+    items = set(seed_items) | {i for u, i in weights if u in seed_users}
+    user_ids, item_ids = sorted(users), sorted(items)
+    local_user = {u: n for n, u in enumerate(user_ids)}
+    local_item = {i: n for n, i in enumerate(item_ids)}
+    edges = [(local_user[u], local_item[i], w) for (u, i), w in weights.items() if u in users and i in items]
+    return Subgraph(
+        user_ids=[NodeId(u) for u in user_ids], item_ids=[NodeId(i) for i in item_ids],
+        edge_user=np.array([e[0] for e in edges], dtype=np.int64),
+        edge_item=np.array([e[1] for e in edges], dtype=np.int64),
+        edge_weight=np.array([e[2] for e in edges], dtype=np.float32),
+        user_degree=np.array([sum(u == x for x, _ in weights) for u in user_ids], dtype=np.int64),
+        item_degree=np.array([sum(i == x for _, x in weights) for i in item_ids], dtype=np.int64),
+        user_hops=np.array([0 if u in seed_users else 1 for u in user_ids], dtype=np.int64),
+        item_hops=np.array([0 if i in seed_items else 1 for i in item_ids], dtype=np.int64),
+    )

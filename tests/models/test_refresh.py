@@ -50,7 +50,8 @@ def feed(ladybug_store: LadybugStore) -> Feed:
 
 def _settings(**overrides: object) -> Settings:
     values: dict[str, object] = {"refresh_fanout": 0, "refresh_max_seeds": 100, "refresh_interval_s": 0.05,
-                                 "embedding_dim": 16, "num_layers": 2, "bootstrap_min_edges": 0}
+                                 "embedding_dim": 16, "num_layers": 2, "bootstrap_min_edges": 0,
+                                 "model_method": "lightgcn"}
     return Settings(**{**values, **overrides})
 
 

@@ -1,0 +1,109 @@
+"""RefreshWorker serving SpectralCF checkpoints from a real LadybugDB store: `train` fits SpectralCF
+by default, the worker's bootstrap does too, and incremental rounds equal a full recompute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph_store.ladybug import LadybugStore
+from interest_graph.domain import NodeKind
+from interest_graph.settings import Settings
+from models.checkpoint import MANIFEST, Checkpoint, CheckpointError
+from models.refresh import RefreshWorker
+from models.spectral_checkpoint import SpectralCheckpoint, load_checkpoint
+from models.spectral_refresh import SpectralRefresh
+from models.train import train_from_store
+from tests.models.test_refresh import CLUSTER_EDGES, Feed, _recommend, _stored
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def feed(ladybug_store: LadybugStore) -> Feed:
+    return Feed(ladybug_store)
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"refresh_fanout": 2, "refresh_max_seeds": 100, "bootstrap_min_edges": 0,
+                                 "model_dir": str(tmp_path / "model")}
+    return Settings(**{**values, **overrides})
+
+
+def _assert_equals_full_recompute(store: LadybugStore, checkpoint: SpectralCheckpoint) -> None:
+    full = SpectralRefresh(checkpoint).full(store.snapshot()).rows
+    for rows in full:
+        stored = _stored(store, rows.kind)
+        assert set(stored) == set(rows.ids)
+        got = np.stack([stored[i] for i in rows.ids])
+        assert np.abs(got - rows.vectors).max() < 1e-4
+
+
+def test_train_fits_spectral_and_incremental_rounds_equal_a_full_recompute(
+        ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
+    feed(CLUSTER_EDGES)
+    settings = _settings(tmp_path)
+    trained = train_from_store(ladybug_store, settings, device="cpu")
+    assert isinstance(trained, SpectralCheckpoint) and trained.dim <= 12  # clipped to min(users, items)
+    manifest = json.loads((Path(settings.model_dir) / MANIFEST).read_text())
+    assert manifest["method"] == "spectral" and manifest["values"] == "weight" and manifest["version"] == 1
+    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device="cpu")
+    assert worker.run_once().kind == "full" and worker.method == "spectral"
+    assert _stored(ladybug_store, NodeKind.ITEM)["a0"].shape == (trained.dim,)
+
+    feed([("newbie", "a0"), ("newbie", "a1"), ("c0-0", "fresh-item"), ("c0-1", "fresh-item"),
+          ("c1-2", "b0"), ("loner", "unknown-item")])
+    report = worker.run_once()
+    # Only the changed nodes move: 5 users and 5 items, whatever the fan-out cap says.
+    assert report.kind == "incremental" and report.seeds == 10 and report.nodes_refreshed == 10
+    _assert_equals_full_recompute(ladybug_store, trained)
+    # newbie's clicks sit in cluster a: its best unseen items do too (the ring's far side scores ~0, like b).
+    assert not any(item.startswith("b") for item in _recommend(ladybug_store, "newbie", k=2))
+    assert not _stored(ladybug_store, NodeKind.USER)["loner"].any()  # only a new item: zero, as folded in
+
+    feed([("newbie", f"b{i}") for i in range(6)] + [("c1-3", "fresh-item")])
+    assert worker.run_once().kind == "incremental"
+    _assert_equals_full_recompute(ladybug_store, trained)
+
+    # A LightGCN checkpoint is the next version, and the worker serves it in full.
+    lightgcn = train_from_store(ladybug_store, settings.replace(embedding_dim=8), epochs=2, device="cpu",
+                                method="lightgcn")
+    assert isinstance(lightgcn, Checkpoint) and lightgcn.version == 2
+    assert worker.run_once().kind == "full" and worker.method == "lightgcn"
+    assert _stored(ladybug_store, NodeKind.ITEM)["a0"].shape == (8,)
+    assert sorted(p.name for p in Path(settings.model_dir).glob("*.npz")) == ["lightgcn-2.npz", "spectral-1.npz"]
+
+
+def test_worker_bootstraps_a_spectral_checkpoint(ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, bootstrap_min_edges=30)
+    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device="cpu")
+    feed(CLUSTER_EDGES)
+    worker.run_once()
+    assert worker.stats.bootstraps == 1
+    checkpoint = load_checkpoint(settings.model_dir)
+    assert isinstance(checkpoint, SpectralCheckpoint) and checkpoint.meta["source"] == "bootstrap"
+    assert worker.run_once().kind == "full" and worker.method == "spectral"
+    feed([("newbie", "b1"), ("newbie", "b2")])
+    assert worker.run_once().kind == "incremental"
+    _assert_equals_full_recompute(ladybug_store, checkpoint)
+
+
+def test_spectral_checkpoint_round_trip_and_method_checks(ladybug_store: LadybugStore, feed: Feed,
+                                                          tmp_path: Path) -> None:
+    feed(CLUSTER_EDGES)
+    saved = train_from_store(ladybug_store, _settings(tmp_path), device="cpu")
+    loaded = SpectralCheckpoint.load(tmp_path / "model")
+    assert loaded.user_ids == saved.user_ids and loaded.item_ids == saved.item_ids and loaded.version == 1
+    assert saved.model.item_emb is not None and loaded.model.item_emb is not None
+    np.testing.assert_array_equal(loaded.model.item_emb, saved.model.item_emb)
+    assert loaded.meta["source"] == "train" and loaded.values == "weight"
+    with pytest.raises(CheckpointError, match="not a LightGCN"):
+        Checkpoint.load(tmp_path / "model")
+    with pytest.raises(ValueError, match="model_method"):
+        train_from_store(ladybug_store, _settings(tmp_path), method="svd")
+    (tmp_path / "model" / "spectral-1.npz").write_bytes(b"broken")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "model")
