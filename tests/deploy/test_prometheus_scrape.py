@@ -23,8 +23,8 @@ from serving.client import RecommenderClient
 from streams.datasets import ClusteredInterests, KeyedEvent
 from streams.replay import replay
 from tests.deploy.test_alerts import PROMETHEUS, dashboard_metrics, prometheus_tool
-from tests.faults.stack import UpProcess, caught_up, eventually, stack_settings
 from tests.fixtures.broker import KafkaTopics
+from tests.fixtures.stack import UpProcess, caught_up, eventually, stack_settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from graph_store.ladybug import LadybugStore
 from interest_graph.broker import TansuBroker, create_topics, free_port
 from serving.client import RecommenderClient
 from streams.replay import replay
-from tests.faults.stack import UpProcess, assert_everything_refreshed, caught_up, eventually, stack_settings
 from tests.fixtures.broker import KafkaTopics
+from tests.fixtures.stack import UpProcess, assert_everything_refreshed, caught_up, eventually, stack_settings
 from tests.streams.test_ingest_integration import make_events, stored_totals
 
 pytestmark = pytest.mark.integration

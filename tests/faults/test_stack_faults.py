@@ -18,8 +18,15 @@ import pytest
 from graph_store.ladybug import LadybugStore
 from serving.client import RecommenderClient
 from streams.replay import replay
-from tests.faults.stack import UpProcess, assert_everything_refreshed, caught_up, committed, eventually, stack_settings
 from tests.fixtures.broker import KafkaTopics
+from tests.fixtures.stack import (
+    UpProcess,
+    assert_everything_refreshed,
+    caught_up,
+    committed,
+    eventually,
+    stack_settings,
+)
 from tests.streams.test_ingest_integration import applied_count, make_events, stored_totals
 
 pytestmark = pytest.mark.integration
