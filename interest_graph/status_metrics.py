@@ -138,8 +138,9 @@ def render_metrics(now: MetricsReading, before: MetricsReading | None = None) ->
     lines.append(f"refresh       nodes {_rate(now, before, 'ig_refresh_nodes_total')}   backlog "
                  f"{now.value('ig_changed_node_backlog', math.nan):.0f} nodes   staleness "
                  f"{now.value('ig_embedding_staleness_seconds', math.nan):.1f} s")
-    grpc = sorted((dict(labels), snap) for (name, labels), snap in now.histograms.items()
-                  if name == "ig_grpc_server_handling_seconds")
+    grpc = sorted(((dict(labels), snap) for (name, labels), snap in now.histograms.items()
+                   if name == "ig_grpc_server_handling_seconds"),
+                  key=lambda row: (row[0].get("method", ""), row[0].get("code", "")))
     for labels, snap in grpc:
         before_snap = before.histogram("ig_grpc_server_handling_seconds", **labels) if before else None
         lines.append(f"grpc {labels['method']:<20} {labels['code']:<18} {_quantiles(_delta(snap, before_snap))}")

@@ -63,3 +63,18 @@ def test_status_reads_what_the_collector_exports() -> None:
     assert hist is not None and hist.count == 1
     text = "\n".join(render_metrics(reading))
     assert "accepted 7 total" in text and "bad_json=2" in text and "upsert batch" in text
+
+
+def test_status_renders_several_grpc_series() -> None:
+    from serving.interceptors import MetricsInterceptor
+
+    grpc_metrics = MetricsInterceptor()
+    grpc_metrics.histograms.child("interestgraph.v1.Recommender", "Recommend", "OK").observe(0.002)
+    grpc_metrics.histograms.child("interestgraph.v1.Recommender", "Recommend", "NOT_FOUND").observe(0.001)
+    grpc_metrics.histograms.child("interestgraph.v1.Recommender", "GetStatus", "OK").observe(0.004)
+    registry = CollectorRegistry()
+    registry.register(StackCollector(Settings(), grpc=grpc_metrics, probe_lag=False))
+    reading = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
+    lines = [line for line in render_metrics(reading) if line.startswith("grpc ")]
+    assert [line.split()[1:3] for line in lines] == [
+        ["GetStatus", "OK"], ["Recommend", "NOT_FOUND"], ["Recommend", "OK"]]
