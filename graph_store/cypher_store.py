@@ -120,12 +120,17 @@ class CypherGraphStore(GraphStore):
 
     # --- reads -------------------------------------------------------------------------------
     def edge(self, user_id: NodeId, item_id: NodeId) -> StoredEdge | None:
-        rows = self._read(lambda tx: tx.run(cypher.EDGE, user_id=user_id, item_id=item_id))
+        pairs = encode.pair_params(user_id, [item_id])
+        rows = self._read(lambda tx: tx.run(cypher.EDGE_TALLIES, pairs=pairs))
         return _stored_edge(rows[0]) if rows else None
 
     def edges_of_user(self, user_id: NodeId) -> list[StoredEdge]:
-        rows = self._read(lambda tx: tx.run(cypher.EDGES_OF_USER, user_id=user_id))
-        return [_stored_edge(row) for row in rows]
+        def work(tx: Runner) -> list[Sequence[Any]]:
+            items = [row[0] for row in tx.run(cypher.SEEN_ITEMS, user_id=user_id)]
+            return tx.run(cypher.EDGE_TALLIES, pairs=encode.pair_params(user_id, items)) if items else []
+
+        edges = [_stored_edge(row) for row in self._read(work)]
+        return sorted(edges, key=lambda e: (-e.weight, e.item_id))
 
     def seen_items(self, user_id: NodeId) -> list[NodeId]:
         rows = self._read(lambda tx: tx.run(cypher.SEEN_ITEMS, user_id=user_id))

@@ -40,8 +40,24 @@ def _check_weight(value: object, what: str) -> float:
     return number
 
 
+def interaction_key(user_id: str, item_id: str) -> str:
+    """The primary key of a (user, item) pair's Interaction node (LadybugDB keeps edge tallies there).
+
+    The user id's length comes first, so no two pairs share a key whatever characters ids hold.
+    """
+    return f"{len(user_id)}:{user_id}{item_id}"
+
+
+def pair_params(user_id: str, item_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows naming (user, item) pairs for EDGE_TALLIES."""
+    user = _check_id(user_id, "user_id")
+    return [{"user_id": user, "item_id": item, "key": interaction_key(user, item)}
+            for item in (_check_id(i, "item_id") for i in item_ids)]
+
+
 def edge_params(edges: Sequence[EdgeDelta]) -> list[dict[str, Any]]:
-    """One parameter row per delta; ``k`` is its position (ADD_TO_EDGES returns it).
+    """One parameter row per delta; ``k`` is its position (ADD_TO_EDGES returns it), ``key`` its
+    :func:`interaction_key`.
 
     Raises :class:`ValueError` on duplicate (user, item) keys: the caller must aggregate first,
     because neither dialect accumulates two rows for one edge inside one statement reliably.
@@ -58,6 +74,7 @@ def edge_params(edges: Sequence[EdgeDelta]) -> list[dict[str, Any]]:
             "k": k,
             "user_id": key[0],
             "item_id": key[1],
+            "key": interaction_key(*key),
             "weight": _check_weight(delta.weight, f"{what} weight"),
             "cnt": _check_int(delta.count, f"{what} count", minimum=0),
             "last_ts": _check_int(delta.last_ts_ms, f"{what} last_ts_ms"),

@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import ladybug
 import numpy as np
+import pyarrow as pa
 
 from graph_store import cypher, encode
 from graph_store.base import GraphStoreError, StoreUnavailableError
@@ -41,14 +42,28 @@ class _LadybugRunner:
         self.conn = conn
 
     def run(self, stmt: Dialect, **params: Any) -> list[Sequence[Any]]:
+        bound = stmt.bind(params)
+        for name in stmt.tables:
+            if not bound[name]:
+                return []  # LOAD FROM no rows: the statement would match, change and return nothing
+            bound[name] = _arrow_table(bound[name])
         try:
-            result = self.conn.execute(stmt.ladybug, stmt.bind(params))
+            result = self.conn.execute(stmt.ladybug, bound)
         except RuntimeError as exc:
             raise _store_error(f"{stmt.name} failed", exc) from exc
         try:
             return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
         finally:
             result.close()  # type: ignore[union-attr]
+
+
+def _arrow_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts with the same keys) as one Arrow table, column by column.
+
+    LadybugDB converts a list-of-structs parameter field by field under the GIL (about 3 µs a
+    field: 33 ms for 1,000 edge rows); an Arrow table it scans natively (under 1 ms).
+    """
+    return pa.table({column: [row[column] for row in rows] for column in rows[0]})
 
 
 def _store_error(context: str, exc: Exception) -> GraphStoreError:
@@ -112,17 +127,36 @@ class LadybugStore(CypherGraphStore):
                     conn.execute(ddl).close()  # type: ignore[union-attr]
                 except RuntimeError as exc:
                     raise _store_error("creating the schema failed", exc) from exc
+        self._check_edge_layout()
         self._write(lambda tx: tx.run(cypher.INIT_META, key=self.meta_key))
 
     def _check_schema(self) -> None:
-        result = self._connection().execute(cypher.LADYBUG_SHOW_TABLES)
-        try:
-            names = {row[0] for row in result.get_all()}  # type: ignore[union-attr,index]
-        finally:
-            result.close()  # type: ignore[union-attr]
+        names = {row[0] for row in self._query(cypher.LADYBUG_SHOW_TABLES)}
         missing = [t for t in cypher.LADYBUG_TABLES if t not in names]
         if missing:
             raise StoreUnavailableError(f"LadybugDB at {self.path!r} has no tables {missing} yet: start the writer")
+        self._check_edge_layout()
+
+    def _check_edge_layout(self) -> None:
+        """Refuse a database whose edges keep their tallies on the relationship (written by an
+        older version): ``IF NOT EXISTS`` would keep that table and reads would miss its counts."""
+        found = tuple(row[0] for row in self._query(cypher.LADYBUG_INTERACTED_INFO))
+        if found != cypher.LADYBUG_INTERACTED_PROPERTIES:
+            raise GraphStoreError(
+                f"LadybugDB at {self.path!r} was written by an older interest-graph (INTERACTED has "
+                f"properties {list(found)}, expected {list(cypher.LADYBUG_INTERACTED_PROPERTIES)}): "
+                "move it aside and replay the events topic into a new database")
+
+    def _query(self, text: str) -> list[Sequence[Any]]:
+        """Rows of a parameterless catalog query, outside any explicit transaction."""
+        try:
+            result = self._connection().execute(text)
+        except RuntimeError as exc:
+            raise _store_error("reading the catalog failed", exc) from exc
+        try:
+            return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
+        finally:
+            result.close()  # type: ignore[union-attr]
 
     def close(self) -> None:
         with self._connections_lock:

@@ -7,6 +7,7 @@ reference table generated from these declarations, so the docs cannot drift from
 
 from __future__ import annotations
 
+import builtins  # the Setting field named 'type' shadows the builtin in its class body
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -40,17 +41,17 @@ class Setting(Generic[T]):
     doc: str
     unit: str = ""
 
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __set_name__(self, owner: builtins.type, name: str) -> None:
         object.__setattr__(self, "name", name)
 
     @overload
-    def __get__(self, obj: None, owner: type) -> Setting[T]: ...
+    def __get__(self, obj: None, owner: builtins.type) -> Setting[T]: ...
     @overload
-    def __get__(self, obj: Settings, owner: type) -> T: ...
-    def __get__(self, obj: Settings | None, owner: type) -> Setting[T] | T:
+    def __get__(self, obj: Settings, owner: builtins.type) -> T: ...
+    def __get__(self, obj: Settings | None, owner: builtins.type) -> Setting[T] | T:
         if obj is None:
             return self
-        return obj._values.get(self.name, self.default)  # type: ignore[attr-defined,no-any-return]  # name set in __set_name__
+        return obj._values.get(self.name, self.default)  # type: ignore[attr-defined]  # name set in __set_name__
 
     def parse(self, raw: str) -> T:
         try:

@@ -19,6 +19,7 @@ TYPE_COUNT_COLUMNS: dict[EventType, str] = {t: f"n_{t.value}" for t in EventType
 LABELS: dict[NodeKind, str] = {NodeKind.USER: "User", NodeKind.ITEM: "Item"}
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_LOADED = re.compile(r"\bLOAD\s+FROM\s+\$([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 
 
 class Backend:
@@ -37,12 +38,16 @@ class Dialect:
         ladybug (str): LadybugDB text.
         neo4j (str): Neo4j text.
         params (frozenset[str]): Every ``$parameter`` either text uses; callers pass exactly these.
+        tables (frozenset[str]): Parameters the LadybugDB text scans with ``LOAD FROM $name``:
+            callers pass rows (a list of dicts, as Neo4j's ``UNWIND`` takes them) and the LadybugDB
+            backend sends them as one Arrow table (default: empty).
     """
 
     name: str
     ladybug: str
     neo4j: str
     params: frozenset[str]
+    tables: frozenset[str] = frozenset()
 
     def text(self, backend: str) -> str:
         return self.ladybug if backend == Backend.LADYBUG else self.neo4j
@@ -62,7 +67,7 @@ def statement(name: str, *, ladybug: str, neo4j: str, params: tuple[str, ...] = 
         used = set(_PARAM.findall(text))
         if used != declared:
             raise AssertionError(f"{name} ({dialect}) uses {sorted(used)}, declares {sorted(declared)}")
-    return Dialect(name, ladybug.strip(), neo4j.strip(), declared)
+    return Dialect(name, ladybug.strip(), neo4j.strip(), declared, frozenset(_LOADED.findall(ladybug)))
 
 
 def type_columns(template: str, sep: str = ", ") -> str:

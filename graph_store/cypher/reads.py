@@ -5,29 +5,29 @@ from __future__ import annotations
 from graph_store.cypher.dialect import LABELS, Dialect, statement, type_columns
 from interest_graph.domain import NodeKind
 
-# --- reads -------------------------------------------------------------------------------------
-_EDGE_COLUMNS = "r.weight AS weight, r.cnt AS cnt, r.last_ts AS last_ts, " + type_columns("r.{c} AS {c}")
 
-EDGE = statement(
-    "EDGE",
+# --- reads -------------------------------------------------------------------------------------
+def _tallies(var: str) -> str:
+    return (f"{var}.weight AS weight, {var}.cnt AS cnt, {var}.last_ts AS last_ts, "
+            + type_columns(f"{var}.{{c}} AS {{c}}"))
+
+
+#: The stored tallies of given (user, item) pairs (rows with ``user_id``, ``item_id``, ``key``);
+#: pairs without an edge return no row. LadybugDB keeps them in Interaction nodes found by key.
+EDGE_TALLIES = statement(
+    "EDGE_TALLIES",
     ladybug=f"""
-MATCH (u:User) WHERE u.id = $user_id
-MATCH (u)-[r:INTERACTED]->(i:Item) WHERE i.id = $item_id
-RETURN u.id AS user_id, i.id AS item_id, {_EDGE_COLUMNS}
+LOAD FROM $pairs
+MATCH (p:Interaction) WHERE p.key = key
+RETURN p.user_id AS user_id, p.item_id AS item_id, {_tallies("p")}
 """,
     neo4j=f"""
-MATCH (u:User {{id: $user_id}})-[r:INTERACTED]->(i:Item {{id: $item_id}})
-RETURN u.id AS user_id, i.id AS item_id, {_EDGE_COLUMNS}
+UNWIND $pairs AS pair
+MATCH (u:User {{id: pair.user_id}})-[r:INTERACTED]->(i:Item {{id: pair.item_id}})
+RETURN u.id AS user_id, i.id AS item_id, {_tallies("r")}
 """,
-    params=("user_id", "item_id"),
+    params=("pairs",),
 )
-
-_EDGES_OF_USER = f"""
-MATCH (u:User {{id: $user_id}})-[r:INTERACTED]->(i:Item)
-RETURN u.id AS user_id, i.id AS item_id, {_EDGE_COLUMNS}
-ORDER BY weight DESC, item_id
-"""
-EDGES_OF_USER = statement("EDGES_OF_USER", ladybug=_EDGES_OF_USER, neo4j=_EDGES_OF_USER, params=("user_id",))
 
 _SEEN_ITEMS = "MATCH (u:User {id: $user_id})-[:INTERACTED]->(i:Item) RETURN i.id AS item_id ORDER BY item_id"
 SEEN_ITEMS = statement("SEEN_ITEMS", ladybug=_SEEN_ITEMS, neo4j=_SEEN_ITEMS, params=("user_id",))

@@ -19,6 +19,7 @@ import pytest
 
 from graph_store import cypher
 from graph_store.cypher import Dialect, statement
+from interest_graph.domain import NodeKind
 
 LINT_DIR = Path(__file__).with_name("cypher_lint")
 PACKAGE_DIR = Path(cypher.__file__).parents[1]  # graph_store/
@@ -120,11 +121,21 @@ def test_every_statement_is_sent_somewhere() -> None:
 
 
 def test_bind_refuses_missing_or_extra_parameters() -> None:
+    stmt = cypher.CHANGED_NODES[NodeKind.USER]
     with pytest.raises(TypeError, match="do not match"):
-        cypher.EDGE.bind({"user_id": "u"})
+        stmt.bind({"since": 0, "upto": 1})
     with pytest.raises(TypeError, match="do not match"):
-        cypher.EDGE.bind({"user_id": "u", "item_id": "i", "extra": 1})
-    assert cypher.EDGE.bind({"user_id": "u", "item_id": "i"}) == {"user_id": "u", "item_id": "i"}
+        stmt.bind({"since": 0, "upto": 1, "limit": 5, "extra": 1})
+    assert stmt.bind({"since": 0, "upto": 1, "limit": 5}) == {"since": 0, "upto": 1, "limit": 5}
+
+
+def test_batch_parameters_are_loaded_as_tables_by_ladybug_and_unwound_by_neo4j() -> None:
+    for stmt in (cypher.ADD_TO_EDGES, cypher.CREATE_EDGES, cypher.EDGE_TALLIES):
+        (name,) = stmt.tables
+        assert f"LOAD FROM ${name}" in stmt.ladybug and f"UNWIND ${name}" in stmt.neo4j, stmt.name
+    assert statement("T", ladybug="LOAD FROM $rows RETURN k", neo4j="UNWIND $rows AS r RETURN r.k",
+                     params=("rows",)).tables == {"rows"}
+    assert cypher.TOUCH_NODES[NodeKind.USER].tables == frozenset()
 
 
 def test_declaring_a_statement_checks_both_texts() -> None:

@@ -184,3 +184,4 @@ def test_type_counts_accept_event_type_values(store: CypherGraphStore, store_ids
     store.apply_batch(batch([d], OffsetClock(), group))
     edge = store.edge(store_ids("u"), store_ids("i"))
     assert edge is not None and edge.type_counts["like"] == 1 and edge.type_counts["rating"] == 1
+

@@ -170,3 +170,48 @@ def test_read_only_store_without_schema_is_unavailable(tmp_path: Path) -> None:
         pytest.raises(StoreUnavailableError, match="no tables"),
     ):
         reader.ensure_schema()
+
+
+def test_database_with_tallies_on_the_relationship_is_refused(tmp_path: Path) -> None:
+    """A database from before the tallies moved into Interaction nodes: a clear error, not silent zeros."""
+    import ladybug
+
+    path = str(tmp_path / "old.lbdb")
+    db = ladybug.Database(path)
+    conn = ladybug.Connection(db)
+    for ddl in ("CREATE NODE TABLE User(id STRING, PRIMARY KEY(id))",
+                "CREATE NODE TABLE Item(id STRING, PRIMARY KEY(id))",
+                "CREATE REL TABLE INTERACTED(FROM User TO Item, weight DOUBLE, cnt INT64, last_ts INT64)"):
+        conn.execute(ddl)
+    conn.close()
+    db.close()
+    with LadybugStore(path) as store, pytest.raises(GraphStoreError, match="older interest-graph") as refused:
+        store.ensure_schema()
+    assert not refused.value.retryable
+
+
+def test_many_edge_rows_go_through_arrow_tables(ladybug_store: LadybugStore) -> None:
+    """Batches travel as Arrow tables (LOAD FROM): wide ints, floats and odd strings keep their values."""
+    users = [f"u{k}" for k in range(300)] + ["ü'\"; DETACH DELETE (n) //", ""]
+    edges = [delta(u, f"i{k % 13}", 0.25 * (k + 1), count=k + 1, ts=1_700_000_000_000 + k, click=k + 1)
+             for k, u in enumerate(users) if u]
+    clock = OffsetClock()
+    ladybug_store.apply_batch(batch(edges, clock, "g"))
+    ladybug_store.apply_batch(batch(edges, clock, "g"))  # every edge exists now: the update path
+    for d in (edges[0], edges[-1]):
+        stored = ladybug_store.edge(NodeId(d.user_id), NodeId(d.item_id))
+        assert stored is not None
+        assert stored.weight == pytest.approx(2 * d.weight)
+        assert stored.count == 2 * d.count and stored.type_counts["click"] == 2 * d.count
+        assert stored.last_ts_ms == d.last_ts_ms
+    assert ladybug_store.counts()["edges"] == len(edges)
+
+
+def test_pairs_whose_ids_concatenate_alike_stay_apart(ladybug_store: LadybugStore) -> None:
+    """(ab, c) and (a, bc) glue into one string; their Interaction keys must still differ."""
+    ladybug_store.apply_batch(batch([delta("ab", "c", 1.0), delta("a", "bc", 2.0), delta("1:a", "bc", 4.0)],
+                                    OffsetClock(), "g"))
+    weights = {(u, i): ladybug_store.edge(NodeId(u), NodeId(i)) for u, i in (("ab", "c"), ("a", "bc"), ("1:a", "bc"))}
+    assert {pair: e.weight for pair, e in weights.items() if e is not None} == {
+        ("ab", "c"): 1.0, ("a", "bc"): 2.0, ("1:a", "bc"): 4.0}
+    assert ladybug_store.edge(NodeId("a"), NodeId("c")) is None
