@@ -106,6 +106,11 @@ class GraphStore(abc.ABC):
         """Catalog attributes of the given items that have any."""
 
     @abc.abstractmethod
+    def cold_catalog_items(self, written_up_to: int, limit: int) -> list[ItemMeta]:
+        """Up to ``limit`` catalog items (those with a title) that have no edge and whose embedding
+        is missing or has a version ``<= written_up_to``, in id order (cold-start candidates)."""
+
+    @abc.abstractmethod
     def snapshot(self) -> EdgeSnapshot:
         """Every edge in compact form (training input)."""
 

@@ -146,6 +146,11 @@ class CypherGraphStore(GraphStore):
             for i, title, categories, text in rows
         }
 
+    def cold_catalog_items(self, written_up_to: int, limit: int) -> list[ItemMeta]:
+        rows = self._read(lambda tx: tx.run(cypher.COLD_CATALOG_ITEMS, written_up_to=written_up_to, limit=limit))
+        return [ItemMeta(NodeId(i), title or "", tuple(categories or ()), text or "")
+                for i, title, categories, text in rows]
+
     def counts(self) -> dict[str, int]:
         def work(tx: Runner) -> dict[str, int]:
             return {

@@ -73,8 +73,10 @@ def ensure_topics(settings: Settings) -> None:
 @contextlib.contextmanager
 def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[object]:
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
+    from models.cold_items import ColdItems
 
-    worker = MeasuredRefreshWorker(store, settings, Path(settings.model_dir))
+    worker = MeasuredRefreshWorker(store, settings, Path(settings.model_dir),
+                                   cold=ColdItems.from_settings(store, settings))
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="refresh", daemon=True)
     thread.start()
     try:

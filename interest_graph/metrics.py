@@ -133,6 +133,8 @@ class StackCollector(Collector):
         yield _counter("ig_refresh_rounds", "Refresh rounds run (incremental and full).", stats.rounds)
         yield _counter("ig_refresh_nodes", "Node embeddings rewritten by the refresh worker.", stats.nodes_refreshed)
         yield _counter("ig_refresh_errors", "Refresh rounds that failed (retried next tick).", stats.errors)
+        yield _counter("ig_refresh_cold_items", "Catalog items without interactions embedded from their text "
+                       "(cold start).", stats.cold_items)
         yield _gauge("ig_refresh_last_round_seconds", "Duration of the last refresh round.", stats.last_round_ms / 1e3)
         rounds = getattr(self.refresh, "round_seconds", None)
         if rounds is not None:

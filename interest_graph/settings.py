@@ -131,6 +131,14 @@ class Settings:
                                   "edges")
     bootstrap_epochs = Setting(int, "IG_BOOTSTRAP_EPOCHS", 10,
                                "Training epochs of the refresh worker's own checkpoints.", "epochs")
+    cold_start_interval_s = Setting(float, "IG_COLD_START_INTERVAL", 5.0,
+                                    "How often the refresh worker embeds catalog items nobody has interacted "
+                                    "with from their text (needs the ``text`` extra); 0 = never.", "s")
+    cold_start_fit_items = Setting(int, "IG_COLD_START_FIT_ITEMS", 2000,
+                                   "Warm items (catalog text and an embedding) the text projection is fitted on, "
+                                   "once per loaded model.", "items")
+    cold_start_batch = Setting(int, "IG_COLD_START_BATCH", 512,
+                               "Most cold catalog items embedded per cold-start pass.", "items")
     # --- Serving ---------------------------------------------------------------------------
     grpc_addr = Setting(str, "IG_GRPC_ADDR", "127.0.0.1:50051", "Address the gRPC server binds / clients call.")
     max_k = Setting(int, "IG_MAX_K", 1000, "Largest k a client may ask for.", "items")

@@ -34,10 +34,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from graph_store.base import GraphStore, GraphStoreError
-from interest_graph.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate
+from interest_graph.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
 from interest_graph.settings import Settings
 from models.base_embeddings import BaseTable
 from models.checkpoint import Checkpoint, CheckpointError, manifest_version
+from models.cold_items import ColdItems
 from models.refresh_rounds import LightGCNRefresh, RoundOutput
 from models.spectral_checkpoint import SpectralCheckpoint, load_checkpoint
 from models.spectral_refresh import SpectralRefresh
@@ -77,6 +78,8 @@ class RefreshStats:
     cursor: int = 0
     model_version: int = -1
     bootstraps: int = 0
+    #: Catalog items embedded from their text (cold start), re-embeddings after a new model included.
+    cold_items: int = 0
 
 
 class RefreshWorker:
@@ -91,10 +94,12 @@ class RefreshWorker:
         checkpoint_dir (str or Path): Watched for :class:`~models.checkpoint.Checkpoint` manifests.
         device (str, optional): Torch device. (default: CUDA if present, else CPU)
         threads (int, optional): CPU threads for propagation. (default: half the cores)
+        cold (ColdItems, optional): embeds catalog items without interactions from their text,
+            every ``cold_start_interval_s``; ``None`` = no cold start. (default: :obj:`None`)
     """
 
     def __init__(self, store: GraphStore, settings: Settings, checkpoint_dir: str | Path,
-                 device: str | None = None, threads: int | None = None) -> None:
+                 device: str | None = None, threads: int | None = None, cold: ColdItems | None = None) -> None:
         self.store = store
         self.settings = settings
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -111,6 +116,9 @@ class RefreshWorker:
         self._state_loaded = False
         self._stats = RefreshStats()
         self._lock = threading.Lock()
+        self._cold = cold
+        #: Item embeddings of the last full round (what a cold-start projection is fitted on).
+        self._full_items: EmbeddingRows | None = None
 
     @property
     def stats(self) -> RefreshStats:
@@ -148,7 +156,26 @@ class RefreshWorker:
         self._count(report)
         if report.kind != "idle":
             self._maybe_bootstrap()
+        self._cold_start()
         return report
+
+    def _cold_start(self) -> None:
+        """Hand cold start a refit after a new model's full round; write a batch it has finished."""
+        cold = self._cold
+        if cold is None or self._model_version is None or self._model_version < 0:
+            return  # hashed bases (no checkpoint) have no space worth projecting text into
+        if self._full_items is not None and cold.fitted_for != self._model_version:
+            cold.request_refit(self._full_items, self._model_version, written_up_to=self._version)
+        self._full_items = None
+        ready = cold.take_ready()
+        if ready is None:
+            return
+        if ready.model_version == self._model_version and ready.rows.ids:
+            self._write([ready.rows], [], self._cursor)
+            with self._lock:
+                self._stats = replace(self._stats, cold_items=self._stats.cold_items + len(ready.rows.ids),
+                                      version=self._version)
+        cold.mark_written()
 
     def _load_state(self) -> None:
         if not self._state_loaded:
@@ -220,6 +247,7 @@ class RefreshWorker:
         cursor = max(self._cursor, snapshot.seq)
         self._write(out.rows, out.derived, cursor)
         self._needs_full = False
+        self._full_items = next((r for r in out.rows if r.kind == NodeKind.ITEM), None)
         return self._report("full", out, 0, cursor)
 
     def _incremental_round(self, changes: ChangeSet) -> RefreshReport:
@@ -261,6 +289,8 @@ class RefreshWorker:
         """Run rounds until ``stop`` is set; never dies on an error (it is logged, counted, retried)."""
         interval = self.settings.refresh_interval_s
         delay = 0.0
+        if self._cold is not None:
+            threading.Thread(target=self._cold.run_forever, args=(stop,), name="cold-start", daemon=True).start()
         while not stop.wait(delay):
             try:
                 report = self.run_once()

@@ -80,6 +80,7 @@ from graph_store.cypher.ingest import (
 )
 from graph_store.cypher.reads import (
     CHANGED_NODES,
+    COLD_CATALOG_ITEMS,
     COUNT_EDGES,
     COUNT_NODES,
     EDGE_TALLIES,
@@ -96,6 +97,7 @@ __all__ = [
     "APPLIED_OFFSETS",
     "BUMP_SEQ",
     "CHANGED_NODES",
+    "COLD_CATALOG_ITEMS",
     "COUNT_EDGES",
     "COUNT_NODES",
     "CREATE_EDGES",

@@ -39,6 +39,19 @@ RETURN i.id AS id, i.title AS title, i.categories AS categories, i.text AS text
 """
 ITEM_META = statement("ITEM_META", ladybug=_ITEM_META, neo4j=_ITEM_META, params=("ids",))
 
+#: Catalog items nobody has interacted with whose embedding is missing or was written at or
+#: before ``$written_up_to`` (cold start embeds them from text), in id order.
+_COLD_CATALOG_ITEMS = """
+MATCH (i:Item)
+WHERE i.title IS NOT NULL AND coalesce(i.emb_version, 0) <= $written_up_to
+  AND NOT EXISTS { MATCH (:User)-[:INTERACTED]->(i) }
+RETURN i.id AS id, i.title AS title, i.categories AS categories, i.text AS text
+ORDER BY id
+LIMIT $limit
+"""
+COLD_CATALOG_ITEMS = statement("COLD_CATALOG_ITEMS", ladybug=_COLD_CATALOG_ITEMS, neo4j=_COLD_CATALOG_ITEMS,
+                               params=("written_up_to", "limit"))
+
 _META = """
 MATCH (m:Meta {key: $key})
 RETURN m.seq AS seq, m.emb_version AS emb_version, m.refresh_cursor AS refresh_cursor,

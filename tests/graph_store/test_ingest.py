@@ -185,3 +185,12 @@ def test_type_counts_accept_event_type_values(store: CypherGraphStore, store_ids
     edge = store.edge(store_ids("u"), store_ids("i"))
     assert edge is not None and edge.type_counts["like"] == 1 and edge.type_counts["rating"] == 1
 
+
+
+def test_cold_catalog_items_are_catalogued_items_without_edges(
+        store: CypherGraphStore, store_ids: IdFactory, group: str) -> None:
+    cold, warm, bare = store_ids("cold"), store_ids("warm"), store_ids("bare")
+    store.upsert_items([ItemMeta(cold, "Cold", ("x",), ""), ItemMeta(warm, "Warm", (), "")])
+    store.apply_batch(batch([delta(store_ids("u"), warm), delta(store_ids("u"), bare)], OffsetClock(), group))
+    mine = [m for m in store.cold_catalog_items(written_up_to=0, limit=10_000) if m.item_id.startswith(cold[:-4])]
+    assert mine == [ItemMeta(cold, "Cold", ("x",), "")]  # not the clicked one, not the one without a title
