@@ -9,7 +9,10 @@ One run measures, on one broker, in this order:
 3. **sustained ingest** - the real :class:`streams.app.IngestApp` (validation, aggregation, dead
    letters, one LadybugDB transaction per batch with its offsets) drains the same backlog into a
    fresh store; upsert batch p50/p99 are exact per-batch timings of ``apply_batch``;
-4. **freshness at a fixed offered load** - a separate process publishes new events to a second
+4. **the store alone** - the same events planned (``plan_batch``: decode, validate, aggregate)
+   and applied to a fresh LadybugDB store in batches of the size Faust handed the agent in (3),
+   with no Kafka and no Faust: what the store side allows, to compare (3) against;
+5. **freshness at a fixed offered load** - a separate process publishes new events to a second
    topic at ``--rate`` events/s while the same app ingests them live. Freshness here is
    *Kafka record timestamp -> committed store write covering the event* (the ``on_applied`` hook
    runs right after the commit), not the full refresh + serving path: that one adds a LightGCN
@@ -44,7 +47,9 @@ sys.path.insert(0, str(REPO))
 
 from graph_store.ladybug import LadybugStore  # noqa: E402
 from interest_graph.broker import TansuBroker, create_topics  # noqa: E402
+from interest_graph.domain import SourcePosition, TopicPartition  # noqa: E402
 from interest_graph.settings import Settings  # noqa: E402
+from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
 from streams.app import IngestApp  # noqa: E402
 from streams.datasets import SYNTHETIC_TYPE_MIX, KeyedEvent  # noqa: E402
 from streams.replay import replay  # noqa: E402
@@ -182,6 +187,24 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str,
     return rate, np.concatenate(freshness).tolist() if freshness else []
 
 
+def store_only(events: list[KeyedEvent], batch_size: int, path: str, settings: Settings) -> tuple[float, float]:
+    """(plan events/s, apply events/s): the agent's two halves without Kafka or Faust, one batch at a time."""
+    tp = TopicPartition("store-only", 0)
+    now = int(time.time() * 1000) + 10**9
+    records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, k), timestamp_ms=e.ts_ms)
+               for k, e in enumerate(events)]
+    started = time.perf_counter()
+    plans = [plan_batch(records[k:k + batch_size], {}, settings, "store-only", now).batch
+             for k in range(0, len(records), batch_size)]
+    planned = time.perf_counter()
+    with LadybugStore(path) as store:
+        store.ensure_schema()
+        for batch in plans:
+            store.apply_batch(batch)
+    applied = time.perf_counter()
+    return len(events) / (planned - started), len(events) / (applied - planned)
+
+
 def publish_paced(bootstrap: str, topic: str, count: int, rate: float, users: int, items: int, seed: int) -> None:
     """Child process: publish ``count`` new events at ``rate``/s (kept off the consumer's GIL)."""
     replay(zipf_events(count, users, items, seed), bootstrap, topic, rate=rate)
@@ -227,6 +250,12 @@ def main() -> None:
             print(f"sustained ingest into LadybugDB  {rate:10,.0f} events/s "
                   f"({rate / noop:.0%} of no-op Faust)   upsert batch ms {quantiles(store.batch_seconds, 1e3)} "
                   f"over {len(store.batch_seconds)} batches   store {store.counts()}", flush=True)
+
+            faust_batch = max(1, round(args.events / max(len(store.batch_seconds), 1)))
+            plan_rate, apply_rate = store_only(list(zipf_events(args.events, args.users, args.items, seed=1)),
+                                               faust_batch, f"{tmp}/store-only.lbdb", settings)
+            print(f"store alone (no Kafka, no Faust; batches of {faust_batch:,} events as Faust handed them): "
+                  f"plan_batch {plan_rate:10,.0f} events/s   apply_batch {apply_rate:10,.0f} events/s", flush=True)
 
             live_count = int(args.rate * args.freshness_seconds)
             producer = multiprocessing.get_context("spawn").Process(

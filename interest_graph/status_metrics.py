@@ -137,7 +137,8 @@ def render_metrics(now: MetricsReading, before: MetricsReading | None = None) ->
         lines.append(f"{label:<14}{_quantiles(hist)}   [{window}]")
     lines.append(f"refresh       nodes {_rate(now, before, 'ig_refresh_nodes_total')}   backlog "
                  f"{now.value('ig_changed_node_backlog', math.nan):.0f} nodes   staleness "
-                 f"{now.value('ig_embedding_staleness_seconds', math.nan):.1f} s")
+                 f"{now.value('ig_embedding_staleness_seconds', math.nan):.1f} s   cold items from text "
+                 f"{_rate(now, before, 'ig_refresh_cold_items_total')}")
     grpc = sorted(((dict(labels), snap) for (name, labels), snap in now.histograms.items()
                    if name == "ig_grpc_server_handling_seconds"),
                   key=lambda row: (row[0].get("method", ""), row[0].get("code", "")))
