@@ -34,6 +34,7 @@ from interest_graph.settings import Settings
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter, encode_dead_letter
 from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
+from streams.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class IngestApp:
                  stats: IngestStats | None = None) -> None:
         self.settings = settings
         self.stats = stats if stats is not None else IngestStats()
+        self._crashing: asyncio.Future[None] | None = None
         self.app = faust.App(settings.consumer_group, **faust_settings(settings, datadir))
         # One thread: store writes happen in batch order, and the store is single-threaded.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
@@ -109,9 +111,19 @@ class IngestApp:
         @self.app.agent(self.events_topic, name="ingest_events", concurrency=1,
                         supervisor_strategy=mode.CrashingSupervisor)
         async def ingest_events(stream: StreamT) -> None:
-            async for events in _unacked_batches(stream, batch_max, window):
+            async def apply(events: list[EventT]) -> None:
                 await self.events.ingest([source_record(e) for e in events])
                 await _ack_all(stream, events)
+
+            # Faust keeps collecting while a batch is written (streams.write_behind).
+            behind = WriteBehind(apply, max_batch=batch_max, max_pending=4 * batch_max,
+                                 on_failure=self._crash)
+            try:
+                async for events in _unacked_batches(stream, batch_max, window):
+                    await behind.add(events)
+                await behind.flush()
+            finally:
+                behind.cancel()
 
         @self.app.agent(self.items_topic, name="ingest_items", concurrency=1,
                         supervisor_strategy=mode.CrashingSupervisor)
@@ -124,6 +136,10 @@ class IngestApp:
         async def load_offsets() -> None:
             await self.events.load_offsets()
             self.stats.started = True
+
+    def _crash(self, exc: BaseException) -> None:
+        """A failed write stops the worker at once (CrashingSupervisor semantics), not at the next batch."""
+        self._crashing = asyncio.ensure_future(self.app.crash(exc))
 
     def close(self) -> None:
         """Wait for a store write in flight; call after the app has stopped, before closing the store.
