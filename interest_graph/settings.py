@@ -80,6 +80,10 @@ class Settings:
                                        "Consumer group session timeout; short so restarts rejoin fast.", "s")
     broker_rebalance_timeout_s = Setting(float, "IG_BROKER_REBALANCE_TIMEOUT", 6.0,
                                          "Consumer group rebalance timeout.", "s")
+    broker_fetch_max_wait_s = Setting(float, "IG_BROKER_FETCH_MAX_WAIT", 0.1,
+                                      "Longest a consumer fetch waits at the broker for records. Tansu answers "
+                                      "a fetch only when this runs out (Faust's fixed 1.5 s made every event wait "
+                                      "up to 1.5 s); Apache Kafka answers as soon as records arrive.", "s")
     # --- Ingest ----------------------------------------------------------------------------
     batch_max_events = Setting(int, "IG_BATCH_MAX_EVENTS", 5000,
                                "Most events the ingest agent folds into one store transaction.", "events")

@@ -34,6 +34,7 @@ from interest_graph.settings import Settings
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter, encode_dead_letter
 from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
+from streams.kafka_transport import kafka_transport
 from streams.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class IngestApp:
         self.stats = stats if stats is not None else IngestStats()
         self._crashing: asyncio.Future[None] | None = None
         self.app = faust.App(settings.consumer_group, **faust_settings(settings, datadir))
+        # Before any topic exists: declaring one builds the transport (streams.kafka_transport).
+        self.app.transport = kafka_transport(settings.broker_fetch_max_wait_s)(self.app.conf.broker_consumer,
+                                                                                self.app)
         # One thread: store writes happen in batch order, and the store is single-threaded.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
         writer = StoreWriter(store, self.executor, self.stats)

@@ -260,3 +260,15 @@ def test_restarted_empty_broker_does_not_inherit_applied_offsets(kafka_topics: K
     for edge, (weight, count) in second_totals.items():
         before = first_totals.get(edge, (0.0, 0))
         assert totals[edge] == (before[0] + weight, before[1] + count)
+
+
+def test_consumer_fetch_wait_comes_from_settings(kafka_topics: KafkaTopics, ladybug_store: LadybugStore,
+                                                 tmp_path: Path) -> None:
+    """Faust fixes the fetch wait at 1.5 s, which Tansu waits out on every fetch; ours is the setting."""
+    settings = kafka_topics.settings(broker_fetch_max_wait_s=0.05)
+    with running_ingest(settings, ladybug_store, tmp_path / "faust") as ingest:
+        consumer = ingest.app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]  # Faust internals
+        assert consumer._fetch_max_wait_ms == 50
+        events, _ = make_events(50, users=5, items=5, seed=3)
+        replay(events, kafka_topics.bootstrap, kafka_topics.events)
+        pump(ingest, lambda: ingest.stats.events_accepted >= 50, 30, "events through the custom transport")
