@@ -215,3 +215,24 @@ def test_pairs_whose_ids_concatenate_alike_stay_apart(ladybug_store: LadybugStor
     assert {pair: e.weight for pair, e in weights.items() if e is not None} == {
         ("ab", "c"): 1.0, ("a", "bc"): 2.0, ("1:a", "bc"): 4.0}
     assert ladybug_store.edge(NodeId("a"), NodeId("c")) is None
+
+
+def test_connections_are_replaced_before_table_statements_pile_up(ladybug_store: LadybugStore,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The binding keeps a prepared statement per Arrow table for the connection's lifetime
+    (a leak of ~0.3 MB a batch): the store replaces a connection after a bounded number."""
+    import graph_store.ladybug as ladybug_module
+
+    monkeypatch.setattr(ladybug_module, "TABLE_STATEMENTS_PER_CONNECTION", 4)
+    clock = OffsetClock()
+    first = ladybug_store._connection()
+    seen = {id(first)}
+    for k in range(12):  # two table statements a batch once edges exist (add, then create)
+        ladybug_store.apply_batch(batch([delta("u", "i", 1.0), delta(f"u{k}", "i", 1.0)], clock, "g"))
+        conn = ladybug_store._connection()
+        seen.add(id(conn))
+        cached = len(conn._pybind_implicit_prepared_cache)  # the binding's cache (private): bounded
+        assert cached <= 4 + 10, cached
+    assert len(seen) >= 4 and first.is_closed
+    edge = ladybug_store.edge(NodeId("u"), NodeId("i"))
+    assert edge is not None and edge.weight == 12.0 and ladybug_store.counts()["edges"] == 13
