@@ -97,11 +97,15 @@ def read_dead_letters(topics: KafkaTopics, expected: int, timeout_s: float = 10.
 
 
 @contextlib.contextmanager
-def running_ingest(settings: Settings, store: GraphStore, datadir: Path) -> Iterator[IngestApp]:
-    """The Faust app started in this thread's own event loop (no Worker: no signal handlers)."""
+def running_ingest(settings: Settings, store: GraphStore, datadir: Path,
+                   commit_interval_s: float | None = None) -> Iterator[IngestApp]:
+    """The Faust app started in this thread's own event loop (no Worker: no signal handlers);
+    ``commit_interval_s`` overrides how often Faust commits offsets to Kafka."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     ingest = IngestApp(settings, store, datadir=str(datadir))
+    if commit_interval_s is not None:
+        ingest.app.conf.broker_commit_interval = commit_interval_s
     loop.run_until_complete(ingest.app.start())
     try:
         yield ingest
