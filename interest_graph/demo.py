@@ -8,6 +8,7 @@ recommendations for a few users and the status table, and stops the stack with S
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from interest_graph.settings import Settings
 
@@ -63,6 +65,22 @@ def _demo_users(settings: Settings, how_many: int = 3) -> list[str]:
     return [snap.user_ids[i] for i in np.argsort(-counts)[:how_many]]
 
 
+def _report_cold_start(client: Any, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """Wait until catalog items nobody rated are served too (embedded from their text), and say so."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        print("[demo] cold start from text is off: the 'text' extra is not installed", flush=True)
+        return
+    t0 = time.monotonic()
+    status = client.status()
+    missing = status.store_items - status.items_indexed
+    while status.items_indexed < status.store_items and time.monotonic() - t0 < timeout_s and proc.poll() is None:
+        time.sleep(0.5)
+        status = client.status()
+    left = status.store_items - status.items_indexed
+    print(f"[demo] cold start: {missing - left} of {missing} catalog items without interactions embedded "
+          f"from their text and served, {time.monotonic() - t0:.1f} s after the new model", flush=True)
+
+
 def run_demo(data_dir: Path, workdir: Path) -> int:
     from interest_graph.console import print_recommendations, print_status
     from interest_graph.replaying import replay_dataset
@@ -97,6 +115,7 @@ def run_demo(data_dir: Path, workdir: Path) -> int:
         _wait("embeddings from the new checkpoint", lambda: client.status().embedding_version > before, 120, proc)
         for user in _demo_users(settings):
             print_recommendations(settings, user, k=5, exclude_seen=True)
+        _report_cold_start(client, proc)
         print_status(settings, watch=False, interval_s=1.0)
         print(f"[demo] done in {time.monotonic() - started:.0f} s", flush=True)
         return 0
