@@ -28,7 +28,7 @@ import mode
 from faust.types import EventT, StreamT
 
 from graph_store.base import GraphStore
-from interest_graph.broker import cluster_id
+from interest_graph.broker import BrokerUnavailableError, cluster_id
 from interest_graph.domain import SourcePosition, TopicPartition
 from interest_graph.settings import Settings
 from streams.aggregate import SourceRecord
@@ -95,7 +95,8 @@ class IngestApp:
         writer = StoreWriter(store, self.executor, self.stats)
         #: Key of this pipeline's applied offsets in the store (consumer group on this cluster).
         self.offsets_group = offsets_group(settings.consumer_group, cluster_id(settings.bootstrap_servers))
-        self.events = EventIngestor(settings, writer, self.send_dead_letters, self.stats, self.offsets_group)
+        self.events = EventIngestor(settings, writer, self.send_dead_letters, self.stats, self.offsets_group,
+                                    before_skipping=self.check_cluster)
         self.items = ItemIngestor(settings, writer, self.send_dead_letters, self.stats)
         self.events_topic = self._raw_topic(settings.events_topic)
         self.items_topic = self._raw_topic(settings.items_topic)
@@ -153,18 +154,39 @@ class IngestApp:
         self.executor.shutdown(wait=True)
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        # A broker that restarted empty (Tansu memory storage) is a new cluster numbering offsets
-        # from 0 again: offsets applied on the old one must not mask its records.
-        current = await asyncio.get_running_loop().run_in_executor(
-            None, cluster_id, self.settings.bootstrap_servers)
-        group = offsets_group(self.settings.consumer_group, current)
-        if group != self.offsets_group:
-            log.warning("Kafka cluster changed (%s -> %s): applied offsets now kept under %r",
-                        self.offsets_group, group, group)
-            self.offsets_group = group
-            self.events.rebind(group)
+        await self.check_cluster()
         # Partitions may come from another worker that applied more than we know: reload.
         await self.events.load_offsets()
+
+    async def check_cluster(self) -> bool:
+        """``True`` if the broker is still the Kafka cluster our applied offsets belong to.
+
+        A broker that restarted empty (Tansu memory storage) is a new cluster numbering offsets
+        from 0 again: offsets applied on the old one must not mask its records. On a change the
+        ingestor is rebound to the new cluster's offsets (and reloads them) and this returns ``False``.
+        Asked on every partition assignment and before any batch skips records, since records of
+        the new cluster can arrive before the group's rebalance tells us of it.
+        """
+        current = await self._current_cluster()
+        group = offsets_group(self.settings.consumer_group, current)
+        if group == self.offsets_group:
+            return True
+        log.warning("Kafka cluster changed (%s -> %s): applied offsets now kept under %r",
+                    self.offsets_group, group, group)
+        self.offsets_group = group
+        self.events.rebind(group)
+        await self.events.load_offsets()
+        return False
+
+    async def _current_cluster(self) -> str:
+        loop, delay = asyncio.get_running_loop(), 0.2
+        while True:
+            try:
+                return await loop.run_in_executor(None, cluster_id, self.settings.bootstrap_servers)
+            except BrokerUnavailableError as exc:  # the broker is restarting: nothing to decide yet
+                log.warning("cannot read the Kafka cluster id (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Publish dead letters now and wait until the broker has acknowledged every one."""

@@ -45,6 +45,11 @@ T = TypeVar("T")
 #: Sends dead letters and returns once the broker has acknowledged all of them.
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 
+#: Asked before records are skipped as already applied: ``True`` if the applied offsets still
+#: belong to the Kafka cluster being read; ``False`` if it changed (the ingestor was rebound to the
+#: new cluster's offsets and must plan again).
+OffsetsCheck = Callable[[], Awaitable[bool]]
+
 #: Told of every committed batch: its change-log sequence and its accepted records' Kafka
 #: timestamps (epoch ms); :class:`interest_graph.freshness.FreshnessTracker` listens.
 AppliedHook = Callable[[int, np.ndarray], None]
@@ -152,16 +157,19 @@ class EventIngestor:
         dead_letter (DeadLetterSink): sends rejected records to the dead-letter topic.
         stats (IngestStats): counters to update.
         group (str): key of the applied offsets in the store (see :func:`offsets_group`).
+        before_skipping (OffsetsCheck, optional): confirms the applied offsets before a batch skips
+            records as already applied (default: ``None``, no check).
     """
 
     def __init__(self, settings: Settings, writer: StoreWriter, dead_letter: DeadLetterSink,
-                 stats: IngestStats, group: str) -> None:
+                 stats: IngestStats, group: str, before_skipping: OffsetsCheck | None = None) -> None:
         self.settings = settings
         self.group = group
         self.applied: dict[TopicPartition, int] = {}
         self._writer = writer
         self._dead_letter = dead_letter
         self._stats = stats
+        self._before_skipping = before_skipping
 
     def rebind(self, group: str) -> None:
         """Keep applied offsets under ``group`` from now on (the Kafka cluster changed); forget the old ones."""
@@ -180,6 +188,10 @@ class EventIngestor:
         sent: set[SourcePosition] = set()
         while True:
             plan = plan_batch(records, self.applied, self.settings, self.group, now_ms())
+            # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
+            # Kafka cluster that restarted empty would skip its new records, so confirm them first.
+            if plan.skipped and self._before_skipping is not None and not await self._before_skipping():
+                continue
             await self._send_rejects(plan, sent)
             if not plan.needs_write:
                 self._stats.events_skipped += plan.skipped

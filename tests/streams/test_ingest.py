@@ -140,3 +140,40 @@ def test_rejects_are_dead_lettered_once_and_advance_offsets(ladybug_store: Ladyb
     assert ladybug_store.applied_offsets("g") == {TP: 2}
     assert stats.snapshot()["dead_lettered"] == {"bad_json": 1}
     assert (stats.events_accepted, stats.batches) == (2, 1)
+
+
+def test_skipping_asks_first_and_a_changed_cluster_applies_the_records(
+        ladybug_store: LadybugStore, executor: ThreadPoolExecutor) -> None:
+    """Records at offsets the old cluster applied are new on a restarted, empty one: a batch that
+    would skip them asks first; told the cluster changed (and rebound), it applies them."""
+    asked: list[str] = []
+    stats = IngestStats()
+    writer = StoreWriter(ladybug_store, executor, stats, backoff_s=0.01)
+
+    async def cluster_changed() -> bool:
+        asked.append(ingestor.group)
+        ingestor.rebind("g@new-cluster")
+        await ingestor.load_offsets()
+        return False
+
+    ingestor = EventIngestor(SETTINGS, writer, Collected(), stats, group="g", before_skipping=cluster_changed)
+    asyncio.run(ingestor.ingest(records(0, 9)))
+    assert asked == []  # nothing to skip, nothing asked
+    asyncio.run(ingestor.ingest(records(0, 4, weight=2.0)))  # offsets 0-4 again, on the new cluster
+    assert asked == ["g"]
+    assert weight_of(ladybug_store) == 10.0 + 5 * 2.0
+    assert stats.events_skipped == 0
+    assert ladybug_store.applied_offsets("g@new-cluster") == {TP: 4}
+
+
+def test_skipping_on_the_same_cluster_skips(ladybug_store: LadybugStore, executor: ThreadPoolExecutor) -> None:
+    stats = IngestStats()
+    writer = StoreWriter(ladybug_store, executor, stats, backoff_s=0.01)
+
+    async def same_cluster() -> bool:
+        return True
+
+    ingestor = EventIngestor(SETTINGS, writer, Collected(), stats, group="g", before_skipping=same_cluster)
+    asyncio.run(ingestor.ingest(records(0, 9)))
+    asyncio.run(ingestor.ingest(records(5, 9)))
+    assert weight_of(ladybug_store) == 10.0 and stats.events_skipped == 5
