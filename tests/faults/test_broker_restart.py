@@ -30,8 +30,8 @@ def _create(topics: KafkaTopics) -> None:
 
 @pytest.mark.xfail(strict=False, reason=(
     "known bug, about 1 run in 5: after a memory-backed broker restarts empty, some of the new "
-    "cluster's events are committed but never applied (Faust's consumer keeps the old cluster's "
-    "read offsets and acks; see README 'Failure modes'). A durable Kafka keeps its offsets."))
+    "cluster's events are committed but never applied (suspected: Faust's consumer keeps the old "
+    "cluster's read offsets and offset gaps; see README 'Failure modes'). A durable Kafka keeps its offsets."))
 def test_stack_survives_a_broker_restart_and_applies_the_new_clusters_events(kafka_topics: KafkaTopics,
                                                                              tmp_path: Path) -> None:
     port = free_port()
