@@ -8,7 +8,6 @@ recommendations for a few users and the status table, and stops the stack with S
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -67,7 +66,9 @@ def _demo_users(settings: Settings, how_many: int = 3) -> list[str]:
 
 def _report_cold_start(client: Any, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
     """Wait until catalog items nobody rated are served too (embedded from their text), and say so."""
-    if importlib.util.find_spec("sentence_transformers") is None:
+    from models.cold_start import text_extra_installed
+
+    if not text_extra_installed():
         print("[demo] cold start from text is off: the 'text' extra is not installed", flush=True)
         return
     t0 = time.monotonic()

@@ -20,7 +20,6 @@ into an ordinary refresh round, which replaces its text embedding.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import queue
 import threading
@@ -31,7 +30,7 @@ import numpy as np
 from graph_store.base import GraphStore
 from interest_graph.domain import EmbeddingRows, NodeKind
 from interest_graph.settings import Settings
-from models.cold_start import TextEncoder, TextProjection, embed_items
+from models.cold_start import TextEncoder, TextProjection, embed_items, text_extra_installed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class ColdItems:
     Args:
         store (GraphStore): catalog text and the cold-item query.
         encoder (TextEncoder): the sentence encoder (loads its weights on first use).
-        fit_items (int): warm items sampled to fit the projection (default: ``2000``).
+        fit_items (int): warm items sampled to fit the projection (default: ``1000``).
         batch (int): most cold items embedded per :meth:`pending` call (default: ``512``).
         interval_s (float): pause between looks for cold items when none were left (default: ``5.0`` s).
         seed (int): seed of the warm-item sample (default: ``0``).
@@ -87,7 +86,7 @@ class ColdItems:
         """The cold-start pass ``settings`` ask for, or ``None`` if disabled or the ``text`` extra is missing."""
         if settings.cold_start_interval_s <= 0:
             return None
-        if importlib.util.find_spec("sentence_transformers") is None:
+        if not text_extra_installed():
             log.warning("cold start from text is off: the 'text' extra is not installed "
                         "(pip install -e '.[text]'); catalog items without interactions get no embedding")
             return None

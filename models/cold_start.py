@@ -13,6 +13,7 @@ once per trained model (:meth:`TextProjection.fit` on the model's warm items) an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -101,6 +102,11 @@ class TextEncoder:
         if self._model is None:
             self._model = _sentence_transformer(self.model_path, self.device)
         return self._model
+
+
+def text_extra_installed() -> bool:
+    """Whether the ``text`` extra (sentence-transformers) is importable, without importing it."""
+    return importlib.util.find_spec("sentence_transformers") is not None
 
 
 def _sentence_transformer(model_path: Path | None, device: torch.device) -> Any:

@@ -154,9 +154,10 @@ class IngestApp:
         self.executor.shutdown(wait=True)
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
-        await self.check_cluster()
-        # Partitions may come from another worker that applied more than we know: reload.
-        await self.events.load_offsets()
+        # Partitions may come from another worker that applied more than we know: reload (a
+        # changed cluster has just had its offsets loaded by check_cluster).
+        if await self.check_cluster():
+            await self.events.load_offsets()
 
     async def check_cluster(self) -> bool:
         """``True`` if the broker is still the Kafka cluster our applied offsets belong to.
