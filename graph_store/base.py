@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from typing import Self
 
 from interest_graph.domain import (
     ChangeSet,
@@ -62,7 +63,7 @@ class GraphStore(abc.ABC):
     def close(self) -> None:
         """Release connections and file locks."""
 
-    def __enter__(self) -> GraphStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -28,10 +28,6 @@ def _create(topics: KafkaTopics) -> None:
     create_topics(topics.bootstrap, {topics.events: topics.partitions, topics.items: 1, topics.dead_letter: 1})
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, about 1 run in 5: after a memory-backed broker restarts empty, some of the new "
-    "cluster's events are committed but never applied (suspected: Faust's consumer keeps the old "
-    "cluster's read offsets and offset gaps; see README 'Failure modes'). A durable Kafka keeps its offsets."))
 def test_stack_survives_a_broker_restart_and_applies_the_new_clusters_events(kafka_topics: KafkaTopics,
                                                                              tmp_path: Path) -> None:
     port = free_port()

@@ -7,6 +7,7 @@ ingestor is given (the Kafka side of dead-lettering is covered in test_ingest_in
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,3 +178,58 @@ def test_skipping_on_the_same_cluster_skips(ladybug_store: LadybugStore, executo
     asyncio.run(ingestor.ingest(records(0, 9)))
     asyncio.run(ingestor.ingest(records(5, 9)))
     assert weight_of(ladybug_store) == 10.0 and stats.events_skipped == 5
+
+
+def test_a_plan_made_before_a_concurrent_rebind_is_made_again(ladybug_store: LadybugStore,
+                                                              executor: ThreadPoolExecutor) -> None:
+    """The broker-restart loss: a batch planned its skips against the old cluster's offsets while a
+    partition assignment noticed the new cluster and rebound; the batch's own check then found the
+    cluster unchanged. It must replan against the new (empty) offsets, not skip."""
+    stats = IngestStats()
+    writer = StoreWriter(ladybug_store, executor, stats, backoff_s=0.01)
+
+    async def assignment_got_there_first() -> bool:
+        if ingestor.group == "g":  # the concurrent assignment's rebind, finishing while we wait
+            ingestor.rebind("g@new-cluster")
+            await ingestor.load_offsets()
+        return True  # asked now, the broker is the cluster the (new) offsets belong to
+
+    ingestor = EventIngestor(SETTINGS, writer, Collected(), stats, group="g",
+                             before_skipping=assignment_got_there_first)
+    asyncio.run(ingestor.ingest(records(0, 9)))
+    asyncio.run(ingestor.ingest(records(0, 4, weight=2.0)))
+    assert stats.events_skipped == 0
+    assert weight_of(ladybug_store) == 10.0 + 5 * 2.0
+    assert ladybug_store.applied_offsets("g@new-cluster") == {TP: 4}
+    assert ingestor.applied == {TP: 4}
+
+
+class PausingStore(LadybugStore):
+    """The real store whose next batch write waits until the test lets it go."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.writing, self.proceed = threading.Event(), threading.Event()
+
+    def apply_batch(self, batch: UpsertBatch) -> int:
+        self.writing.set()
+        assert self.proceed.wait(10)
+        return super().apply_batch(batch)
+
+
+def test_a_batch_written_across_a_rebind_keeps_its_offsets_out_of_the_new_clusters(
+        tmp_path: Path, executor: ThreadPoolExecutor) -> None:
+    with PausingStore(str(tmp_path / "g.lbdb")) as store:
+        store.ensure_schema()
+        ingestor = make_ingestor(store, executor)
+
+        async def scenario() -> None:
+            write = asyncio.ensure_future(ingestor.ingest(records(0, 9)))  # the old cluster's batch
+            await asyncio.get_running_loop().run_in_executor(None, store.writing.wait, 10)
+            ingestor.rebind("g@new-cluster")
+            store.proceed.set()
+            await write
+
+        asyncio.run(scenario())
+        assert store.applied_offsets("g") == {TP: 9}
+        assert ingestor.applied == {}  # offsets 0-9 of the new cluster are still to be applied
