@@ -22,16 +22,23 @@ class RatePacer:
     """Sleeps so that the ``n``-th call happens no earlier than ``n / rate`` seconds after the first.
 
     Pacing against the start time (not per event) absorbs jitter: a slow send is made up by the
-    following ones instead of lowering the average rate.
+    following ones instead of lowering the average rate. It sleeps only once it is at least ``tick``
+    ahead, so events go out in small bursts (10 per 2 ms at 5,000/s) rather than one sleep per
+    event: per-event sleeps of 0.2 ms cost the publisher more CPU than its sends, CPU that a
+    benchmark on the same machine takes from the system under test.
 
     Args:
         rate (float, optional): events per second; ``None`` means no pacing (default: ``None``).
+        tick (float): shortest sleep, in seconds (default: ``0.002`` s).
     """
 
-    def __init__(self, rate: float | None = None) -> None:
+    def __init__(self, rate: float | None = None, tick: float = 0.002) -> None:
         if rate is not None and rate <= 0:
             raise ValueError(f"rate must be > 0 events/s, got {rate}")
+        if tick < 0:
+            raise ValueError(f"tick must be >= 0 s, got {tick}")
         self.rate = rate
+        self.tick = tick
         self._start: float | None = None
         self._sent = 0
 
@@ -41,9 +48,9 @@ class RatePacer:
         now = time.perf_counter()
         if self._start is None:
             self._start = now
-        due = self._start + self._sent / self.rate
-        if due > now:
-            time.sleep(due - now)
+        ahead = self._start + self._sent / self.rate - now
+        if ahead >= self.tick:
+            time.sleep(ahead)
         self._sent += 1
 
 

@@ -11,6 +11,7 @@ import pytest
 from interest_graph.domain import EventType, InteractionEvent, NodeId
 from interest_graph.settings import Settings
 from streams.datasets import MOVIELENS_DIR, ClusteredInterests, movielens_events, movielens_items
+import streams.replay as replay_module
 from streams.replay import RatePacer
 from streams.validation import validate_event
 
@@ -81,3 +82,20 @@ def test_rate_pacer_refuses_non_positive_rates() -> None:
     for rate in (0, -5.0):
         with pytest.raises(ValueError, match="rate must be > 0"):
             RatePacer(rate)
+
+
+def test_rate_pacer_keeps_the_rate_sleeping_in_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"now": 100.0}
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock["now"] += seconds
+
+    monkeypatch.setattr(replay_module.time, "perf_counter", lambda: clock["now"])
+    monkeypatch.setattr(replay_module.time, "sleep", sleep)
+    pacer = RatePacer(1000.0, tick=0.005)
+    for _ in range(101):  # sends take no time: the pacer alone sets the pace
+        pacer.wait()
+    assert clock["now"] - 100.0 >= 0.1 - 0.005  # the 101st call is due 0.1 s after the first
+    assert len(sleeps) <= 20 and min(sleeps) >= 0.005  # at most one sleep per 5 events, none under a tick
