@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+import streams.replay as replay_module
 from interest_graph.domain import EventType, InteractionEvent, NodeId
 from interest_graph.settings import Settings
 from streams.datasets import MOVIELENS_DIR, ClusteredInterests, movielens_events, movielens_items
-import streams.replay as replay_module
 from streams.replay import RatePacer
 from streams.validation import validate_event
 
