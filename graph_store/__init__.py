@@ -41,7 +41,10 @@ def open_store(settings: Settings, read_only: bool = False) -> GraphStore:
         parent = os.path.dirname(os.path.abspath(settings.store_path))
         if not read_only:
             os.makedirs(parent, exist_ok=True)
-        store: GraphStore = LadybugStore(settings.store_path, read_only=read_only)
+        if settings.store_checkpoint_mb <= 0:
+            raise SettingsError(f"IG_STORE_CHECKPOINT_MB must be > 0, got {settings.store_checkpoint_mb}")
+        store: GraphStore = LadybugStore(settings.store_path, read_only=read_only,
+                                         checkpoint_bytes=round(settings.store_checkpoint_mb * 1024 * 1024))
     elif backend == "neo4j":
         if not settings.neo4j_uri:
             raise SettingsError("IG_STORE=neo4j needs NEO4J_URI (e.g. neo4j://localhost:7687)")

@@ -28,3 +28,17 @@ def test_unknown_backend_is_a_settings_error(tmp_path: Path) -> None:
 def test_neo4j_without_uri_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="NEO4J_URI"):
         open_store(Settings(store_backend="neo4j", neo4j_uri=""))
+
+
+def test_ladybug_checkpoints_at_the_configured_log_size(tmp_path: Path) -> None:
+    settings = Settings(store_path=str(tmp_path / "graph.lbdb"), store_checkpoint_mb=2.0)
+    with open_store(settings) as store:
+        assert isinstance(store, LadybugStore)
+        # Asked of the database itself: the value reached LadybugDB, not only our object.
+        shown = store._connection().execute("CALL current_setting('checkpoint_threshold') RETURN *").get_all()
+        assert shown == [[str(2 * 1024 * 1024)]]
+
+
+def test_non_positive_checkpoint_size_is_a_settings_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="IG_STORE_CHECKPOINT_MB must be > 0"):
+        open_store(Settings(store_path=str(tmp_path / "graph.lbdb"), store_checkpoint_mb=0.0))
