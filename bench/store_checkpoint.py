@@ -1,0 +1,76 @@
+"""LadybugDB write stalls against the checkpoint threshold: the store alone, no Kafka, no Faust.
+
+The same Zipf events as ``bench/ingest.py`` are planned (``plan_batch``) into batches of
+``--batch`` events, then applied one by one to a fresh store per threshold, in one run, side by
+side; each ``apply_batch`` is timed. A write that crosses the threshold checkpoints the
+write-ahead log into the database file before it returns: that stall is what ingest freshness
+waits behind. Usage::
+
+    .venv/bin/python bench/store_checkpoint.py --events 150000 --thresholds-mb 16 8 4 2 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ingest import zipf_events  # noqa: E402
+
+from graph_store.ladybug import LadybugStore  # noqa: E402
+from interest_graph.domain import SourcePosition, TopicPartition, UpsertBatch  # noqa: E402
+from interest_graph.settings import Settings  # noqa: E402
+from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
+
+
+def planned_batches(count: int, batch: int) -> list[UpsertBatch]:
+    tp = TopicPartition("checkpoint-bench", 0)
+    records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, k), timestamp_ms=e.ts_ms)
+               for k, e in enumerate(zipf_events(count, 100_000, 20_000, seed=1))]
+    now = int(time.time() * 1000) + 10**9
+    return [plan_batch(records[k:k + batch], {}, Settings(), "checkpoint-bench", now).batch
+            for k in range(0, count, batch)]
+
+
+def apply_all(batches: list[UpsertBatch], checkpoint_bytes: int) -> np.ndarray:
+    """Milliseconds per ``apply_batch`` on a fresh store checkpointing at ``checkpoint_bytes``."""
+    with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp, \
+            LadybugStore(f"{tmp}/graph.lbdb", checkpoint_bytes=checkpoint_bytes) as store:
+        store.ensure_schema()
+        took = []
+        for batch in batches:
+            started = time.perf_counter()
+            store.apply_batch(batch)
+            took.append((time.perf_counter() - started) * 1000)
+    return np.asarray(took)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=150_000, help="events (default: 150,000)")
+    parser.add_argument("--batch", type=int, default=1000, help="events per batch (default: 1,000)")
+    parser.add_argument("--thresholds-mb", type=float, nargs="+", default=[16, 8, 4, 2, 1],
+                        help="checkpoint thresholds to compare, MiB (default: 16 8 4 2 1; 16 is LadybugDB's)")
+    parser.add_argument("--stall-ms", type=float, default=150.0, help="a batch slower than this counts as "
+                        "a stall (default: 150 ms)")
+    args = parser.parse_args()
+    batches = planned_batches(args.events, args.batch)
+    print(f"{args.events:,} Zipf events in {len(batches)} batches of {args.batch:,}")
+    for mb in args.thresholds_mb:
+        ms = apply_all(batches, round(mb * 1024 * 1024))
+        p50, p99 = np.percentile(ms, [50, 99])
+        print(f"checkpoint at {mb:5g} MiB: batch p50 {p50:5.0f} ms  p99 {p99:5.0f} ms  slowest {ms.max():5.0f} ms  "
+              f"> {args.stall_ms:.0f} ms: {int((ms > args.stall_ms).sum()):3d} batches  total {ms.sum() / 1000:5.1f} s",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
