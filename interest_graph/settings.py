@@ -112,8 +112,8 @@ class Settings:
                                   "LadybugDB checkpoints its write-ahead log into the database file once the log "
                                   "holds this much; the write that crosses it waits for the checkpoint. "
                                   "LadybugDB's default, 16 MiB, stalled a 1,000-event batch for up to 330 ms; 4 MiB "
-                                  "checkpoints 3x as often for up to 220 ms each, about the same time in all "
-                                  "(bench/RESULTS.md). Must be > 0.", "MiB")
+                                  "checkpoints about 4x as often for up to 220 ms each, for 5-20 % more store time in "
+                                  "all (bench/store_checkpoint.py). Must be > 0.", "MiB")
     neo4j_uri = Setting(str, "NEO4J_URI", "", "Neo4j bolt URI; empty means no Neo4j.")
     neo4j_user = Setting(str, "NEO4J_USER", "neo4j", "Neo4j user name.")
     neo4j_password = Setting(str, "NEO4J_PASSWORD", "", "Neo4j password.")
