@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from graph_store.ladybug import LadybugStore  # noqa: E402
 from interest_graph.broker import TansuBroker, create_topics  # noqa: E402
-from interest_graph.domain import SourcePosition, TopicPartition  # noqa: E402
+from interest_graph.domain import SourcePosition, TopicPartition, UpsertBatch  # noqa: E402
 from interest_graph.settings import Settings  # noqa: E402
 from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
 from streams.app import IngestApp  # noqa: E402
@@ -189,7 +189,7 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
     first: list[tuple[float, int]] = []  # (time, events accepted) at the first commit
     sent_ms: list[np.ndarray] = []
     freshness: list[np.ndarray] = []
-    waiting = [when_ready]
+    ready_hook = when_ready
 
     def applied(seq: int, event_ms: np.ndarray) -> None:
         if not first:
@@ -198,9 +198,10 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
         freshness.append(time.time() * 1000 - event_ms)
 
     def done() -> bool:
-        if waiting[0] is not None and ingest.stats.started and ingest.app.consumer.assignment():
-            waiting.pop()()
-            waiting.append(None)
+        nonlocal ready_hook
+        if ready_hook is not None and ingest.stats.started and ingest.app.consumer.assignment():
+            ready_hook()
+            ready_hook = None
         return ingest.stats.events_accepted >= count
 
     ingest.stats.on_applied = applied
@@ -216,15 +217,20 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
     return rate, np.concatenate(sent_ms), np.concatenate(freshness)
 
 
-def store_only(events: list[KeyedEvent], batch_size: int, path: str, settings: Settings) -> tuple[float, float]:
-    """(plan events/s, apply events/s): the agent's two halves without Kafka or Faust, one batch at a time."""
+def planned_batches(events: list[KeyedEvent], batch_size: int, settings: Settings) -> list[UpsertBatch]:
+    """``events`` as one partition's records, planned (decode, validate, aggregate) ``batch_size`` at a time."""
     tp = TopicPartition("store-only", 0)
     now = int(time.time() * 1000) + 10**9
     records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, k), timestamp_ms=e.ts_ms)
                for k, e in enumerate(events)]
+    return [plan_batch(records[k:k + batch_size], {}, settings, "store-only", now).batch
+            for k in range(0, len(records), batch_size)]
+
+
+def store_only(events: list[KeyedEvent], batch_size: int, path: str, settings: Settings) -> tuple[float, float]:
+    """(plan events/s, apply events/s): the agent's two halves without Kafka or Faust, one batch at a time."""
     started = time.perf_counter()
-    plans = [plan_batch(records[k:k + batch_size], {}, settings, "store-only", now).batch
-             for k in range(0, len(records), batch_size)]
+    plans = planned_batches(events, batch_size, settings)
     planned = time.perf_counter()
     with LadybugStore(path) as store:
         store.ensure_schema()

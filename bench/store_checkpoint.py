@@ -23,21 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from ingest import zipf_events  # noqa: E402
+from ingest import planned_batches, zipf_events  # noqa: E402
 
 from graph_store.ladybug import LadybugStore  # noqa: E402
-from interest_graph.domain import SourcePosition, TopicPartition, UpsertBatch  # noqa: E402
+from interest_graph.domain import UpsertBatch  # noqa: E402
 from interest_graph.settings import Settings  # noqa: E402
-from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
-
-
-def planned_batches(count: int, batch: int) -> list[UpsertBatch]:
-    tp = TopicPartition("checkpoint-bench", 0)
-    records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, k), timestamp_ms=e.ts_ms)
-               for k, e in enumerate(zipf_events(count, 100_000, 20_000, seed=1))]
-    now = int(time.time() * 1000) + 10**9
-    return [plan_batch(records[k:k + batch], {}, Settings(), "checkpoint-bench", now).batch
-            for k in range(0, count, batch)]
 
 
 def apply_all(batches: list[UpsertBatch], checkpoint_bytes: int) -> np.ndarray:
@@ -62,7 +52,7 @@ def main() -> None:
     parser.add_argument("--stall-ms", type=float, default=150.0, help="a batch slower than this counts as "
                         "a stall (default: 150 ms)")
     args = parser.parse_args()
-    batches = planned_batches(args.events, args.batch)
+    batches = planned_batches(list(zipf_events(args.events, 100_000, 20_000, seed=1)), args.batch, Settings())
     print(f"{args.events:,} Zipf events in {len(batches)} batches of {args.batch:,}")
     for mb in args.thresholds_mb:
         ms = apply_all(batches, round(mb * 1024 * 1024))

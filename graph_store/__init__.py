@@ -41,10 +41,10 @@ def open_store(settings: Settings, read_only: bool = False) -> GraphStore:
         parent = os.path.dirname(os.path.abspath(settings.store_path))
         if not read_only:
             os.makedirs(parent, exist_ok=True)
-        if settings.store_checkpoint_mb <= 0:
+        checkpoint_bytes = round(settings.store_checkpoint_mb * 1024 * 1024)
+        if checkpoint_bytes <= 0:  # said in the setting's terms here; LadybugStore would say it in bytes
             raise SettingsError(f"IG_STORE_CHECKPOINT_MB must be > 0, got {settings.store_checkpoint_mb}")
-        store: GraphStore = LadybugStore(settings.store_path, read_only=read_only,
-                                         checkpoint_bytes=round(settings.store_checkpoint_mb * 1024 * 1024))
+        store: GraphStore = LadybugStore(settings.store_path, read_only=read_only, checkpoint_bytes=checkpoint_bytes)
     elif backend == "neo4j":
         if not settings.neo4j_uri:
             raise SettingsError("IG_STORE=neo4j needs NEO4J_URI (e.g. neo4j://localhost:7687)")

@@ -170,20 +170,17 @@ class EventIngestor:
         self._dead_letter = dead_letter
         self._stats = stats
         self._before_skipping = before_skipping
-        #: Counts rebinds: a plan made before one used offsets that no longer hold.
-        self._bindings = 0
 
     def rebind(self, group: str) -> None:
         """Keep applied offsets under ``group`` from now on (the Kafka cluster changed); forget the old ones."""
         self.group = group
         self.applied = {}
-        self._bindings += 1
 
     async def load_offsets(self) -> None:
         """Re-read the store's applied offsets (at start and on every partition assignment)."""
-        bindings = self._bindings
-        stored = await self._writer.call(self._writer.store.applied_offsets, self.group)
-        if self._bindings != bindings:
+        group = self.group
+        stored = await self._writer.call(self._writer.store.applied_offsets, group)
+        if group != self.group:
             return  # rebound while reading: these are the old cluster's (the rebind loads its own)
         for tp, offset in stored.items():
             self.applied[tp] = max(offset, self.applied.get(tp, -1))
@@ -193,14 +190,13 @@ class EventIngestor:
         started = time.perf_counter()
         sent: set[SourcePosition] = set()
         while True:
-            bindings = self._bindings
             plan = plan_batch(records, self.applied, self.settings, self.group, now_ms())
             # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
             # Kafka cluster that restarted empty would skip its new records, so confirm them first.
             # Replan if the offsets were rebound meanwhile, even if the check itself found nothing
             # new: a partition assignment may have noticed the new cluster while this plan was made.
             if plan.skipped and self._before_skipping is not None and (
-                    not await self._before_skipping() or self._bindings != bindings):
+                    not await self._before_skipping() or plan.batch.group != self.group):
                 continue
             await self._send_rejects(plan, sent)
             if not plan.needs_write:

@@ -116,5 +116,3 @@ def kafka_transport(fetch_max_wait_s: float) -> type[driver.Transport]:
         Consumer = WaitingConsumer
 
     return Transport
-
-
