@@ -39,6 +39,8 @@ TABLE_STATEMENTS_PER_CONNECTION = 64
 
 #: Fragments of LadybugDB error messages that mean "another process holds the database".
 _LOCKED = ("could not set lock", "lock is held")
+#: A writer died mid-checkpoint: a read-only open must wait until a writer reopens the database.
+_RECOVERY_PENDING = "checkpoint recovery is pending"
 
 
 class _LadybugRunner:
@@ -83,6 +85,8 @@ def _store_error(context: str, exc: Exception) -> GraphStoreError:
         return StoreUnavailableError(f"{context}: database is locked by another process ({message})")
     if "io exception" in lowered or "buffer manager exception" in lowered:
         return StoreUnavailableError(f"{context}: I/O error ({message})")
+    if _RECOVERY_PENDING in lowered:
+        return StoreUnavailableError(f"{context}: the writer must open it first to finish crash recovery ({message})")
     return GraphStoreError(f"{context}: {message}")
 
 
@@ -128,7 +132,13 @@ class LadybugStore(CypherGraphStore):
         if self.read_only and not os.path.exists(self.path):
             raise StoreUnavailableError(f"no LadybugDB at {self.path!r} yet: start the writer first")
         try:
-            return ladybug.Database(self.path, read_only=self.read_only, checkpoint_threshold=self.checkpoint_bytes)
+            # A writer killed mid-transaction leaves that transaction's records half-written at the
+            # log's tail. By default LadybugDB then refuses to open at all ("the WAL file is
+            # corrupted"), so a crashed ``up`` could never restart. Lenient replay keeps every
+            # committed transaction and drops the torn one, which never committed: its events'
+            # offsets were not applied either, so Kafka redelivers them.
+            return ladybug.Database(self.path, read_only=self.read_only, checkpoint_threshold=self.checkpoint_bytes,
+                                    throw_on_wal_replay_failure=False)
         except RuntimeError as exc:
             raise _store_error(f"cannot open LadybugDB at {self.path!r}", exc) from exc
 

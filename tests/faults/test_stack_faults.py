@@ -27,6 +27,7 @@ from tests.fixtures.stack import (
     eventually,
     stack_settings,
 )
+from tests.fixtures.store import crashed_store_copy
 from tests.streams.test_ingest_integration import applied_count, make_events, stored_totals
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,8 @@ def test_sigkilled_stack_restarts_exactly_even_while_the_store_is_locked(kafka_t
         replay(events, settings.bootstrap_servers, settings.events_topic)
         eventually("a fifth of the events committed", lambda: committed(settings) >= len(events) // 5, 90, 0.05)
         up.kill()  # Faust worker, refresh thread and gRPC server die together, mid-replay
-        with LadybugStore(settings.store_path, read_only=True) as reader:
-            killed_at = applied_count(reader, kafka_topics.offsets_group)
+        with crashed_store_copy(settings.store_path, tmp_path / "at-kill") as at_kill:
+            killed_at = applied_count(at_kill, kafka_topics.offsets_group)
         assert committed(settings) <= killed_at < len(events), "the kill was not mid-replay; the test proves nothing"
 
         # Another process holds the store's lock for a few seconds: the restart waits, then resumes.

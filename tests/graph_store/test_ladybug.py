@@ -14,7 +14,7 @@ import pytest
 from graph_store import GraphStoreError, StoreUnavailableError
 from graph_store.ladybug import LadybugStore
 from interest_graph.domain import NodeId, NodeKind, NodeRef
-from tests.graph_store.builders import OffsetClock, batch, delta
+from tests.graph_store.builders import TOPIC, OffsetClock, batch, delta
 
 EDGES_PER_BATCH = 10
 
@@ -188,6 +188,65 @@ def test_database_with_tallies_on_the_relationship_is_refused(tmp_path: Path) ->
     with LadybugStore(path) as store, pytest.raises(GraphStoreError, match="older interest-graph") as refused:
         store.ensure_schema()
     assert not refused.value.retryable
+
+
+#: Commits one batch, then a bigger one, and dies without closing (no checkpoint on close): the log
+#: keeps both transactions. Prints the log size after each commit.
+_KILLED_WRITER = """
+import os, sys
+from graph_store.ladybug import LadybugStore
+from tests.graph_store.builders import TOPIC, OffsetClock, batch, delta
+store = LadybugStore(sys.argv[1])
+store.ensure_schema()
+clock = OffsetClock()
+store.apply_batch(batch([delta("kept", "i", 2.0)], clock, "g"))
+print(os.path.getsize(sys.argv[1] + ".wal"))
+store.apply_batch(batch([delta(f"torn{k}", "i") for k in range(300)], clock, "g"))
+print(os.path.getsize(sys.argv[1] + ".wal"), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_writer_killed_mid_commit_leaves_a_store_that_opens(tmp_path: Path) -> None:
+    """A torn last transaction in the log (SIGKILL mid-write) is dropped; every committed one is kept."""
+    import ladybug
+
+    path = str(tmp_path / "g.lbdb")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, path], capture_output=True, text=True,
+                          env=env, timeout=120, check=True)
+    first_commit, second_commit = map(int, proc.stdout.split())
+    os.truncate(path + ".wal", (first_commit + second_commit) // 2)  # the second commit, half written
+    # Why the store opens leniently: with its defaults LadybugDB refuses this database outright.
+    with pytest.raises(RuntimeError, match="corrupted"):
+        ladybug.Database(path, read_only=True)
+
+    for read_only in (True, False):
+        with LadybugStore(path, read_only=read_only) as store:
+            assert store.counts()["seq"] == 1
+            kept = store.edge(NodeId("kept"), NodeId("i"))
+            assert kept is not None and kept.weight == 2.0
+            assert store.edge(NodeId("torn0"), NodeId("i")) is None
+    with LadybugStore(path) as store:  # the torn batch's offsets were never applied: Kafka redelivers it
+        assert store.applied_offsets("g") == {TOPIC: 0}
+        redelivery = OffsetClock()
+        redelivery.next = 1
+        store.apply_batch(batch([delta(f"torn{k}", "i") for k in range(300)], redelivery, "g"))
+        assert store.counts()["seq"] == 2 and store.applied_offsets("g") == {TOPIC: 300}
+
+
+def test_read_only_open_waits_for_recovery_of_a_killed_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint's shadow file left by a killed writer: readers get a retryable error until a writer opens."""
+    path = str(tmp_path / "g.lbdb")
+    with LadybugStore(path) as store:
+        store.ensure_schema()
+    Path(path + ".shadow").touch()  # what a writer killed mid-checkpoint leaves behind
+    with pytest.raises(StoreUnavailableError, match="finish crash recovery") as pending:
+        LadybugStore(path, read_only=True)
+    assert pending.value.retryable
+    LadybugStore(path).close()
+    with LadybugStore(path, read_only=True) as reader:
+        reader.ensure_schema()
 
 
 def test_many_edge_rows_go_through_arrow_tables(ladybug_store: LadybugStore) -> None:

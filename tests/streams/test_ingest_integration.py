@@ -33,6 +33,7 @@ from streams.dead_letter import DeadLetter, decode_dead_letter
 from streams.replay import publish_items, replay
 from streams.validation import encode_event, event_key
 from tests.fixtures.broker import KafkaTopics
+from tests.fixtures.store import crashed_store_copy
 
 pytestmark = pytest.mark.integration
 
@@ -225,8 +226,8 @@ def test_sigkilled_worker_restarts_without_loss_or_double_counting(kafka_topics:
         wait_until(lambda: committed() >= len(events) // 5, 60, "the worker to apply a fifth of the events")
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
-        with LadybugStore(str(store_path), read_only=True) as reader:
-            killed_at = applied_count(reader, kafka_topics.offsets_group)
+        with crashed_store_copy(str(store_path), tmp_path / "at-kill") as at_kill:
+            killed_at = applied_count(at_kill, kafka_topics.offsets_group)
         assert committed() <= killed_at < len(events), "the kill was not mid-stream; the test proves nothing"
         worker = start_worker()
         wait_until(lambda: committed() >= len(events), 60, "the restarted worker to catch up")
