@@ -12,6 +12,10 @@ processes so that one Python client is not the bottleneck, and prints p50/p99 la
 CPU seconds per second that the server and the load generator used (they share this machine's
 cores), plus the HNSW recall@10 against exact search.
 
+``--server-procs 1 2`` also runs each configuration with two serving processes sharing one port
+(``SO_REUSEPORT``), each with its own store copy and index; callers then open a connection each,
+since the kernel spreads connections, not calls, over the processes.
+
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python bench/serve_latency.py --sizes 100000 1000000
 """
 
@@ -87,13 +91,14 @@ def serve(args: argparse.Namespace) -> None:
         # Version 0 = the store's own (empty) embedding version, so the loader finds nothing newer to load.
         index.apply(user_rows, item_rows, version=0, written_ms=int(time.time() * 1000),
                     meta=store.item_meta(item_ids[:20_000]))
-    settings = Settings(grpc_addr="127.0.0.1:0", ann_min_items=1 if args.index == "hnsw" else 0, max_streams=4)
+    settings = Settings(grpc_addr=f"127.0.0.1:{args.port}", grpc_share_port=args.share_port,
+                        ann_min_items=1 if args.index == "hnsw" else 0, max_streams=4)
     handle = start_serving(settings, store, index=index)
+    print(json.dumps({"port": handle.port}), flush=True)
     while not index.ready or (args.index == "hnsw" and index.snapshot().ann is None):
         time.sleep(0.2)
     ready_s = time.perf_counter() - started
-    print(json.dumps({"port": handle.port, "through_store": through_store, "ready_s": round(ready_s, 1)}),
-          flush=True)
+    print(json.dumps({"through_store": through_store, "ready_s": round(ready_s, 1)}), flush=True)
     sys.stdin.read()  # the parent closes stdin to stop us
     handle.stop(1.0)
     store.close()
@@ -120,15 +125,19 @@ async def load(port: int, method: str, args: argparse.Namespace, concurrency: in
 
     from proto import recommender_pb2_grpc
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = recommender_pb2_grpc.RecommenderStub(channel)
-        call = getattr(stub, method.split("+")[0])
+    # Several serving processes get calls only over separate connections: one channel (with its own
+    # subchannel, hence its own connection) per caller.
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(concurrency if args.serving_procs > 1 else 1)]
+    calls = [getattr(recommender_pb2_grpc.RecommenderStub(channel), method.split("+")[0]) for channel in channels]
+    try:
         latencies: list[float] = []
         errors = 0
         seconds = args.seconds if method.startswith(("Recommend", "Similar")) else args.seconds / 2
 
         async def caller(seed: int) -> None:
             nonlocal errors
+            call = calls[seed % len(calls)]
             rng = np.random.default_rng(seed)
             end = time.perf_counter() + seconds
             while time.perf_counter() < end:
@@ -141,10 +150,13 @@ async def load(port: int, method: str, args: argparse.Namespace, concurrency: in
                 latencies.append(time.perf_counter() - begin)
 
         for warm in range(20):
-            await call(request_for(method, np.random.default_rng(warm), args), timeout=30)
+            await calls[warm % len(calls)](request_for(method, np.random.default_rng(warm), args), timeout=30)
         began, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(caller(seed * 1000 + s) for s in range(concurrency)))
         wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    finally:
+        for channel in channels:
+            await channel.close()
     return {"latencies": latencies, "errors": errors, "wall": wall, "cpu": cpu}
 
 
@@ -159,18 +171,18 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(port: int, server_pid: int, method: str, args: argparse.Namespace) -> dict[str, float]:
+def measure(port: int, server_pids: list[int], method: str, args: argparse.Namespace) -> dict[str, float]:
     """Run ``method`` with ``args.concurrency`` callers split over ``args.client_procs`` processes."""
     procs = max(1, min(args.client_procs, args.concurrency))
     shares = [args.concurrency // procs + (n < args.concurrency % procs) for n in range(procs)]
-    server_cpu = process_cpu_s(server_pid)
+    server_cpu = sum(map(process_cpu_s, server_pids))
     if procs == 1:
         parts = [load_part(port, method, args, shares[0], 0)]
     else:
         with multiprocessing.get_context("spawn").Pool(procs) as pool:
             parts = pool.starmap(load_part, [(port, method, args, share, n) for n, share in enumerate(shares)])
     wall = max(part["wall"] for part in parts)
-    server_cpu = process_cpu_s(server_pid) - server_cpu  # includes the clients' warm-up calls: small
+    server_cpu = sum(map(process_cpu_s, server_pids)) - server_cpu  # includes the clients' warm-up calls: small
     ms = np.concatenate([np.asarray(part["latencies"]) for part in parts]) * 1000
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "qps": len(ms) / wall,
             "errors": sum(part["errors"] for part in parts), "client_cpu": sum(part["cpu"] for part in parts) / wall,
@@ -188,14 +200,47 @@ def recall_at_10(size: int, args: argparse.Namespace) -> float:
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist(), strict=True)]))
 
 
-def run_server(size: int, index: str, args: argparse.Namespace, workdir: str) -> tuple[subprocess.Popen, dict]:
-    command = [sys.executable, __file__, "--serve", "--size", str(size), "--index", index, "--workdir", workdir,
-               "--users", str(args.users), "--edges", str(args.edges), "--dim", str(args.dim),
-               "--store-max", str(args.store_max)]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    info = json.loads(process.stdout.readline())
-    return process, {**info, "pid": process.pid}
+def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
+                workdir: str) -> tuple[list[subprocess.Popen], dict]:
+    """``procs`` serving processes on one port, each over its own store in ``workdir``; waits until all are ready."""
+    processes: list[subprocess.Popen] = []
+    port = 0
+    for n in range(procs):
+        own = os.path.join(workdir, f"server{n}")
+        os.mkdir(own)
+        command = [sys.executable, __file__, "--serve", "--size", str(size), "--index", index, "--workdir", own,
+                   "--users", str(args.users), "--edges", str(args.edges), "--dim", str(args.dim),
+                   "--store-max", str(args.store_max), "--port", str(port)] + (["--share-port"] if procs > 1 else [])
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        port = json.loads(process.stdout.readline())["port"]  # the next ones bind the same port
+        processes.append(process)
+    infos = [json.loads(p.stdout.readline()) for p in processes]  # type: ignore[union-attr]
+    return processes, {"port": port, "through_store": infos[0]["through_store"],
+                       "ready_s": max(i["ready_s"] for i in infos), "pids": [p.pid for p in processes]}
+
+
+def run_configuration(size: int, index: str, procs: int, args: argparse.Namespace) -> list[tuple]:
+    """Every method of ``args.methods`` against ``procs`` fresh serving processes."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ig-bench-") as workdir:
+        processes, info = run_servers(size, index, procs, args, workdir)
+        loaded = "through LadybugStore" if info["through_store"] else "directly into the index (store bypassed)"
+        print(f"# {size} items, {index}, {procs} serving process(es): embeddings loaded {loaded}; "
+              f"ready in {info['ready_s']} s", flush=True)
+        args.size, args.serving_procs = size, procs  # what the load-generator processes need to know
+        for method in args.methods:
+            result = measure(info["port"], info["pids"], method, args)
+            rows.append((size, index, procs, method, result))
+            print(f"  {method:18s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
+                  f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
+                  f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()
+        for process in processes:
+            process.wait(timeout=60)
+    return rows
 
 
 def main() -> None:
@@ -208,12 +253,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight, over all client processes")
     parser.add_argument("--client-procs", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--server-procs", type=int, nargs="+", default=[1],
+                        help="serving processes sharing the port; each value is one more configuration")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--store-max", type=int, default=100_000, help="larger catalogs bypass the store")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--index", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--share-port", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args)
@@ -221,31 +270,13 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         for index in args.indexes:
-            with tempfile.TemporaryDirectory(prefix="ig-bench-") as workdir:
-                process, info = run_server(size, index, args, workdir)
-                loaded = "through LadybugStore" if info["through_store"] else "directly into the index (store bypassed)"
-                print(f"# {size} items, {index}: embeddings loaded {loaded}; ready in {info['ready_s']} s",
-                      flush=True)
-                args.size = size
-                for method in args.methods:
-                    result = measure(info["port"], info["pid"], method, args)
-                    rows.append((size, index, method, result))
-                    print(f"  {method:18s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
-                          f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
-                          f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
-                assert process.stdin is not None
-                process.stdin.close()
-                process.wait(timeout=60)
-    print("\n| items | method | exact p50 / p99 ms | exact QPS | hnsw p50 / p99 ms | hnsw QPS |")
-    print("|---|---|---|---|---|---|")
-    for size in args.sizes:
-        for method in args.methods:
-            cells = []
-            for index in ("exact", "hnsw"):
-                found = [r for s, i, m, r in rows if (s, i, m) == (size, index, method)]
-                cells += [f"{found[0]['p50']:.2f} / {found[0]['p99']:.2f}", f"{found[0]['qps']:.0f}"] if found \
-                    else ["-", "-"]
-            print(f"| {size:,} | {method} | " + " | ".join(cells) + " |")
+            for procs in args.server_procs:
+                rows += run_configuration(size, index, procs, args)
+    print("\n| items | index | serving processes | method | p50 / p99 ms | QPS | CPU/s server | CPU/s clients |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size, index, procs, method, r in rows:
+        print(f"| {size:,} | {index} | {procs} | {method} | {r['p50']:.2f} / {r['p99']:.2f} | {r['qps']:.0f} | "
+              f"{r['server_cpu']:.2f} | {r['client_cpu']:.2f} |")
     for size in args.sizes:
         print(f"HNSW recall@10 vs exact at {size:,} items (200 queries, efSearch 128): {recall_at_10(size, args):.3f}")
 

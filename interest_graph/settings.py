@@ -151,6 +151,11 @@ class Settings:
                                "Most cold catalog items embedded per cold-start pass.", "items")
     # --- Serving ---------------------------------------------------------------------------
     grpc_addr = Setting(str, "IG_GRPC_ADDR", "127.0.0.1:50051", "Address the gRPC server binds / clients call.")
+    grpc_share_port = Setting(bool, "IG_GRPC_SHARE_PORT", False,
+                              "Let several serving processes bind the same address (SO_REUSEPORT), each "
+                              "with its own index; the kernel spreads client connections (not calls) "
+                              "over them. One Python server process uses about one core. Off: a taken "
+                              "port is an error.")
     max_k = Setting(int, "IG_MAX_K", 1000, "Largest k a client may ask for.", "items")
     index_poll_s = Setting(float, "IG_INDEX_POLL", 0.1, "How often the server pulls new embeddings.", "s")
     grace_s = Setting(float, "IG_GRACE", 5.0, "Grace period for in-flight RPCs on shutdown.", "s")

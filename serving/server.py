@@ -81,7 +81,8 @@ def create_server(
         index (EmbeddingIndex): The index the servicer reads (kept current by an
             :class:`~serving.loader.IndexLoader` the caller runs).
         store (GraphStore): For seen items, graph evidence and status counts.
-        settings (Settings): Request limits, ``tls_cert``/``tls_key`` and ``auth_token``.
+        settings (Settings): Request limits, ``tls_cert``/``tls_key``, ``auth_token`` and
+            ``grpc_share_port``.
         max_workers (int): Threads for unary RPCs; ``settings.max_streams`` more are added for
             streams (default: :obj:`16`).
         health_servicer (HealthServicer, optional): Pass one to control it at shutdown
@@ -95,11 +96,12 @@ def create_server(
     chain = list(interceptors)
     if settings.auth_token:
         chain.append(BearerTokenInterceptor(settings.auth_token))
-    # No SO_REUSEPORT: a second server on a taken port must fail, not silently share it.
+    # SO_REUSEPORT only when asked (IG_GRPC_SHARE_PORT): otherwise a second server on a taken port
+    # must fail, not silently share it.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers + settings.max_streams, thread_name_prefix="grpc"),
         interceptors=chain,
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", int(settings.grpc_share_port))],
     )
     servicer = RecommenderServicer(index, store, settings)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(servicer, server)

@@ -174,6 +174,22 @@ def test_a_taken_port_is_a_clear_error(server: ServingHandle, ladybug_store: Lad
         create_server(f"127.0.0.1:{server.port}", EmbeddingIndex(), ladybug_store, settings)
 
 
+def test_servers_that_share_a_port_both_bind_it_and_answer(ladybug_store: LadybugStore, settings: Settings) -> None:
+    sharing = settings.replace(grpc_share_port=True)
+    first, port, _ = create_server("127.0.0.1:0", EmbeddingIndex(), ladybug_store, sharing)
+    second, same_port, _ = create_server(f"127.0.0.1:{port}", EmbeddingIndex(), ladybug_store, sharing)
+    assert same_port == port
+    first.start()
+    second.start()
+    try:
+        assert health_status(port, "") == health_pb2.HealthCheckResponse.NOT_SERVING  # whichever answers
+        first.stop(None).wait()
+        assert health_status(port, "") == health_pb2.HealthCheckResponse.NOT_SERVING  # the second, alone
+    finally:
+        first.stop(None)
+        second.stop(None).wait()
+
+
 def test_graceful_stop_reports_not_serving_then_refuses_calls(
     settings: Settings, ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
 ) -> None:
