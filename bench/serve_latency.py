@@ -215,7 +215,10 @@ def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
         assert process.stdout is not None
         port = json.loads(process.stdout.readline())["port"]  # the next ones bind the same port
         processes.append(process)
-    infos = [json.loads(p.stdout.readline()) for p in processes]  # type: ignore[union-attr]
+    infos = []
+    for process in processes:
+        assert process.stdout is not None
+        infos.append(json.loads(process.stdout.readline()))
     return processes, {"port": port, "through_store": infos[0]["through_store"],
                        "ready_s": max(i["ready_s"] for i in infos), "pids": [p.pid for p in processes]}
 

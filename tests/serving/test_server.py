@@ -186,7 +186,7 @@ def test_servers_that_share_a_port_both_bind_it_and_answer(ladybug_store: Ladybu
         first.stop(None).wait()
         assert health_status(port, "") == health_pb2.HealthCheckResponse.NOT_SERVING  # the second, alone
     finally:
-        first.stop(None)
+        first.stop(None)  # a no-op once stopped
         second.stop(None).wait()
 
 
