@@ -19,10 +19,9 @@ One run measures, on one broker, in this order:
    the tail of earlier runs). The first ``--warmup`` seconds still start cold (the producer's
    first metadata, the consumer's first fetches after its assignment: the first events wait
    about 1.5 s), so freshness is printed for the steady state after them and for the whole run.
-   Freshness here is
-   *Kafka record timestamp -> committed store write covering the event* (the ``on_applied`` hook
-   runs right after the commit), not the full refresh + serving path: that one adds a LightGCN
-   refresh round and the index poll, measured by ``interest_graph.freshness`` in ``up``.
+   Freshness here is *Kafka record timestamp -> committed store write covering the event* (the
+   ``on_applied`` hook runs right after the commit), not the full refresh + serving path: that one
+   adds a LightGCN refresh round and the index poll, measured by ``interest_graph.freshness`` in ``up``.
 
 Events: users and items are both Zipf-distributed (a few heavy users and hub items, a long tail),
 types follow :data:`streams.datasets.SYNTHETIC_TYPE_MIX`. Usage::
@@ -307,10 +306,11 @@ def main() -> None:
                 target=publish_paced, args=(broker.bootstrap, live, live_count, args.rate, args.users, args.items, 2))
             store.batch_seconds.clear()
             live_settings = settings.replace(events_topic=live, consumer_group=f"{settings.consumer_group}-live")
-            load_started_ms: list[float] = []
+            load_started_ms = 0.0
 
             def start_load() -> None:
-                load_started_ms.append(time.time() * 1000)
+                nonlocal load_started_ms
+                load_started_ms = time.time() * 1000
                 producer.start()
 
             try:
@@ -319,7 +319,7 @@ def main() -> None:
             finally:
                 if producer.pid is not None:
                     producer.join()
-            steady = fresh[sent_ms >= load_started_ms[0] + args.warmup * 1000]
+            steady = fresh[sent_ms >= load_started_ms + args.warmup * 1000]
             print(f"fixed load {args.rate:,.0f} events/s for {args.freshness_seconds:.0f} s, started once the "
                   f"consumer was ready: freshness ms (Kafka timestamp -> committed store write) "
                   f"steady state (events sent after the first {args.warmup:.0f} s, {len(steady):,} events) "

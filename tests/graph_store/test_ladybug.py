@@ -113,19 +113,18 @@ print(json.dumps(out))
 """
 
 
+def run_script(script: str, *args: str) -> str:
+    """Run ``script`` in a fresh Python process that imports this repository; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 @pytest.mark.integration
 def test_second_process_gets_lock_error_or_read_only_access(ladybug_store: LadybugStore) -> None:
     ladybug_store.apply_batch(batch([delta("u", "i")], OffsetClock(), "g"))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, ladybug_store.path],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = json.loads(run_script(_PROBE, ladybug_store.path))
     name, retryable, message = out["rw"]
     assert (name, retryable) == ("StoreUnavailableError", True)
     assert "locked by another process" in message
@@ -212,10 +211,7 @@ def test_a_writer_killed_mid_commit_leaves_a_store_that_opens(tmp_path: Path) ->
     import ladybug
 
     path = str(tmp_path / "g.lbdb")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, path], capture_output=True, text=True,
-                          env=env, timeout=120, check=True)
-    first_commit, second_commit = map(int, proc.stdout.split())
+    first_commit, second_commit = map(int, run_script(_KILLED_WRITER, path).split())
     os.truncate(path + ".wal", (first_commit + second_commit) // 2)  # the second commit, half written
     # Why the store opens leniently: with its defaults LadybugDB refuses this database outright.
     with pytest.raises(RuntimeError, match="corrupted"):
