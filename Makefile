@@ -34,6 +34,7 @@ promtool:
 
 test: venv $(CYPHER_LINT)/node_modules/.installed promtool
 	$(PY) -m ruff check .
+	$(PY) -m mypy interest_graph streams graph_store models serving
 	$(PY) -m pytest -q
 
 test-fast: venv

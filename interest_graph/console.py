@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from interest_graph.domain import ScoredItem
 from interest_graph.settings import Settings
@@ -199,20 +199,50 @@ def render_status(view: StatusView, settings: Settings, before: MetricsReading |
     if view.metrics is None:
         out.append(f"metrics: unavailable: {view.metrics_error}")
     else:
-        out.extend(render_metrics(view.metrics, before))
+        # The changed-node backlog shows once: from the gRPC status (counted on request) when the server
+        # answers, else from the scrape (cached and capped by the collector), never both side by side.
+        out.extend(render_metrics(view.metrics, before, dead_letter_topic_records=view.dead_letters,
+                                  with_backlog=s is None))
     return "\n".join(out)
+
+
+class StatusScreen:
+    """Writes the frames of ``status --watch`` to ``out``.
+
+    On a terminal each frame clears the screen and redraws in place; written to a pipe or a file,
+    clear-screen escapes would be garbage in the log, so frames follow one another, each under a
+    timestamped header.
+
+    Args:
+        out (TextIO): where frames go (``sys.stdout`` for the command).
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.redraw = out.isatty()
+        self.frames = 0
+
+    def show(self, text: str) -> None:
+        header = time.strftime("%H:%M:%S  interest-graph status\n\n")
+        if self.redraw:
+            header = "\x1b[2J\x1b[H" + header
+        elif self.frames:
+            header = "\n" + header  # a blank line between frames
+        self.out.write(header + text + "\n")
+        self.out.flush()
+        self.frames += 1
 
 
 def print_status(settings: Settings, *, watch: bool, interval_s: float) -> int:
     before: MetricsReading | None = None
+    screen = StatusScreen(sys.stdout)
     while True:
         view = collect_status(settings)
         text = render_status(view, settings, before)
         before = view.metrics or before
-        if watch:
-            sys.stdout.write("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S  interest-graph status\n\n"))
-        print(text, flush=True)
         if not watch:
+            print(text, flush=True)
             stalled = view.metrics is not None and view.metrics.value("ig_ingest_stalled", 0.0) > 0
             return 0 if view.lag is not None and view.serving is not None and not stalled else 1
+        screen.show(text)
         time.sleep(interval_s)

@@ -21,6 +21,44 @@ import numpy as np
 #: An id chosen by a producer: a user id or an item id. Opaque, compared verbatim.
 NodeId = NewType("NodeId", str)
 
+
+class IdProblem(enum.StrEnum):
+    """Which part of the id rule an id breaks (see :func:`check_id`)."""
+
+    BLANK = "blank"
+    TOO_LONG = "too_long"
+
+
+class InvalidIdError(ValueError):
+    """An id breaks the id rule; the message names the field, ``problem`` says which part."""
+
+    def __init__(self, problem: IdProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+def check_id(value: str, field: str, max_length: int) -> NodeId:
+    """The one id rule, shared by ingest (events, catalog records) and serving (request fields).
+
+    An id must hold a non-blank character and have at most ``max_length`` characters. A blank id
+    is rejected, not stripped: ids are compared verbatim, so ``"   "`` could never name the node a
+    producer meant, and answering it with NOT_FOUND would hide the caller's bug.
+
+    Args:
+        value (str): the id as received.
+        field (str): the field it came in (``user_id``, ``item_id``, ...), named in the message.
+        max_length (int): the longest accepted id (``Settings.max_id_length``).
+
+    Raises:
+        InvalidIdError: the id is empty or blank, or longer than ``max_length``.
+    """
+    if not value.strip():
+        raise InvalidIdError(IdProblem.BLANK, f"{field} is empty or blank")
+    if len(value) > max_length:
+        raise InvalidIdError(IdProblem.TOO_LONG,
+                             f"{field} has {len(value)} characters; at most {max_length} are allowed")
+    return NodeId(value)
+
 #: Version of the event contract written into every event (``"v"`` field, optional on input).
 EVENT_SCHEMA_VERSION = 1
 

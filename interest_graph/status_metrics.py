@@ -107,21 +107,51 @@ def _quantiles(snap: HistogramSnapshot | None) -> str:
     return f"p50 {_ms(snap.quantile(0.5))}  p99 {_ms(snap.quantile(0.99))}  (n={snap.count})"
 
 
-def _rate(now: MetricsReading, before: MetricsReading | None, name: str) -> str:
-    total = now.value(name)
+def _rate(now: MetricsReading, before: MetricsReading | None, name: str, absent: float = math.nan) -> str:
+    """Per-second rate of a counter since ``before``, else its count since the process started.
+
+    ``absent`` is the count to assume when the scrape has no sample of the counter (default: NaN,
+    shown as ``-``).
+    """
+    total = now.value(name, absent)
     if math.isnan(total):
         return "-"
     if before is None or now.at_s <= before.at_s:
-        return f"{total:.0f} total"
+        # "since start", not "total": the broker's topic sizes on the same screen are all-time totals.
+        return f"{total:.0f} since start"
     return f"{(total - before.value(name, 0.0)) / (now.at_s - before.at_s):.1f}/s"
 
 
-def render_metrics(now: MetricsReading, before: MetricsReading | None = None) -> list[str]:
-    """Lines for ``status``: rates since ``before`` (``--watch``) or totals, and latency quantiles."""
+def _dead_lettered(now: MetricsReading, before: MetricsReading | None, topic_records: int | None) -> str:
+    """Dead letters per second or since start; the dead-letter topic's size when the scrape has neither."""
+    # Labelled by reason, the counter exports no sample before this process's first dead letter. With
+    # the ingest agent in the scraped process (its accepted counter is there) that means none yet.
+    ingest_here = not math.isnan(now.value("ig_events_accepted_total"))
+    shown = _rate(now, before, "ig_events_dead_lettered_total", absent=0.0 if ingest_here else math.nan)
+    if shown != "-":
+        return shown
+    if topic_records is None:
+        scraped = now.value("ig_dead_letter_topic_records")
+        topic_records = None if math.isnan(scraped) else int(scraped)
+    return "-" if topic_records is None else f"{topic_records} in the topic"
+
+
+def render_metrics(now: MetricsReading, before: MetricsReading | None = None, *,
+                   dead_letter_topic_records: int | None = None, with_backlog: bool = True) -> list[str]:
+    """Lines for ``status``: rates since ``before`` (``--watch``) or totals, and latency quantiles.
+
+    Args:
+        now (MetricsReading): the latest scrape.
+        before (MetricsReading, optional): the previous scrape, for rates (default: ``None``: counts).
+        dead_letter_topic_records (int, optional): the dead-letter topic's size as the broker reported
+            it, shown when the scrape has no dead-letter count (default: ``None``: the scraped gauge).
+        with_backlog (bool): show the scraped changed-node backlog; ``status`` leaves it out when the
+            gRPC status already shows one, so a screen never holds two backlog figures (default: ``True``).
+    """
     window = "since last refresh" if before is not None else "since start"
     dead = now.by_label("ig_events_dead_lettered_total", "reason")
     lines = [f"ingest        accepted {_rate(now, before, 'ig_events_accepted_total')}   dead-lettered "
-             f"{_rate(now, before, 'ig_events_dead_lettered_total')}"
+             f"{_dead_lettered(now, before, dead_letter_topic_records)}"
              + (f"  ({', '.join(f'{r}={int(c)}' for r, c in sorted(dead.items()))})" if dead else "")]
     stalled = now.value("ig_ingest_stalled", 0.0)
     waiting = now.value("ig_ingest_pending_without_write_seconds", 0.0)
@@ -135,8 +165,9 @@ def render_metrics(now: MetricsReading, before: MetricsReading | None = None) ->
     for label, name in rows:
         hist = _delta(now.histogram(name), before.histogram(name) if before else None)
         lines.append(f"{label:<14}{_quantiles(hist)}   [{window}]")
-    lines.append(f"refresh       nodes {_rate(now, before, 'ig_refresh_nodes_total')}   backlog "
-                 f"{now.value('ig_changed_node_backlog', math.nan):.0f} nodes   staleness "
+    backlog = now.value("ig_changed_node_backlog")
+    shown_backlog = f"   backlog {backlog:.0f} nodes" if with_backlog and not math.isnan(backlog) else ""
+    lines.append(f"refresh       nodes {_rate(now, before, 'ig_refresh_nodes_total')}{shown_backlog}   staleness "
                  f"{now.value('ig_embedding_staleness_seconds', math.nan):.1f} s   cold items from text "
                  f"{_rate(now, before, 'ig_refresh_cold_items_total')}")
     grpc = sorted(((dict(labels), snap) for (name, labels), snap in now.histograms.items()

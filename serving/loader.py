@@ -65,7 +65,10 @@ class IndexLoader:
         try:
             return self._load(version, written_ms, since=held, replace=False)
         except EmbeddingDimensionError as exc:
-            log.warning("%s: reloading every embedding", exc)
+            # A retrain at a new width republishes every embedding, so this is how a new model is
+            # taken in: INFO, not WARNING. Real trouble (the store still mixes widths) fails the full
+            # reload too, and _poll_guarded logs that as an ERROR.
+            log.info("%s: a model of a new width, reloading every embedding", exc)
             return self._load(version, written_ms, since=0, replace=True)
 
     def _load(self, version: int, written_ms: int, *, since: int, replace: bool) -> bool:

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import grpc
 
-from interest_graph.domain import NodeId
+from interest_graph.domain import InvalidIdError, NodeId, check_id
 from interest_graph.settings import Settings
 
 #: ``ExplainRequest.limit`` when the client leaves it 0.
@@ -42,11 +42,11 @@ class RequestChecker:
         self.max_filter_values = settings.max_filter_values
 
     def node_id(self, value: str, field: str, context: grpc.ServicerContext) -> NodeId:
-        if not value:
-            invalid(context, f"{field} is required")
-        if len(value) > self.max_id_length:
-            invalid(context, f"{field} has {len(value)} characters; at most {self.max_id_length} are allowed")
-        return NodeId(value)
+        """A request's user or item id, under the same rule ingest applies to event ids."""
+        try:
+            return check_id(value, field, self.max_id_length)
+        except InvalidIdError as exc:
+            invalid(context, str(exc))
 
     def k(self, k: int, context: grpc.ServicerContext, field: str = "k") -> int:
         if not 1 <= k <= self.max_k:
@@ -54,8 +54,14 @@ class RequestChecker:
         return k
 
     def limit(self, limit: int, context: grpc.ServicerContext) -> int:
-        """``ExplainRequest.limit``: 0 means the default, else as ``k``."""
-        return DEFAULT_EXPLAIN_LIMIT if limit == 0 else self.k(limit, context, "limit")
+        """``ExplainRequest.limit``: 0 means :data:`DEFAULT_EXPLAIN_LIMIT`, else 1..max_k."""
+        if limit == 0:
+            return DEFAULT_EXPLAIN_LIMIT
+        if not 1 <= limit <= self.max_k:
+            # Name the 0 case too: "between 1 and max_k" alone would call the proto's default invalid.
+            invalid(context, f"limit must be 0 (the default, {DEFAULT_EXPLAIN_LIMIT}) or between 1 and "
+                    f"max_k={self.max_k}, got {limit}")
+        return limit
 
     def categories(self, values: Sequence[str], field: str, context: grpc.ServicerContext) -> list[str]:
         if len(values) > self.max_filter_values:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from interest_graph.domain import ItemMeta, NodeId
+from interest_graph.domain import IdProblem, InvalidIdError, ItemMeta, NodeId, check_id
 from streams.validation import Rejection, RejectReason
 
 #: Longest title/text kept; longer values are producer bugs that would bloat every response.
@@ -48,11 +48,11 @@ def _item_from_object(obj: dict[str, Any], max_id_length: int) -> ItemMeta | Rej
     if not isinstance(item_id, str):
         return Rejection(RejectReason.WRONG_TYPE, f"item_id must be a string, got {type(item_id).__name__}",
                          "item_id")
-    if not item_id.strip():
-        return Rejection(RejectReason.EMPTY_ID, "item_id is empty or blank", "item_id")
-    if len(item_id) > max_id_length:
-        return Rejection(RejectReason.ID_TOO_LONG, f"item_id has {len(item_id)} characters, "
-                         f"more than {max_id_length}", "item_id")
+    try:
+        check_id(item_id, "item_id", max_id_length)  # the same rule as events' and requests' ids
+    except InvalidIdError as exc:
+        reason = RejectReason.EMPTY_ID if exc.problem is IdProblem.BLANK else RejectReason.ID_TOO_LONG
+        return Rejection(reason, str(exc), "item_id")
     for name in ("title", "text"):
         value = obj.get(name)
         if value is not None and not isinstance(value, str):

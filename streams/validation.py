@@ -34,7 +34,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from interest_graph.domain import EVENT_SCHEMA_VERSION, EventType, InteractionEvent, NodeId
+from interest_graph.domain import (
+    EVENT_SCHEMA_VERSION,
+    EventType,
+    IdProblem,
+    InteractionEvent,
+    InvalidIdError,
+    NodeId,
+    check_id,
+)
 from interest_graph.settings import Settings
 
 #: Largest accepted explicit weight: one event outweighing a million clicks is a producer bug, and
@@ -144,12 +152,11 @@ def _check_version(obj: dict[str, Any]) -> None:
 def _check_id(value: Any, name: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise _Invalid(RejectReason.WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}", name)
-    if not value.strip():
-        raise _Invalid(RejectReason.EMPTY_ID, f"{name} is empty or blank", name)
-    if len(value) > max_length:
-        raise _Invalid(RejectReason.ID_TOO_LONG,
-                       f"{name} has {len(value)} characters, more than {max_length}", name)
-    return value
+    try:
+        return check_id(value, name, max_length)  # the id rule serving applies to request ids too
+    except InvalidIdError as exc:
+        reason = RejectReason.EMPTY_ID if exc.problem is IdProblem.BLANK else RejectReason.ID_TOO_LONG
+        raise _Invalid(reason, str(exc), name) from None
 
 
 def _check_type(value: Any) -> EventType:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,33 @@ log = logging.getLogger(__name__)
 
 #: A blocking callable run (in a thread) when the worker has started or is about to stop.
 Hook = Callable[[], None]
+
+
+class RebalanceSensorStateFilter(logging.Filter):
+    """Drops Faust's WARNING "Missing sensor state for rebalance #N", which every start logs.
+
+    It is harmless: Faust keeps a sensor state from ``on_rebalance_start`` (partitions revoked) to
+    ``on_rebalance_end`` (recovery done). This app keeps no Faust tables, so recovery ends the
+    rebalance, clearing that state, before the consumer's assignment callback reaches
+    ``on_rebalance_return``, which then finds no state and warns. Only Faust's own sensors lose the
+    timing of that rebalance, and nothing here reads them (lag and stalls are measured from the
+    broker, see :mod:`streams.lag`). Every other record passes, "rebalance end" warnings included.
+    """
+
+    _MESSAGE = re.compile(r"Missing sensor state for rebalance #\d+$")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and self._MESSAGE.search(record.getMessage()))
+
+
+#: One instance, so installing it again (a process may run the worker more than once) adds nothing.
+_REBALANCE_SENSOR_STATE_FILTER = RebalanceSensorStateFilter()
+
+
+def quiet_rebalance_sensor_warning(app: faust.App) -> None:
+    """Install :class:`RebalanceSensorStateFilter` on the logger ``app`` warns through."""
+    # mode gives every service class one logger, named after its module (faust.app.base for faust.App).
+    app.log.logger.addFilter(_REBALANCE_SENSOR_STATE_FILTER)
 
 
 def _install_hooks(ingest: IngestApp, on_started: Hook | None, on_stopping: Hook | None) -> None:
@@ -66,6 +94,7 @@ def run_ingest_worker(settings: Settings, store: GraphStore, datadir: str, *,
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     ingest = IngestApp(settings, store, datadir=datadir, stats=stats)
+    quiet_rebalance_sensor_warning(ingest.app)
     _install_hooks(ingest, on_started, on_stopping)
     worker = faust.Worker(ingest.app, *services, loop=loop, loglevel=loglevel, quiet=True,
                           redirect_stdouts=False)

@@ -62,7 +62,7 @@ def test_status_reads_what_the_collector_exports() -> None:
     hist = reading.histogram("ig_ingest_upsert_seconds")
     assert hist is not None and hist.count == 1
     text = "\n".join(render_metrics(reading))
-    assert "accepted 7 total" in text and "bad_json=2" in text and "upsert batch" in text
+    assert "accepted 7 since start" in text and "bad_json=2" in text and "upsert batch" in text
 
 
 def test_status_renders_several_grpc_series() -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from graph_store.ladybug import LadybugStore
 from interest_graph.cli import main
+from interest_graph.console import StatusView, render_status
 from interest_graph.domain import EdgeDelta, ItemMeta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from interest_graph.metrics import StackCollector
 from interest_graph.settings import Settings
+from interest_graph.status_metrics import parse_exposition
+from serving.client import RecommenderClient
 from serving.server import start_serving
+from streams.ingest import IngestStats
 from tests.serving.conftest import DIM, EmbeddingWriter
 
 pytestmark = pytest.mark.integration
@@ -78,3 +85,34 @@ def test_watch_prints_lists_until_the_server_stops(address, capsys: pytest.Captu
     assert result == [1]
     assert "user u2: top 2 (embedding version 1" in out and "Film" in out
     assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_status_shows_one_backlog_and_a_dead_letter_figure(address, settings: Settings,
+                                                           ladybug_store: LadybugStore) -> None:
+    handle, grpc_addr = address
+    with RecommenderClient(grpc_addr) as client:
+        serving = client.status()
+    assert serving.changed_node_backlog > 0  # the fixture's edges are newer than the embeddings' cursor
+    # This process's ingest agent has dead-lettered nothing yet; the topic holds 52 from earlier runs.
+    registry = CollectorRegistry()
+    registry.register(StackCollector(settings, ingest=IngestStats(events_accepted=3), serving=handle,
+                                     store=ladybug_store, probe_lag=False))
+    metrics = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
+    view = StatusView(lag=[(0, 5, 5, 0)], lag_error="", dead_letters=52, serving=serving, serving_error="",
+                      metrics=metrics)
+
+    screen = render_status(view, settings)
+    assert "dead letters (" in screen and "): 52" in screen
+    assert "dead-lettered 0 since start" in screen and "dead-lettered -" not in screen
+    assert screen.count("backlog") == 1 and "changed-node backlog" in screen  # the gRPC figure only
+
+    without_server = render_status(dataclasses.replace(view, serving=None, serving_error="UNAVAILABLE"), settings)
+    assert without_server.count("backlog") == 1
+    assert f"backlog {serving.changed_node_backlog} nodes" in without_server  # the scraped figure stands in
+
+    # A scrape without the ingest agent has no dead-letter count at all: the broker's total stands in.
+    registry = CollectorRegistry()
+    registry.register(StackCollector(settings, serving=handle, store=ladybug_store, probe_lag=False))
+    serving_only = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
+    assert "dead-lettered 52 in the topic" in render_status(dataclasses.replace(view, metrics=serving_only),
+                                                           settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -59,6 +60,29 @@ def test_a_width_change_reloads_the_whole_index(
     assert loader.poll_once() is True
     snapshot = index.snapshot()
     assert snapshot.version == 2 and snapshot.users.dim == snapshot.items.dim == 3
+
+
+def test_a_retrain_at_a_new_width_logs_info_and_mixed_widths_log_an_error(
+    ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = EmbeddingIndex()
+    loader = IndexLoader(ladybug_store, index)
+    write_embeddings(1, users={"u1": vec(1, 0)}, items={"i1": vec(1, 1)})
+    loader.poll_once()
+    write_embeddings(2, users={"u1": vec(1, 0, 0)}, items={"i1": vec(1, 1, 1)})
+    with caplog.at_level(logging.INFO, logger="serving.loader"):
+        assert loader.poll_once() is True
+    reload = [r for r in caplog.records if "cannot join an index of width 2" in r.getMessage()]
+    assert [r.levelno for r in reload] == [logging.INFO]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # an ops person reads those as trouble
+
+    caplog.clear()
+    write_embeddings(3, users={"u1": vec(1, 0, 0, 0)})  # users at width 4, items still at 3: a broken publish
+    loader.start()  # polls once in this thread, logging what fails instead of raising
+    loader.stop()
+    failed = [r for r in caplog.records if "differs from item width" in r.getMessage()]
+    assert failed and all(r.levelno == logging.ERROR for r in failed)
+    assert index.version == 2  # the last good version keeps serving
 
 
 def test_background_thread_makes_the_index_ready(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interest_graph.domain import EventType, InteractionEvent, ItemMeta, NodeId
+from interest_graph.domain import EventType, IdProblem, InteractionEvent, InvalidIdError, ItemMeta, NodeId, check_id
 from interest_graph.settings import Settings
 from streams.catalog import encode_item, validate_item
 from streams.validation import (
@@ -215,3 +215,21 @@ def test_catalog_records_round_trip_and_reject_bad_input() -> None:
     for value, reason in cases.items():
         outcome = validate_item(value, 16)
         assert isinstance(outcome, Rejection) and outcome.reason is reason, (value, outcome)
+
+
+@given(st.text(max_size=20))
+def test_events_and_catalog_records_apply_the_shared_id_rule(value: str) -> None:
+    # Serving checks request ids with check_id too, so an id ingest refuses is refused over gRPC.
+    try:
+        check_id(value, "item_id", 16)
+        expected: tuple[RejectReason, str] | None = None
+    except InvalidIdError as exc:
+        reason = RejectReason.EMPTY_ID if exc.problem is IdProblem.BLANK else RejectReason.ID_TOO_LONG
+        expected = (reason, str(exc))
+    event = validate_event(raw(body(item_id=value)), SETTINGS, NOW)
+    item = validate_item(json.dumps({"item_id": value}).encode(), 16)
+    for outcome in (event, item):
+        if expected is None:
+            assert not isinstance(outcome, Rejection), outcome
+        else:
+            assert isinstance(outcome, Rejection) and (outcome.reason, outcome.message) == expected, outcome
