@@ -192,6 +192,25 @@ class LadybugStore(CypherGraphStore):
         finally:
             result.close()  # type: ignore[union-attr]
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file and empty it (LadybugDB's ``CHECKPOINT``).
+
+        After it the database file alone holds every committed transaction, so even an open with
+        LadybugDB's strict defaults succeeds (``interest-graph store-recover`` relies on this).
+
+        Raises:
+            GraphStoreError: The store was opened read-only or is closed (not retryable).
+            StoreUnavailableError: An I/O error (retryable).
+        """
+        if self.read_only:
+            raise GraphStoreError(f"LadybugStore at {self.path!r} was opened read-only: cannot checkpoint")
+        with self._write_lock:
+            try:
+                # Outside any explicit transaction: CHECKPOINT is a statement of its own.
+                self._connection().execute("CHECKPOINT").close()  # type: ignore[union-attr]
+            except RuntimeError as exc:
+                raise _store_error("checkpoint failed", exc) from exc
+
     def close(self) -> None:
         with self._connections_lock:
             if self._closed:

@@ -116,6 +116,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(_settings(args), watch=args.watch, interval_s=args.interval)
 
 
+def cmd_store_recover(args: argparse.Namespace) -> int:
+    from graph_store import GraphStoreError
+    from graph_store.ladybug import LadybugStore
+
+    settings = _settings(args)
+    if settings.store_backend.strip().lower() != "ladybug":
+        print(f"interest-graph store-recover: IG_STORE={settings.store_backend!r}: only the embedded LadybugDB store "
+              "has a write-ahead log to recover", file=sys.stderr)
+        return 1
+    path = settings.store_path
+    if not Path(path).exists():
+        print(f"interest-graph store-recover: no LadybugDB at {path!r}", file=sys.stderr)
+        return 1
+    try:
+        # Read-write through the store's own opening rules: lenient log replay keeps every committed
+        # transaction and drops a torn tail; the checkpoint then leaves nothing in the log to replay.
+        with LadybugStore(path) as store:
+            store.checkpoint()
+            counts = store.counts()
+    except GraphStoreError as exc:
+        locked = "locked by another process" in str(exc)
+        hint = "; stop `interest-graph up` first (it recovers the store itself)" if locked else ""
+        print(f"interest-graph store-recover: {' '.join(str(exc).split())}{hint}", file=sys.stderr)  # one line
+        return 1
+    print(f"recovered {path}: write-ahead log replayed and checkpointed into the database file; "
+          f"change-log seq {counts['seq']}, {counts['edges']} edges, {counts['users']} users, {counts['items']} items")
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     print(Settings.reference())
     return 0
@@ -194,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "Consumer lag per partition, dead letters, refresh backlog, embedding age.")
     p.add_argument("--watch", action="store_true", help="refresh the table until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: %(default)s)")
+    add("store-recover", cmd_store_recover,
+        "Open a LadybugDB store a crash left (lenient log replay), checkpoint it and close: plain opens work again.")
     add("settings", cmd_settings, "Print the settings reference (env var, default, unit, meaning).")
     p = add("demo", cmd_demo, "Start the embedded stack, replay data, train, print recommendations and lag.")
     p.add_argument("--data-dir", default=str(DEFAULT_DATASETS), help="datasets folder (default: %(default)s)")

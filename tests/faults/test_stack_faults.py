@@ -8,6 +8,7 @@ lag back to zero and answer again. Event weights are multiples of 0.25, so "exac
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -32,20 +33,38 @@ from tests.streams.test_ingest_integration import applied_count, make_events, st
 
 pytestmark = pytest.mark.integration
 
-#: Holds a LadybugDB database open read-write (the file lock) for argv[2] seconds, then exits.
+REPO = Path(__file__).resolve().parents[2]
+
+#: Holds a LadybugDB store open read-write (the file lock) for argv[2] seconds, then exits. It opens
+#: through LadybugStore, as every opener must: the store it gets was SIGKILLed, and LadybugDB's
+#: defaults refuse a write-ahead log with a torn tail. "locked" is printed only once the open succeeded.
 HOLD_LOCK = """
-import sys, time, ladybug
-db = ladybug.Database(sys.argv[1])
+import sys, time
+from graph_store.ladybug import LadybugStore
+store = LadybugStore(sys.argv[1])
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
-db.close()
+store.close()
 """
 
 
 def hold_store_lock(path: str, seconds: float) -> subprocess.Popen[str]:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    """A child process holding the store at ``path`` open read-write for ``seconds``, once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, str(seconds)], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stderr is not None
+    if holder.stdout.readline().strip() != "locked":
+        holder.kill()
+        _, stderr = holder.communicate(timeout=30)
+        raise AssertionError(f"the lock holder could not open {path!r} (exit {holder.returncode}):\n{stderr}")
     return holder
+
+
+def wait_for_holder(holder: subprocess.Popen[str], timeout_s: float) -> None:
+    """The lock holder exits cleanly within ``timeout_s``; its stderr otherwise."""
+    _, stderr = holder.communicate(timeout=timeout_s)
+    assert holder.returncode == 0, f"the lock holder failed (exit {holder.returncode}):\n{stderr}"
 
 
 def test_sigkilled_stack_restarts_exactly_even_while_the_store_is_locked(kafka_topics: KafkaTopics,
@@ -66,7 +85,7 @@ def test_sigkilled_stack_restarts_exactly_even_while_the_store_is_locked(kafka_t
         restarted_at = time.monotonic()
         up.start()
         eventually("the stack to catch up and refresh", lambda: caught_up(settings, len(events)), 120)
-        assert holder.wait(10) == 0
+        wait_for_holder(holder, 10)
         assert time.monotonic() - restarted_at >= 3.0
         assert "graph store unavailable" in up.log_tail(200_000)
         with RecommenderClient(settings.grpc_addr, timeout_s=3.0) as client:

@@ -176,6 +176,8 @@ def test_database_with_tallies_on_the_relationship_is_refused(tmp_path: Path) ->
     import ladybug
 
     path = str(tmp_path / "old.lbdb")
+    # Deliberately raw (allow-listed in tests/graph_store/test_open_rules.py): LadybugStore would
+    # create today's schema, and this database must have the old layout. A fresh file, no crash.
     db = ladybug.Database(path)
     conn = ladybug.Connection(db)
     for ddl in ("CREATE NODE TABLE User(id STRING, PRIMARY KEY(id))",
@@ -206,14 +208,21 @@ os._exit(0)
 """
 
 
+def write_torn_store(path: str) -> None:
+    """A store at ``path`` as a writer SIGKILLed mid-commit leaves it: one committed batch (edge
+    kept -> i, weight 2.0, seq 1), then the next batch's records half written at the log's tail."""
+    first_commit, second_commit = map(int, run_script(_KILLED_WRITER, path).split())
+    os.truncate(path + ".wal", (first_commit + second_commit) // 2)  # the second commit, half written
+
+
 def test_a_writer_killed_mid_commit_leaves_a_store_that_opens(tmp_path: Path) -> None:
     """A torn last transaction in the log (SIGKILL mid-write) is dropped; every committed one is kept."""
     import ladybug
 
     path = str(tmp_path / "g.lbdb")
-    first_commit, second_commit = map(int, run_script(_KILLED_WRITER, path).split())
-    os.truncate(path + ".wal", (first_commit + second_commit) // 2)  # the second commit, half written
+    write_torn_store(path)
     # Why the store opens leniently: with its defaults LadybugDB refuses this database outright.
+    # Deliberately raw (allow-listed in tests/graph_store/test_open_rules.py): it proves that refusal.
     with pytest.raises(RuntimeError, match="corrupted"):
         ladybug.Database(path, read_only=True)
 
@@ -229,6 +238,20 @@ def test_a_writer_killed_mid_commit_leaves_a_store_that_opens(tmp_path: Path) ->
         redelivery.next = 1
         store.apply_batch(batch([delta(f"torn{k}", "i") for k in range(300)], redelivery, "g"))
         assert store.counts()["seq"] == 2 and store.applied_offsets("g") == {TOPIC: 300}
+
+
+def test_checkpoint_folds_the_log_into_the_database_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "g.lbdb")
+    with LadybugStore(path) as store:
+        store.ensure_schema()
+        store.apply_batch(batch([delta("u", "i", 2.0)], OffsetClock(), "g"))
+        assert os.path.getsize(path + ".wal") > 0
+        store.checkpoint()
+        assert not os.path.exists(path + ".wal") or os.path.getsize(path + ".wal") == 0
+        assert store.counts()["edges"] == 1
+    with LadybugStore(path, read_only=True) as reader, pytest.raises(GraphStoreError, match="read-only") as refused:
+        reader.checkpoint()
+    assert not refused.value.retryable
 
 
 def test_read_only_open_waits_for_recovery_of_a_killed_checkpoint(tmp_path: Path) -> None:
