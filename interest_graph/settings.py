@@ -84,11 +84,30 @@ class Settings:
                                       "Longest a consumer fetch waits at the broker for records. Tansu answers "
                                       "a fetch only when this runs out (Faust's fixed 1.5 s made every event wait "
                                       "up to 1.5 s); Apache Kafka answers as soon as records arrive.", "s")
+    broker_max_message_bytes = Setting(int, "IG_BROKER_MAX_MESSAGE_BYTES", 1_048_588,
+                                       "Largest record the broker accepts (Apache Kafka's ``message.max.bytes``; "
+                                       "its default). Our producers refuse bigger records and our consumers fetch "
+                                       "at least this much per partition, so every record a broker holds can be "
+                                       "read. Tansu 0.6 sets no limit of its own. IG_MAX_EVENT_BYTES, "
+                                       "IG_MAX_ITEM_BYTES and every dead letter must fit well under it.", "bytes")
     # --- Ingest ----------------------------------------------------------------------------
     batch_max_events = Setting(int, "IG_BATCH_MAX_EVENTS", 5000,
                                "Most events the ingest agent folds into one store transaction.", "events")
     batch_window_s = Setting(float, "IG_BATCH_WINDOW", 0.05,
                              "Longest the agent waits to fill a batch before flushing it.", "s")
+    max_event_bytes = Setting(int, "IG_MAX_EVENT_BYTES", 65_536,
+                              "Largest accepted event value; bigger ones are dead-lettered as ``too_large`` "
+                              "without being decoded (a valid event with 256-character ids is under 1 KiB).",
+                              "bytes")
+    max_item_bytes = Setting(int, "IG_MAX_ITEM_BYTES", 262_144,
+                             "Largest accepted catalog record value; bigger ones are dead-lettered as "
+                             "``too_large`` without being decoded (title and text keep 10,000 characters each).",
+                             "bytes")
+    dead_letter_max_original_bytes = Setting(int, "IG_DEAD_LETTER_MAX_ORIGINAL_BYTES", 16_384,
+                                             "Most bytes of a rejected record a dead letter keeps; a longer "
+                                             "record is cut, and its dead letter carries its full length and "
+                                             "sha256. Must leave every dead letter under "
+                                             "IG_BROKER_MAX_MESSAGE_BYTES.", "bytes")
     max_id_length = Setting(int, "IG_MAX_ID_LENGTH", 256,
                             "Longest accepted user/item/event id; longer events are dead-lettered.", "chars")
     max_future_skew_s = Setting(float, "IG_MAX_FUTURE_SKEW", 86400.0,

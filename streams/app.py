@@ -32,7 +32,8 @@ from interest_graph.broker import BrokerUnavailableError, cluster_id
 from interest_graph.domain import SourcePosition, TopicPartition
 from interest_graph.settings import Settings
 from streams.aggregate import SourceRecord
-from streams.dead_letter import DeadLetter, encode_dead_letter
+from streams.dead_letter import DeadLetter, check_record_limits
+from streams.dead_letter_publisher import DeadLetterPublisher
 from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
 from streams.kafka_transport import kafka_transport
 from streams.write_behind import WriteBehind
@@ -56,6 +57,10 @@ def faust_settings(settings: Settings, datadir: str) -> dict[str, Any]:
         "broker_max_poll_records": max(settings.batch_max_events, 500),
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        # Sizes agree with the broker's limit (streams.dead_letter.check_record_limits): nothing we
+        # accept or dead-letter is refused by our producer, and any record the broker holds can be fetched.
+        "producer_max_request_size": settings.broker_max_message_bytes,
+        "consumer_max_fetch_size": settings.broker_max_message_bytes,
         "topic_replication_factor": 1,
     }
 
@@ -83,6 +88,7 @@ class IngestApp:
 
     def __init__(self, settings: Settings, store: GraphStore, *, datadir: str,
                  stats: IngestStats | None = None) -> None:
+        check_record_limits(settings)
         self.settings = settings
         self.stats = stats if stats is not None else IngestStats()
         self._crashing: asyncio.Future[None] | None = None
@@ -101,6 +107,7 @@ class IngestApp:
         self.events_topic = self._raw_topic(settings.events_topic)
         self.items_topic = self._raw_topic(settings.items_topic)
         self.dead_letter_topic = self._raw_topic(settings.dead_letter_topic)
+        self.dead_letters = DeadLetterPublisher(self._send_dead_letter, settings.dead_letter_max_original_bytes)
         self._declare_agents()
         # mode types signal handlers through a generic alias mypy cannot match any function to.
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -190,15 +197,15 @@ class IngestApp:
                 delay = min(delay * 2, 5.0)
 
     async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        """Publish dead letters now and wait until the broker has acknowledged every one."""
+        """Publish dead letters now and wait until the broker has acknowledged every one (never raises
+        for a failed send: see :mod:`streams.dead_letter_publisher`)."""
+        await self.dead_letters.publish(letters)
+
+    async def _send_dead_letter(self, key: bytes | None, value: bytes) -> None:
         # force=True: otherwise Faust attaches the send to the current event and delays it to the
         # ack, which comes after the store write; a crash in between would lose the dead letter.
-        pending = [await self.dead_letter_topic.send(key=letter.key, value=encode_dead_letter(letter),
-                                                     force=True) for letter in letters]
-        await asyncio.gather(*pending)
-        first = letters[0]
-        log.warning("dead-lettered %d record(s), first %s:%d@%d: %s", len(letters), first.topic,
-                    first.partition, first.offset, first.message)
+        pending = await self.dead_letter_topic.send(key=key, value=value, force=True)
+        await pending
 
 
 def _unacked_batches(stream: StreamT, max_events: int, within_s: float) -> AsyncIterator[list[EventT]]:

@@ -15,21 +15,24 @@ import json
 from typing import Any
 
 from interest_graph.domain import IdProblem, InvalidIdError, ItemMeta, NodeId, check_id
-from streams.validation import Rejection, RejectReason
+from streams.validation import Rejection, RejectReason, too_large
 
 #: Longest title/text kept; longer values are producer bugs that would bloat every response.
 MAX_TEXT_LENGTH = 10_000
 
 
-def validate_item(raw: bytes | None, max_id_length: int) -> ItemMeta | Rejection:
+def validate_item(raw: bytes | None, max_id_length: int, max_bytes: int) -> ItemMeta | Rejection:
     """Parse one items-topic value into :class:`ItemMeta`, or say why it is invalid.
 
     Args:
         raw (bytes, optional): the record value (``None`` is rejected as ``bad_json``).
         max_id_length (int): longest accepted ``item_id``.
+        max_bytes (int): longest accepted value (``IG_MAX_ITEM_BYTES``); longer ones are not decoded.
     """
     if raw is None:
         return Rejection(RejectReason.BAD_JSON, "empty record value (tombstone)")
+    if len(raw) > max_bytes:
+        return too_large(raw, max_bytes, "IG_MAX_ITEM_BYTES")
     try:
         obj = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -270,7 +270,7 @@ class ItemIngestor:
         letters = []
         at = now_ms()
         for record in records:
-            outcome = validate_item(record.value, self.settings.max_id_length)
+            outcome = validate_item(record.value, self.settings.max_id_length, self.settings.max_item_bytes)
             if isinstance(outcome, Rejection):
                 letters.append(dead_letter_from(record, outcome, at))
             else:

@@ -68,6 +68,8 @@ class RejectReason(enum.StrEnum):
     ABSURD_TS = "absurd_ts"
     BAD_WEIGHT = "bad_weight"
     BAD_RATING = "bad_rating"
+    #: Over ``IG_MAX_EVENT_BYTES`` (events) or ``IG_MAX_ITEM_BYTES`` (catalog records); not decoded.
+    TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ def validate_event(raw: bytes | None, settings: Settings, now_ms: int) -> Intera
         settings (Settings): id length limit, timestamp bounds and default weights.
         now_ms (int): the current time in epoch ms (passed in so validation stays pure).
     """
+    if raw is not None and len(raw) > settings.max_event_bytes:
+        return too_large(raw, settings.max_event_bytes, "IG_MAX_EVENT_BYTES")
     try:
         obj = _parse_object(raw)
         _check_version(obj)
@@ -114,6 +118,12 @@ def validate_event(raw: bytes | None, settings: Settings, now_ms: int) -> Intera
         event_id=ids[0], user_id=NodeId(ids[1]), item_id=NodeId(ids[2]), type=event_type, ts_ms=ts_ms,
         weight=resolve_weight(event_type, weight, rating, settings), rating=rating,
     )
+
+
+def too_large(raw: bytes, limit: int, setting: str) -> Rejection:
+    """The rejection of a record over its size limit, decided before any decoding: parsing megabytes
+    of JSON per record would stall the agent, and nothing that large is a valid record."""
+    return Rejection(RejectReason.TOO_LARGE, f"record of {len(raw)} bytes is over {setting}={limit}")
 
 
 def resolve_weight(event_type: EventType, weight: float | None, rating: float | None,

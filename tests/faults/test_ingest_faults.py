@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -106,3 +107,48 @@ def test_a_hung_store_write_is_reported_as_a_stall(kafka_topics: KafkaTopics, la
             pump(ingest, lambda: _stalled(collector) == 1.0, 30, "the stall to be reported")
         pump(ingest, lambda: ingest.stats.events_accepted >= len(events), 30, "the agent to resume")
         pump(ingest, lambda: _stalled(collector) == 0.0, 30, "the stall to clear")
+
+
+def test_oversized_events_are_dead_lettered_and_the_agent_keeps_running(kafka_topics: KafkaTopics,
+                                                                        ladybug_store: LadybugStore,
+                                                                        tmp_path: Path) -> None:
+    """Issue 11's crash loop: one valid event with a 500,000-character user_id killed the worker on
+    every restart (its dead letter was over the producer's limit). Now records of 100 kB, 500 kB and
+    the broker's maximum are dead-lettered as too_large, cut, and the valid events around them stored."""
+    from kafka import KafkaProducer
+
+    settings = kafka_topics.settings(batch_max_events=40)
+    limit = settings.broker_max_message_bytes
+    repro = json.dumps({"v": 1, "event_id": "e", "user_id": "u" * 500_000, "item_id": "i1", "type": "click",
+                        "ts": T0}).encode()
+    big = [repro, b"x" * 100_000, b'{"user_id": "' + b"\xc3\xbc" * 250_000 + b'"}', b"\xff" * limit]
+    good, expected = make_events(400, users=8, items=8, seed=46)
+    mixed: list[tuple[bytes, bytes]] = [(e.key, e.value) for e in good]
+    rng = random.Random(47)
+    for value in big:
+        mixed.insert(rng.randrange(len(mixed) + 1), (b"u1", value))
+    # A third party's producer: the broker's limit plus room for the batch header, as kcat's default allows.
+    producer = KafkaProducer(bootstrap_servers=kafka_topics.bootstrap, acks="all", max_request_size=limit + 4096,
+                             linger_ms=5)
+    try:
+        for key, value in mixed:
+            producer.send(kafka_topics.events, key=key, value=value)
+        producer.flush(30)
+    finally:
+        producer.close(5)
+    with running_ingest(settings, ladybug_store, tmp_path / "faust") as ingest:
+        pump(ingest, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(mixed), 90,
+             "every record applied or dead-lettered")
+        assert ingest.app.crash_reason is None
+        assert ingest.stats.snapshot()["dead_lettered"] == {"too_large": len(big)}
+        assert ingest.dead_letters.minimal_sent == 0
+    letters = sorted(read_dead_letters(kafka_topics, len(big), timeout_s=20),
+                     key=lambda letter: letter.original_length or 0)
+    assert [letter.original_length for letter in letters] == sorted(len(value) for value in big)
+    for letter in letters:
+        value = next(v for v in big if len(v) == letter.original_length)
+        assert letter.reason == "too_large" and letter.original_truncated and not letter.minimal
+        assert letter.original_sha256 == hashlib.sha256(value).hexdigest()
+        assert letter.original is not None and value.startswith(letter.original)
+        assert len(letter.original) <= settings.dead_letter_max_original_bytes
+    assert stored_totals(ladybug_store) == expected

@@ -122,11 +122,12 @@ def test_dead_letter_round_trips_bytes_and_readable_text() -> None:
     rejected = record(TP1, 7, b'{"weight": -1}', key=b"u1")
     plan = plan_batch([rejected, record(TP1, 8, b"\xff\x00")], {}, SETTINGS, "g", NOW)
     letters = [dead_letter_from(r, rej, NOW) for r, rej in plan.rejected]
-    decoded = [decode_dead_letter(encode_dead_letter(letter)) for letter in letters]
+    decoded = [decode_dead_letter(encode_dead_letter(letter, 1024)) for letter in letters]
     assert decoded == letters
     assert decoded[0].original_text == '{"weight": -1}'
     assert decoded[0].reason == "missing_field"
     assert (decoded[0].topic, decoded[0].partition, decoded[0].offset, decoded[0].key) == ("ev", 1, 7, b"u1")
     assert decoded[1].original == b"\xff\x00" and decoded[1].original_text is None
-    body = json.loads(encode_dead_letter(letters[1]))
+    body = json.loads(encode_dead_letter(letters[1], 1024))
     assert body["original_text"] is None and body["reason"] == "bad_json"
+    assert body["original_b64"] == "/wA=" and body["original_length"] == 2  # kept once, as base64

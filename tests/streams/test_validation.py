@@ -55,7 +55,7 @@ def accept(value: bytes) -> InteractionEvent:
     (None, RejectReason.BAD_JSON, None),
     (b'{"user_id": "\xff\xfe"}', RejectReason.BAD_JSON, None),  # not UTF-8
     (json.dumps(body()).encode("utf-16"), RejectReason.BAD_JSON, None),  # valid JSON, wrong encoding
-    (b"[" * 100_000, RejectReason.BAD_JSON, None),  # nesting bomb
+    (b"[" * 60_000, RejectReason.BAD_JSON, None),  # nesting bomb, under IG_MAX_EVENT_BYTES
     (raw([body()]), RejectReason.NOT_OBJECT, None),
     (raw("click"), RejectReason.NOT_OBJECT, None),
     (raw(None), RejectReason.NOT_OBJECT, None),
@@ -200,8 +200,8 @@ def test_encode_event_draws_unique_ids_and_keys_by_user() -> None:
 
 def test_catalog_records_round_trip_and_reject_bad_input() -> None:
     item = ItemMeta(NodeId("i1"), "Toy Story (1995)", ("Animation", "Comedy"), "pixar")
-    assert validate_item(encode_item(item), 16) == item
-    assert validate_item(b'{"item_id": "i2"}', 16) == ItemMeta(NodeId("i2"))
+    assert validate_item(encode_item(item), 16, 4096) == item
+    assert validate_item(b'{"item_id": "i2"}', 16, 4096) == ItemMeta(NodeId("i2"))
     cases = {
         b"nope": RejectReason.BAD_JSON,
         b"[1]": RejectReason.NOT_OBJECT,
@@ -211,9 +211,10 @@ def test_catalog_records_round_trip_and_reject_bad_input() -> None:
         b'{"item_id": "' + b"i" * 17 + b'"}': RejectReason.ID_TOO_LONG,
         b'{"item_id": "i", "categories": "Comedy"}': RejectReason.WRONG_TYPE,
         b'{"item_id": "i", "title": 3}': RejectReason.WRONG_TYPE,
+        b'{"item_id": "i", "text": "' + b"t" * 4096 + b'"}': RejectReason.TOO_LARGE,
     }
     for value, reason in cases.items():
-        outcome = validate_item(value, 16)
+        outcome = validate_item(value, 16, 4096)
         assert isinstance(outcome, Rejection) and outcome.reason is reason, (value, outcome)
 
 
@@ -227,9 +228,21 @@ def test_events_and_catalog_records_apply_the_shared_id_rule(value: str) -> None
         reason = RejectReason.EMPTY_ID if exc.problem is IdProblem.BLANK else RejectReason.ID_TOO_LONG
         expected = (reason, str(exc))
     event = validate_event(raw(body(item_id=value)), SETTINGS, NOW)
-    item = validate_item(json.dumps({"item_id": value}).encode(), 16)
+    item = validate_item(json.dumps({"item_id": value}).encode(), 16, 4096)
     for outcome in (event, item):
         if expected is None:
             assert not isinstance(outcome, Rejection), outcome
         else:
             assert isinstance(outcome, Rejection) and (outcome.reason, outcome.message) == expected, outcome
+
+
+def test_an_event_over_max_event_bytes_is_too_large_and_not_decoded() -> None:
+    limit = Settings(max_event_bytes=1000)
+    at_limit = raw(body(user_id="u" * 100))
+    padded = at_limit[:-1] + b" " * (1000 - len(at_limit)) + b"}"  # valid JSON of exactly 1,000 bytes
+    assert len(padded) == 1000 and not isinstance(validate_event(padded, limit, NOW), Rejection)
+    # One byte more is refused before decoding: not even JSON is looked at.
+    for value in (padded[:-1] + b" }", b"\xff" * 1001):
+        outcome = validate_event(value, limit, NOW)
+        assert isinstance(outcome, Rejection) and outcome.reason is RejectReason.TOO_LARGE
+        assert outcome.message == "record of 1001 bytes is over IG_MAX_EVENT_BYTES=1000"
