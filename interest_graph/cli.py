@@ -31,9 +31,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from interest_graph.broker import BrokerStartError
     from interest_graph.launch import run_embedded_stack
 
-    return run_embedded_stack(_settings(args), start_broker=not args.external_broker)
+    try:
+        return run_embedded_stack(_settings(args), start_broker=not args.external_broker)
+    except BrokerStartError as exc:  # a taken port or a missing binary: one line that names the fix
+        print(f"interest-graph up: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -236,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Where the stack listens is worth seeing without -v, but it is no WARNING: ops read that as trouble.
+    for announcer in ("interest_graph.launch", "interest_graph.metrics"):
+        logging.getLogger(announcer).setLevel(logging.INFO)
     try:
         return int(args.func(args))
     except SettingsError as exc:

@@ -53,9 +53,14 @@ def _broker(settings: Settings, start: bool) -> Iterator[Settings]:
         return
     from interest_graph.broker import TansuBroker
 
-    port = int(settings.bootstrap_servers[0].rsplit(":", 1)[1])
-    with TansuBroker(port=port) as broker:
-        log.warning("Tansu broker listening on %s", broker.url)
+    host, port = settings.bootstrap_servers[0].rsplit(":", 1)
+    # The broker's pid and cluster id live beside the store: a broker a crash left running is re-attached.
+    with TansuBroker(port=int(port), host=host, state_dir=Path(settings.store_path).parent / "broker") as broker:
+        if broker.reattached:
+            log.warning("re-attached to the Tansu broker a previous `up` left running on %s (cluster %s): the "
+                        "events it holds are kept", broker.url, broker.cluster_id)
+        else:
+            log.info("Tansu broker listening on %s", broker.url)
         yield settings.replace(broker_url=broker.url)
 
 
@@ -94,7 +99,7 @@ def _serving(settings: Settings, store: GraphStore, stop: threading.Event) -> It
 
     interceptor = MetricsInterceptor()
     handle = start_serving(settings, store, interceptors=[interceptor])
-    log.warning("gRPC server listening on port %d", handle.port)
+    log.info("gRPC server listening on port %d", handle.port)
     try:
         yield handle, interceptor
     finally:

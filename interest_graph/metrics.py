@@ -210,7 +210,7 @@ def start_metrics_server(settings: Settings, **components: Any) -> StackCollecto
     collector = StackCollector(settings, **components)
     REGISTRY.register(collector)
     start_http_server(settings.metrics_port, addr=metrics_host(settings))
-    log.warning("Prometheus metrics on port %d", settings.metrics_port)
+    log.info("Prometheus metrics on port %d", settings.metrics_port)
     return collector
 
 
