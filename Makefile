@@ -34,7 +34,8 @@ promtool:
 
 test: venv $(CYPHER_LINT)/node_modules/.installed promtool
 	$(PY) -m ruff check .
-	$(PY) -m mypy interest_graph streams graph_store models serving
+	$(PY) -m mypy core interest_graph streams graph_store models serving
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 test-fast: venv
@@ -42,7 +43,7 @@ test-fast: venv
 
 lint: venv
 	$(PY) -m ruff check .
-	$(PY) -m mypy interest_graph streams graph_store models serving
+	$(PY) -m mypy core interest_graph streams graph_store models serving
 
 # Regenerate the protobuf/gRPC modules from proto/*.proto (generated code is committed, never edited).
 proto: venv

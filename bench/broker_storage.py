@@ -44,8 +44,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from ingest import TimedStore, ingest_run, zipf_events  # noqa: E402
 
-from interest_graph.broker import TansuBroker, create_topics, free_port  # noqa: E402
-from interest_graph.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from interest_graph.embedded_broker import TansuBroker, free_port  # noqa: E402
+from streams.kafka_admin import create_topics  # noqa: E402
 from streams.replay import replay  # noqa: E402
 
 PARTITIONS = 4

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from interest_graph.domain import ItemMeta
+from core.domain import ItemMeta
 from models.cold_start import TextEncoder, TextProjection
 from models.evaluation import evaluate_scorer
 from models.interactions import load_ratings_csv

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from interest_graph.domain import EdgeSnapshot, NodeId, Subgraph
+from core.domain import EdgeSnapshot, NodeId, Subgraph
 from models.evaluation import evaluate
 from models.interactions import load_split
 from models.propagation import propagate_full, propagate_subgraph

@@ -50,13 +50,14 @@ from aiokafka import AIOKafkaConsumer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core.domain import SourcePosition, TopicPartition, UpsertBatch  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from graph_store.ladybug import LadybugStore  # noqa: E402
-from interest_graph.broker import TansuBroker, create_topics  # noqa: E402
-from interest_graph.domain import SourcePosition, TopicPartition, UpsertBatch  # noqa: E402
-from interest_graph.settings import Settings  # noqa: E402
+from interest_graph.embedded_broker import TansuBroker  # noqa: E402
 from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
 from streams.app import IngestApp  # noqa: E402
 from streams.datasets import SYNTHETIC_TYPE_MIX, KeyedEvent  # noqa: E402
+from streams.kafka_admin import create_topics  # noqa: E402
 from streams.kafka_transport import kafka_transport  # noqa: E402
 from streams.replay import replay  # noqa: E402
 from streams.validation import encode_event, event_key  # noqa: E402

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
-from interest_graph.domain import EdgeSnapshot, NodeId
+from core.domain import EdgeSnapshot, NodeId
 from models.evaluation import evaluate, evaluate_scorer
 from models.interactions import InteractionSplit, load_ratings_csv, load_split, split_per_user
 from models.spectral import SpectralCF

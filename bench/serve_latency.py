@@ -49,8 +49,7 @@ def synthetic(n: int, dim: int, seed: int, centers: int = 512) -> np.ndarray:
 
 # --- the server process ---------------------------------------------------------------------------
 def serve(args: argparse.Namespace) -> None:
-    from graph_store.ladybug import LadybugStore
-    from interest_graph.domain import (
+    from core.domain import (
         EdgeDelta,
         EmbeddingRows,
         EmbeddingUpdate,
@@ -61,7 +60,8 @@ def serve(args: argparse.Namespace) -> None:
         TopicPartition,
         UpsertBatch,
     )
-    from interest_graph.settings import Settings
+    from core.settings import Settings
+    from graph_store.ladybug import LadybugStore
     from serving.index import EmbeddingIndex
     from serving.server import start_serving
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from ingest import planned_batches, zipf_events  # noqa: E402
 
+from core.domain import UpsertBatch  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from graph_store.ladybug import LadybugStore  # noqa: E402
-from interest_graph.domain import UpsertBatch  # noqa: E402
-from interest_graph.settings import Settings  # noqa: E402
 
 
 def apply_all(batches: list[UpsertBatch], checkpoint_bytes: int) -> np.ndarray:

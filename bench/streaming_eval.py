@@ -44,8 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from graph_store.ladybug import LadybugStore
-from interest_graph.domain import (
+from core.domain import (
     EdgeDelta,
     EmbeddingRows,
     EventType,
@@ -56,7 +55,8 @@ from interest_graph.domain import (
     TopicPartition,
     UpsertBatch,
 )
-from interest_graph.settings import Settings
+from core.settings import Settings
+from graph_store.ladybug import LadybugStore
 from models.refresh import RefreshWorker
 from models.spectral_checkpoint import fit_spectral
 from models.spectral_refresh import SpectralRefresh

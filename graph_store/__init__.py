@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
+from core.settings import Settings, SettingsError
 from graph_store.base import GraphStore, GraphStoreError, StaleBatchError, StoreUnavailableError
-from interest_graph.settings import Settings, SettingsError
 
 __all__ = [
     "GraphStore",

@@ -14,7 +14,7 @@ import abc
 from collections.abc import Iterable, Sequence
 from typing import Self
 
-from interest_graph.domain import (
+from core.domain import (
     ChangeSet,
     EdgeSnapshot,
     EmbeddingRows,

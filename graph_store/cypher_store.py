@@ -17,10 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from graph_store import cypher, encode
-from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
-from graph_store.subgraph import KHopExpansion, Runner
-from interest_graph.domain import (
+from core.domain import (
     ChangeSet,
     EdgeSnapshot,
     EmbeddingRows,
@@ -34,6 +31,9 @@ from interest_graph.domain import (
     TopicPartition,
     UpsertBatch,
 )
+from graph_store import cypher, encode
+from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
+from graph_store.subgraph import KHopExpansion, Runner
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from core.domain import EdgeDelta, EmbeddingRows, EventType, ItemMeta, UpsertBatch
 from graph_store.cypher import TYPE_COUNT_COLUMNS
-from interest_graph.domain import EdgeDelta, EmbeddingRows, EventType, ItemMeta, UpsertBatch
 
 
 def _check_id(value: object, what: str) -> str:

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.domain import NodeId, NodeKind, NodeRef, Subgraph
 from graph_store import cypher
 from graph_store.cypher import Dialect
-from interest_graph.domain import NodeId, NodeKind, NodeRef, Subgraph
 
 _OTHER = {NodeKind.USER: NodeKind.ITEM, NodeKind.ITEM: NodeKind.USER}
 

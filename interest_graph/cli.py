@@ -1,6 +1,6 @@
 """``interest-graph`` command line: start the stack or one component, replay data, ask for recommendations.
 
-Every subcommand reads :class:`~interest_graph.settings.Settings` from the environment; the few
+Every subcommand reads :class:`~core.settings.Settings` from the environment; the few
 flags below override the settings a user changes most. Heavy imports (torch, faust, grpc) happen
 inside the subcommand that needs them, so ``--help`` and ``status`` start fast.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from interest_graph.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 #: Where `replay` and `demo` look for datasets unless told otherwise (README of shared/datasets).
 DEFAULT_DATASETS = Path("../shared/datasets")
@@ -31,7 +31,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from interest_graph.broker import BrokerStartError
+    from interest_graph.embedded_broker import BrokerStartError
     from interest_graph.launch import run_embedded_stack
 
     try:

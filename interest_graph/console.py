@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from interest_graph.domain import ScoredItem
-from interest_graph.settings import Settings
+from core.domain import ScoredItem
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from interest_graph.status_metrics import MetricsReading

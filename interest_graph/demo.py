@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from interest_graph.settings import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from core.settings import Settings
+from interest_graph.embedded_broker import free_port
 
 
 def _wait(what: str, condition: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
@@ -46,9 +40,9 @@ def _demo_settings(workdir: Path) -> Settings:
     return Settings.from_env(
         store_path=str(workdir / "graph.lbdb"),
         model_dir=str(workdir / "model"),
-        broker_url=f"kafka://127.0.0.1:{_free_port()}",
-        grpc_addr=f"127.0.0.1:{_free_port()}",
-        metrics_port=_free_port(),
+        broker_url=f"kafka://127.0.0.1:{free_port()}",
+        grpc_addr=f"127.0.0.1:{free_port()}",
+        metrics_port=free_port(),
     )
 
 

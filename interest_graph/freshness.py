@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from interest_graph.histogram import FRESHNESS_BUCKETS, Histogram
+from core.histogram import FRESHNESS_BUCKETS, Histogram
 
 log = logging.getLogger(__name__)
 

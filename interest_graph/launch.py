@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.settings import Settings
 from graph_store import open_store
 from graph_store.base import GraphStore, StoreUnavailableError
-from interest_graph.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _broker(settings: Settings, start: bool) -> Iterator[Settings]:
     if not start:
         yield settings
         return
-    from interest_graph.broker import TansuBroker
+    from interest_graph.embedded_broker import TansuBroker
 
     host, port = settings.bootstrap_servers[0].rsplit(":", 1)
     # The broker's pid and cluster id live beside the store: a broker a crash left running is re-attached.
@@ -66,7 +66,7 @@ def _broker(settings: Settings, start: bool) -> Iterator[Settings]:
 
 def ensure_topics(settings: Settings) -> None:
     """Create the events, items and dead-letter topics if they do not exist."""
-    from interest_graph.broker import create_topics
+    from streams.kafka_admin import create_topics
 
     create_topics(settings.bootstrap_servers, {
         settings.events_topic: settings.topic_partitions,

@@ -1,6 +1,6 @@
 """Prometheus exposition for whichever components run in this process.
 
-Components keep plain counters and :class:`~interest_graph.histogram.Histogram` objects
+Components keep plain counters and :class:`~core.histogram.Histogram` objects
 (:class:`streams.ingest.IngestStats`, the refresh worker, the serving index, the gRPC
 :class:`~serving.interceptors.MetricsInterceptor`, the :class:`~interest_graph.freshness.FreshnessTracker`);
 this collector reads them at scrape time, so the hot paths carry no ``prometheus_client`` code.
@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from interest_graph.histogram import HistogramSnapshot
-from interest_graph.settings import Settings
+from core.histogram import HistogramSnapshot
+from core.settings import Settings
 from streams.stall import StallDetector
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interest_graph.settings import Settings
+from core.settings import Settings
 
 MODEL_FILE, EMBEDDINGS_FILE, META_FILE = "spectral.npz", "embeddings.npz", "dataset.json"
 

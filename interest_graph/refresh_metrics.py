@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interest_graph.histogram import Histogram
+from core.histogram import Histogram
 from models.refresh import RefreshReport, RefreshWorker
 
 

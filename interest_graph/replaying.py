@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from interest_graph.settings import Settings
+from core.settings import Settings
 from streams.datasets import MOVIELENS_DIR, ClusteredInterests, movielens_events, movielens_items
 from streams.replay import publish_items, replay
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from interest_graph.histogram import HistogramSnapshot
-from interest_graph.settings import Settings
+from core.histogram import HistogramSnapshot
+from core.settings import Settings
 
 
 class MetricsUnavailableError(RuntimeError):

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from interest_graph.settings import Settings
+from core.settings import Settings
 
 
 def train_command(settings: Settings, *, data_dir: str | None, out: str | None, epochs: int | None) -> int:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from interest_graph.domain import EmbeddingRows, NodeId, NodeKind, Subgraph
+from core.domain import EmbeddingRows, NodeId, NodeKind, Subgraph
 from models.checkpoint import Checkpoint
 
 #: Neighbour-averaging passes: the second reaches new nodes whose neighbours are all new too.

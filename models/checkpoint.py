@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from interest_graph.domain import NodeId
+from core.domain import NodeId
 
 MANIFEST = "checkpoint.json"
 #: Methods a model dir can hold, each with the prefix of its array files.

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.domain import EmbeddingRows, NodeKind
+from core.settings import Settings
 from graph_store.base import GraphStore
-from interest_graph.domain import EmbeddingRows, NodeKind
-from interest_graph.settings import Settings
 from models.cold_start import TextEncoder, TextProjection, embed_items, text_extra_installed
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Cold start from text: embed items that have no interactions from their catalog text.
 
 An item nobody has interacted with has no collaborative embedding. Its title, categories and free
-text (:class:`~interest_graph.domain.ItemMeta`) are encoded by a sentence encoder
+text (:class:`~core.domain.ItemMeta`) are encoded by a sentence encoder
 (:class:`TextEncoder`, all-MiniLM-L6-v2 shipped offline by the ``text`` extra), and a linear map
 learned on *warm* items, whose text and collaborative embedding are both known
 (:class:`TextProjection`), carries the text vector into the collaborative embedding space. The
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interest_graph.domain import EmbeddingRows, ItemMeta, NodeKind
+from core.domain import EmbeddingRows, ItemMeta, NodeKind
 
 #: Ridge strengths tried by :class:`TextProjection` when none is given (chosen by leave-one-out error).
 DEFAULT_ALPHAS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)

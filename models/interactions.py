@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from interest_graph.domain import NodeId
+from core.domain import NodeId
 
 
 class InteractionFormatError(ValueError):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from interest_graph.domain import EdgeSnapshot, Subgraph
+from core.domain import EdgeSnapshot, Subgraph
 from models.lightgcn import (
     bipartite_degrees,
     distinct_edges,

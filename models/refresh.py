@@ -33,9 +33,9 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
+from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError
-from interest_graph.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
-from interest_graph.settings import Settings
 from models.base_embeddings import BaseTable
 from models.checkpoint import Checkpoint, CheckpointError, manifest_version
 from models.cold_items import ColdItems

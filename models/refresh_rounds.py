@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
 from graph_store.base import GraphStore
-from interest_graph.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
 from models.base_embeddings import BaseTable
 from models.propagation import propagate_subgraph, snapshot_as_subgraph
 

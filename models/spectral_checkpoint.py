@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from interest_graph.domain import EdgeSnapshot, NodeId
+from core.domain import EdgeSnapshot, NodeId
 from models.checkpoint import Checkpoint, CheckpointError, manifest_method, read_manifest, save_versioned
 from models.spectral import SpectralCF
 

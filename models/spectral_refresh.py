@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
 from graph_store.base import GraphStore
-from interest_graph.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
 from models.refresh_rounds import RoundOutput
 from models.spectral_checkpoint import SpectralCheckpoint, interaction_matrix
 

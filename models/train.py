@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.domain import EdgeSnapshot
+from core.settings import Settings
 from graph_store.base import GraphStore
-from interest_graph.domain import EdgeSnapshot
-from interest_graph.settings import Settings
 from models.checkpoint import Checkpoint
 from models.lightgcn import (
     BipartiteAdjacency,

@@ -10,33 +10,31 @@ the Euclidean reduction of Bachrach et al., RecSys 2014, needed twice the build 
 recall in our measurements).
 
 Building takes seconds to minutes (about a minute for a million 64-d items on two cores), so
-:class:`AnnBuilder` builds in a background thread and the index keeps serving meanwhile: exactly
-until the first build lands, then from the previous graph plus an exact scan of the rows changed
-since it was built (see :mod:`serving.search`).
+:class:`serving.ann_builder.AnnBuilder` builds in a background thread and the index keeps serving
+meanwhile: exactly until the first build lands, then from the previous graph plus an exact scan
+of the rows changed since it was built (see :mod:`serving.search`). This module knows nothing of
+the index (the index holds graphs; the builder, above both, makes and attaches them).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-
-if TYPE_CHECKING:
-    from serving.index import EmbeddingIndex
-
-log = logging.getLogger(__name__)
 
 #: Graph degree M of HNSW: 16 keeps the graph at 128 bytes per item.
 HNSW_M = 16
 #: Build breadth efConstruction: higher builds a better graph, slower.
 HNSW_EF_CONSTRUCTION = 64
 
-# Scoring threads come from gRPC, one query each; faiss' own OpenMP threads would only compete.
-faiss.omp_set_num_threads(1)
+
+def use_one_faiss_thread() -> None:
+    """Scoring threads come from gRPC, one query each; faiss' own OpenMP threads would only compete.
+
+    Process-wide, so the server calls it when it starts rather than this module on import.
+    """
+    faiss.omp_set_num_threads(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,74 +71,3 @@ class HnswIndex:
         params = faiss.SearchParametersHNSW(efSearch=max(int(self.graph.hnsw.efSearch), k))  # type: ignore[attr-defined]  # SWIG class faiss does not declare
         _similarities, rows = self.graph.search(queries, k, params=params)
         return rows
-
-
-class AnnBuilder:
-    """Keeps an :class:`HnswIndex` for the index's items once the catalog is large enough.
-
-    Wakes on every index update; when the items number at least ``min_items`` and rows changed
-    since the last build exceed ``rebuild_fraction`` of the catalog (or there is no graph yet), it
-    builds a new graph from the latest snapshot in its own thread and attaches it. Requests are
-    never blocked: they use the previous graph (or exact search) until the swap.
-
-    Args:
-        index (EmbeddingIndex): The index to build for and attach to.
-        min_items (int): Smallest catalog served approximately; ``0`` disables HNSW.
-        ef_search (int): HNSW search breadth (default: :obj:`128`).
-        rebuild_fraction (float): Changed-row share that triggers a rebuild (default: :obj:`0.05`).
-    """
-
-    def __init__(
-        self, index: EmbeddingIndex, min_items: int, ef_search: int = 128, rebuild_fraction: float = 0.05
-    ) -> None:
-        self.index = index
-        self.min_items = min_items
-        self.ef_search = ef_search
-        self.rebuild_fraction = rebuild_fraction
-        self.builds = 0
-        self.building = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def needs_build(self) -> bool:
-        snapshot = self.index.snapshot()
-        n = len(snapshot.items)
-        if not self.min_items or n < self.min_items:
-            return False
-        if snapshot.ann is None:
-            return True
-        return snapshot.stale_rows.size > self.rebuild_fraction * n
-
-    def build_once(self) -> bool:
-        """Build from the current snapshot and attach it if still compatible; ``True`` if attached."""
-        snapshot = self.index.snapshot()
-        self.building = True
-        try:
-            ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, self.ef_search)
-        finally:
-            self.building = False
-        self.builds += 1
-        attached = self.index.attach_ann(ann, built_from=snapshot)
-        log.info("HNSW over %d items of embedding version %d %s", ann.n_rows, ann.version,
-                 "attached" if attached else "dropped: the index was reloaded meanwhile")
-        return attached
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ann-builder", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self.index.wake_watchers()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        generation = -1
-        while not self._stop.is_set():
-            if self.needs_build():
-                try:
-                    self.build_once()
-                except Exception:  # a failed build keeps the previous graph serving
-                    log.exception("HNSW build failed; serving the previous index")
-            generation = self.index.wait_for_update(generation, timeout_s=5.0, stop=self._stop)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from interest_graph.domain import ItemMeta, NodeId
+from core.domain import ItemMeta, NodeId
 
 
 @dataclass(frozen=True, slots=True)

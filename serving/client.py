@@ -19,8 +19,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from interest_graph.domain import NodeId, ScoredItem
-from interest_graph.settings import Settings
+from core.domain import NodeId, ScoredItem
+from core.settings import Settings
 from proto import recommender_pb2, recommender_pb2_grpc
 from serving import SERVICE_NAME
 from serving.auth import bearer_metadata

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interest_graph.domain import NodeId, Subgraph
+from core.domain import NodeId, Subgraph
 from serving.index import IndexSnapshot
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from interest_graph.domain import EmbeddingRows, ItemMeta, NodeId, ScoredItem
+from core.domain import EmbeddingRows, ItemMeta, NodeId, ScoredItem
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
 

@@ -3,7 +3,7 @@
 :class:`MetricsInterceptor` wraps each handler's behaviour, times it with ``perf_counter`` and
 reads the status the call ended with (``context.code()``: what ``abort``/``set_code`` set; an
 exception without one is what gRPC answers as ``UNKNOWN``). Streams are timed until the last
-message. Observations go into a :class:`~interest_graph.histogram.LabelledHistograms`
+message. Observations go into a :class:`~core.histogram.LabelledHistograms`
 (``service``, ``method``, ``code``) that :mod:`interest_graph.metrics` exports as
 ``ig_grpc_server_handling_seconds``; the per-call cost is two clock reads and one bucket increment.
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from interest_graph.histogram import LabelledHistograms
+from core.histogram import LabelledHistograms
 
 #: Label names of the latency histogram.
 LABELS = ("service", "method", "code")

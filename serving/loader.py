@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 
+from core.domain import NodeKind
 from graph_store.base import GraphStore, GraphStoreError
-from interest_graph.domain import NodeKind
 from serving.index import EmbeddingDimensionError, EmbeddingIndex
 
 log = logging.getLogger(__name__)

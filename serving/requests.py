@@ -13,8 +13,8 @@ from typing import NoReturn
 
 import grpc
 
-from interest_graph.domain import InvalidIdError, NodeId, check_id
-from interest_graph.settings import Settings
+from core.domain import InvalidIdError, NodeId, check_id
+from core.settings import Settings
 
 #: ``ExplainRequest.limit`` when the client leaves it 0.
 DEFAULT_EXPLAIN_LIMIT = 10

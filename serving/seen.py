@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 
+from core.domain import NodeId
 from graph_store.base import GraphStore
-from interest_graph.domain import NodeId
 from serving.index import IndexUpdate
 
 #: Users whose seen items are kept; past this the cache starts over (cheap, and rare).

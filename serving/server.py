@@ -10,7 +10,7 @@ so load balancers stop routing first, then open WatchRecommendations streams end
 Optional, both off by default: TLS (``IG_TLS_CERT`` + ``IG_TLS_KEY``) and bearer-token auth
 (``IG_AUTH_TOKEN``, :mod:`serving.auth`). Callers may add their own server interceptors (metrics).
 Catalogs of at least ``IG_ANN_MIN_ITEMS`` items are searched with an HNSW graph that an
-:class:`~serving.ann.AnnBuilder` thread builds and swaps in without blocking requests.
+:class:`~serving.ann_builder.AnnBuilder` thread builds and swaps in without blocking requests.
 
 Embedding (what ``interest_graph.launch`` does)::
 
@@ -35,11 +35,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.settings import Settings
 from graph_store.base import GraphStore
-from interest_graph.settings import Settings
 from proto import recommender_pb2_grpc
 from serving import SERVICE_NAME
-from serving.ann import AnnBuilder
+from serving.ann import use_one_faiss_thread
+from serving.ann_builder import AnnBuilder
 from serving.auth import BearerTokenInterceptor
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
@@ -181,6 +182,7 @@ def start_serving(
     )
     loader = IndexLoader(store, index, settings.index_poll_s)
     ann = AnnBuilder(index, settings.ann_min_items, settings.ann_ef_search)
+    use_one_faiss_thread()
     server.start()
     loader.start()
     ann.start()

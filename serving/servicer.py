@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from core.domain import NodeId, NodeKind, NodeRef
+from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError
-from interest_graph.domain import NodeId, NodeKind, NodeRef
-from interest_graph.settings import Settings
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving import evidence

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from interest_graph.domain import (
+from core.domain import (
     EdgeDelta,
     InteractionEvent,
     NodeId,
@@ -25,7 +25,7 @@ from interest_graph.domain import (
     TopicPartition,
     UpsertBatch,
 )
-from interest_graph.settings import Settings
+from core.settings import Settings
 from streams.validation import Rejection, validate_event
 
 

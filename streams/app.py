@@ -10,7 +10,7 @@ so Faust commits no offset whose effect is not in the store. Faust's own commits
 for restarts; correctness comes from the store's applied offsets (see :mod:`streams.aggregate`),
 kept under :func:`~streams.ingest.offsets_group` (consumer group + Kafka cluster id).
 
-Settings are declared once in :class:`~interest_graph.settings.Settings` and mapped to Faust's
+Settings are declared once in :class:`~core.settings.Settings` and mapped to Faust's
 here. The group session timeout matters for restarts: Tansu answers a JoinGroup only after about
 half the session timeout, and a crashed member holds its partitions until the timeout expires.
 """
@@ -27,14 +27,14 @@ import faust
 import mode
 from faust.types import EventT, StreamT
 
+from core.domain import SourcePosition, TopicPartition
+from core.settings import Settings
 from graph_store.base import GraphStore
-from interest_graph.broker import BrokerUnavailableError, cluster_id
-from interest_graph.domain import SourcePosition, TopicPartition
-from interest_graph.settings import Settings
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter, check_record_limits
 from streams.dead_letter_publisher import DeadLetterPublisher
 from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
+from streams.kafka_admin import BrokerUnavailableError, cluster_id
 from streams.kafka_transport import kafka_transport
 from streams.write_behind import WriteBehind
 

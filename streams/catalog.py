@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from interest_graph.domain import IdProblem, InvalidIdError, ItemMeta, NodeId, check_id
+from core.domain import IdProblem, InvalidIdError, ItemMeta, NodeId, check_id
 from streams.validation import Rejection, RejectReason, too_large
 
 #: Longest title/text kept; longer values are producer bugs that would bloat every response.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interest_graph.domain import EventType, ItemMeta, NodeId
+from core.domain import EventType, ItemMeta, NodeId
 from streams.validation import encode_event, event_key
 
 #: Folder of MovieLens "ml-latest-small" inside the datasets folder.

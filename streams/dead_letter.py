@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from interest_graph.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 from streams.aggregate import SourceRecord
 from streams.validation import Rejection
 

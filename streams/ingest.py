@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
+from core.histogram import Histogram
+from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
-from interest_graph.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
-from interest_graph.histogram import Histogram
-from interest_graph.settings import Settings
 from streams.aggregate import BatchPlan, SourceRecord, plan_batch
 from streams.catalog import validate_item
 from streams.dead_letter import DeadLetter, dead_letter_from

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from interest_graph.domain import ItemMeta
+from core.domain import ItemMeta
 from streams.catalog import encode_item
 from streams.datasets import KeyedEvent
 

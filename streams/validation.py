@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from interest_graph.domain import (
+from core.domain import (
     EVENT_SCHEMA_VERSION,
     EventType,
     IdProblem,
@@ -43,7 +43,7 @@ from interest_graph.domain import (
     NodeId,
     check_id,
 )
-from interest_graph.settings import Settings
+from core.settings import Settings
 
 #: Largest accepted explicit weight: one event outweighing a million clicks is a producer bug, and
 #: it would swamp the normalised edge weights LightGCN propagates over.

@@ -20,8 +20,8 @@ from typing import Any
 import faust
 import mode
 
+from core.settings import Settings
 from graph_store.base import GraphStore
-from interest_graph.settings import Settings
 from streams.app import IngestApp
 from streams.ingest import IngestStats
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from interest_graph.domain import EventType, NodeKind
+from core.domain import EventType, NodeKind
 
 #: Key of the single ``Meta`` node (sequence, embedding version, refresh cursor).
 META_KEY = "interest-graph"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.domain import NodeKind
 from graph_store.cypher.dialect import LABELS, Dialect, statement, type_columns
-from interest_graph.domain import NodeKind
 
 # --- schema ------------------------------------------------------------------------------------
 # Vectors are float32 bytes in a BLOB: LadybugDB rewrites a list column row by row (about 1 ms per

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.domain import NodeKind
 from graph_store.cypher.dialect import LABELS, Dialect, statement, type_columns
-from interest_graph.domain import NodeKind
 
 
 # --- reads -------------------------------------------------------------------------------------

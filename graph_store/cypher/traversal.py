@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.domain import NodeKind
 from graph_store.cypher.dialect import LABELS, Dialect, statement
-from interest_graph.domain import NodeKind
 
 
 def _resolve(label: str) -> Dialect:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.settings import Settings
 from interest_graph.cli import build_parser
-from interest_graph.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

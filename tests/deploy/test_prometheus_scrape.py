@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from interest_graph.broker import free_port
+from interest_graph.embedded_broker import free_port
 from serving.client import RecommenderClient
 from streams.datasets import ClusteredInterests, KeyedEvent
 from streams.replay import replay

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from graph_store.ladybug import LadybugStore
-from interest_graph.broker import TansuBroker, create_topics, free_port
+from interest_graph.embedded_broker import TansuBroker, free_port
 from serving.client import RecommenderClient
+from streams.kafka_admin import create_topics
 from streams.replay import replay
 from tests.fixtures.broker import KafkaTopics
 from tests.fixtures.stack import UpProcess, assert_everything_refreshed, caught_up, eventually, stack_settings

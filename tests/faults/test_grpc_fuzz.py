@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from core.domain import EdgeDelta, EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind, UpsertBatch
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EdgeDelta, EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind, UpsertBatch
-from interest_graph.settings import Settings
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving.interceptors import MetricsInterceptor

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from graph_store.ladybug import LadybugStore
-from interest_graph.broker import cluster_id, free_port
+from interest_graph.embedded_broker import free_port
 from serving.client import RecommenderClient
 from streams.ingest import offsets_group
+from streams.kafka_admin import cluster_id
 from streams.replay import replay
 from tests.fixtures.broker import KafkaTopics
 from tests.fixtures.stack import (
@@ -53,8 +54,6 @@ REPO = Path(__file__).resolve().parents[2]
 HOLD_LOCK = """
 import sys, time
 from graph_store.ladybug import LadybugStore
-from interest_graph.broker import cluster_id, free_port
-from streams.ingest import offsets_group
 store = LadybugStore(sys.argv[1])
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

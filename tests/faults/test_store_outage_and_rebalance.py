@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from graph_store.base import StoreUnavailableError
 from graph_store.ladybug import LadybugStore
 from graph_store.subgraph import Runner
-from interest_graph.settings import Settings
 from streams.app import IngestApp
 from streams.replay import replay
 from tests.fixtures.broker import KafkaTopics

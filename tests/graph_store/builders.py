@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from interest_graph.domain import EdgeDelta, EventType, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.domain import EdgeDelta, EventType, NodeId, OffsetRange, TopicPartition, UpsertBatch
 
 TOPIC = TopicPartition("ig-events", 0)
 

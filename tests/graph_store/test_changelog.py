@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
+from core.domain import ChangeSet, ItemMeta, NodeId, NodeKind, NodeRef
 from graph_store.cypher_store import CypherGraphStore
-from interest_graph.domain import ChangeSet, ItemMeta, NodeId, NodeKind, NodeRef
 from tests.fixtures.store import IdFactory
 from tests.graph_store.builders import OffsetClock, batch, delta
 

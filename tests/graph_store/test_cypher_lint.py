@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from core.domain import NodeKind
 from graph_store import cypher
 from graph_store.cypher import Dialect, statement
-from interest_graph.domain import NodeKind
 
 LINT_DIR = Path(__file__).with_name("cypher_lint")
 PACKAGE_DIR = Path(cypher.__file__).parents[1]  # graph_store/

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.domain import EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind
 from graph_store.cypher_store import CypherGraphStore
-from interest_graph.domain import EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind
 from tests.fixtures.store import IdFactory
 from tests.graph_store.builders import OffsetClock, batch, delta
 

@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from graph_store import StaleBatchError
-from graph_store.cypher_store import CypherGraphStore
-from interest_graph.domain import (
+from core.domain import (
     EdgeDelta,
     EventType,
     ItemMeta,
@@ -16,6 +14,8 @@ from interest_graph.domain import (
     TopicPartition,
     UpsertBatch,
 )
+from graph_store import StaleBatchError
+from graph_store.cypher_store import CypherGraphStore
 from tests.fixtures.store import IdFactory
 from tests.graph_store.builders import OffsetClock, batch, delta
 

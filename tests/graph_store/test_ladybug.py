@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from core.domain import NodeId, NodeKind, NodeRef
 from graph_store import GraphStoreError, StoreUnavailableError
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import NodeId, NodeKind, NodeRef
 from tests.graph_store.builders import TOPIC, OffsetClock, batch, delta
 
 EDGES_PER_BATCH = 10
@@ -101,7 +101,7 @@ try:
     ro.ensure_schema()
     out["ro_counts"] = ro.counts()
     try:
-        from interest_graph.domain import UpsertBatch
+        from core.domain import UpsertBatch
         ro.apply_batch(UpsertBatch([], {}))
         out["ro_write"] = "allowed"
     except GraphStoreError as exc:

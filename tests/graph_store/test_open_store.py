@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings, SettingsError
 from graph_store import open_store
 from graph_store.ladybug import LadybugStore
-from interest_graph.settings import Settings, SettingsError
 
 
 def test_ladybug_creates_parent_dir_and_schema(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from core.domain import NodeId, NodeKind, NodeRef, Subgraph
 from graph_store.cypher_store import CypherGraphStore
 from graph_store.subgraph import top_neighbours
-from interest_graph.domain import NodeId, NodeKind, NodeRef, Subgraph
 from tests.fixtures.store import IdFactory
 from tests.graph_store.builders import OffsetClock, batch, delta
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from interest_graph.broker import BrokerStartError, TansuBroker, cluster_id, create_topics, free_port
+from interest_graph.embedded_broker import BrokerStartError, TansuBroker, free_port
+from streams.kafka_admin import cluster_id, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,8 @@ _OWNER = """
 import sys, time
 from pathlib import Path
 from kafka import KafkaProducer
-from interest_graph.broker import TansuBroker, create_topics
+from interest_graph.embedded_broker import TansuBroker
+from streams.kafka_admin import create_topics
 broker = TansuBroker(state_dir=Path(sys.argv[1])).start()
 create_topics(broker.bootstrap, {"held": 1})
 producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interest_graph.domain import IdProblem, InvalidIdError, check_id
+from core.domain import IdProblem, InvalidIdError, check_id
 
 
 @pytest.mark.parametrize(("value", "problem", "message"), [

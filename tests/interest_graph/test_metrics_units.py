@@ -7,10 +7,10 @@ import math
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
+from core.histogram import Histogram
+from core.settings import Settings
 from interest_graph.freshness import FreshnessTracker
-from interest_graph.histogram import Histogram
 from interest_graph.metrics import StackCollector
-from interest_graph.settings import Settings
 from interest_graph.status_metrics import parse_exposition, render_metrics
 from streams.ingest import IngestStats
 from streams.stall import StallDetector

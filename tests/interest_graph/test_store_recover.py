@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from core.domain import NodeId
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import NodeId
 from tests.faults.test_stack_faults import hold_store_lock
 from tests.graph_store.test_ladybug import write_torn_store
 

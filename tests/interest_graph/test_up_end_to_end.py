@@ -21,8 +21,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaProducer
 
-from interest_graph.domain import EventType
-from interest_graph.settings import Settings
+from core.domain import EventType
+from core.settings import Settings
 from serving.client import RecommenderClient, RecommenderError
 from streams.datasets import ClusteredInterests
 from streams.lag import LagProbe

@@ -6,7 +6,7 @@ from collections import deque
 
 import numpy as np
 
-from interest_graph.domain import NodeId, Subgraph
+from core.domain import NodeId, Subgraph
 
 
 def dense_lightgcn(edges: list[tuple[int, int]], num_users: int, num_items: int, base: np.ndarray,

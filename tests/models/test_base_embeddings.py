@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from interest_graph.domain import NodeId, NodeKind, Subgraph
+from core.domain import NodeId, NodeKind, Subgraph
 from models.base_embeddings import UNTRAINED_SHARED, BaseTable, hashed_base
 from models.checkpoint import Checkpoint
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interest_graph.domain import NodeId
+from core.domain import NodeId
 from models.checkpoint import MANIFEST, Checkpoint, CheckpointError, manifest_version
 
 

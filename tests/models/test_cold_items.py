@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.domain import ItemMeta, NodeId, NodeKind
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import ItemMeta, NodeId, NodeKind
-from interest_graph.settings import Settings
 from models.cold_items import ColdItems
 from models.cold_start import TextEncoder
 from models.refresh import RefreshWorker

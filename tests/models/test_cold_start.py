@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from interest_graph.domain import ItemMeta, NodeId, NodeKind
+from core.domain import ItemMeta, NodeId, NodeKind
 from models.cold_start import TextEncoder, TextExtraMissingError, TextProjection, embed_items, item_text
 from models.spectral import SpectralCF
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interest_graph.domain import EdgeSnapshot, NodeId
+from core.domain import EdgeSnapshot, NodeId
 from models.propagation import propagate_full, propagate_subgraph, snapshot_as_subgraph
 from tests.models.graphs import bfs_subgraph, dense_lightgcn
 

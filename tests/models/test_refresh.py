@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.domain import EdgeDelta, NodeId, NodeKind, OffsetRange, TopicPartition, UpsertBatch
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EdgeDelta, NodeId, NodeKind, OffsetRange, TopicPartition, UpsertBatch
-from interest_graph.settings import Settings
 from models.base_embeddings import BaseTable
 from models.checkpoint import MANIFEST, Checkpoint
 from models.propagation import propagate_full

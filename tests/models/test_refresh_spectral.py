@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.domain import NodeKind
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import NodeKind
-from interest_graph.settings import Settings
 from models.checkpoint import MANIFEST, Checkpoint, CheckpointError
 from models.refresh import RefreshWorker
 from models.spectral_checkpoint import SpectralCheckpoint, load_checkpoint

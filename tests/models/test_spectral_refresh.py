@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from interest_graph.domain import EdgeSnapshot, EmbeddingRows, NodeId
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId
 from models.spectral_checkpoint import fit_spectral, interaction_matrix
 from models.spectral_refresh import SpectralEmbedder, SpectralRefresh, snapshot_with_weights
 from tests.models.graphs import weighted_one_hop

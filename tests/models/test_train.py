@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from interest_graph.domain import EdgeSnapshot, NodeId
+from core.domain import EdgeSnapshot, NodeId
 from models.propagation import propagate_full
 from models.train import snapshot_from_pairs, train_lightgcn
 

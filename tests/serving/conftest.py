@@ -7,10 +7,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 import numpy as np
 import pytest
 
+from core.domain import EmbeddingRows, EmbeddingUpdate, ItemMeta, NodeId, NodeKind
+from core.settings import Settings
 from graph_store.base import GraphStore
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EmbeddingRows, EmbeddingUpdate, ItemMeta, NodeId, NodeKind
-from interest_graph.settings import Settings
 from serving.client import RecommenderClient
 from serving.server import ServingHandle, start_serving
 

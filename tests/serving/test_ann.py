@@ -7,8 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from interest_graph.domain import EmbeddingRows, ItemMeta, NodeId, NodeKind
-from serving.ann import AnnBuilder, HnswIndex
+from core.domain import EmbeddingRows, ItemMeta, NodeId, NodeKind
+from serving.ann import HnswIndex
+from serving.ann_builder import AnnBuilder
 from serving.catalog import Catalog
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.search import EXACT, HNSW, ItemQuery, mmr_order, search

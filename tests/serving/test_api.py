@@ -12,9 +12,9 @@ import grpc
 import numpy as np
 import pytest
 
+from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
-from interest_graph.settings import Settings
 from serving.client import Recommendation, RecommenderClient, RecommenderError
 from serving.server import ServingHandle, start_serving
 from tests.serving.conftest import DIM, MAX_K, EmbeddingWriter, categories_of, expected_top

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from core.domain import EdgeDelta, ItemMeta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from interest_graph.cli import main
 from interest_graph.console import StatusView, render_status
-from interest_graph.domain import EdgeDelta, ItemMeta, NodeId, OffsetRange, TopicPartition, UpsertBatch
 from interest_graph.metrics import StackCollector
-from interest_graph.settings import Settings
 from interest_graph.status_metrics import parse_exposition
 from serving.client import RecommenderClient
 from serving.server import start_serving

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from interest_graph.domain import EmbeddingRows, NodeId, NodeKind
+from core.domain import EmbeddingRows, NodeId, NodeKind
 from serving.index import EmbeddingDimensionError, EmbeddingIndex, EmbeddingTable, top_k
 
 

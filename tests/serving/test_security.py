@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from interest_graph.settings import Settings
 from serving import SERVICE_NAME
 from serving.client import RecommenderClient, RecommenderError
 from serving.server import ServingHandle, ServingStartError, start_serving

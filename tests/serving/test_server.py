@@ -11,10 +11,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.settings import Settings
 from graph_store.base import GraphStoreError
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
-from interest_graph.settings import Settings
 from serving import SERVICE_NAME
 from serving.client import RecommenderClient, RecommenderError
 from serving.index import EmbeddingIndex

@@ -8,7 +8,7 @@ from collections import defaultdict
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interest_graph.domain import (
+from core.domain import (
     EventType,
     InteractionEvent,
     NodeId,
@@ -16,7 +16,7 @@ from interest_graph.domain import (
     SourcePosition,
     TopicPartition,
 )
-from interest_graph.settings import Settings
+from core.settings import Settings
 from streams.aggregate import SourceRecord, aggregate, filter_applied, offset_ranges, plan_batch
 from streams.dead_letter import dead_letter_from, decode_dead_letter, encode_dead_letter
 from streams.validation import RejectReason, encode_event

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import streams.replay as replay_module
-from interest_graph.domain import EventType, InteractionEvent, NodeId
-from interest_graph.settings import Settings
+from core.domain import EventType, InteractionEvent, NodeId
+from core.settings import Settings
 from streams.datasets import MOVIELENS_DIR, ClusteredInterests, movielens_events, movielens_items
 from streams.replay import RatePacer
 from streams.validation import validate_event

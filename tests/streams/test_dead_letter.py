@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interest_graph.domain import SourcePosition, TopicPartition
-from interest_graph.settings import Settings, SettingsError
+from core.domain import SourcePosition, TopicPartition
+from core.settings import Settings, SettingsError
 from streams.aggregate import SourceRecord
 from streams.dead_letter import (
     MAX_KEY_BYTES,

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from interest_graph.domain import SourcePosition, TopicPartition
+from core.domain import SourcePosition, TopicPartition
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter, dead_letter_from
 from streams.dead_letter_publisher import DeadLetterPublisher, retryable, too_large

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from core.domain import NodeId, SourcePosition, TopicPartition, UpsertBatch
+from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import NodeId, SourcePosition, TopicPartition, UpsertBatch
-from interest_graph.settings import Settings
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter
 from streams.ingest import EventIngestor, IngestStats, StoreWriter

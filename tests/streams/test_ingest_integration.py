@@ -22,14 +22,15 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 
+from core.domain import EventType, ItemMeta, NodeId
+from core.settings import Settings
 from graph_store.base import GraphStore
 from graph_store.ladybug import LadybugStore
-from interest_graph.broker import TansuBroker, create_topics
-from interest_graph.domain import EventType, ItemMeta, NodeId
-from interest_graph.settings import Settings
+from interest_graph.embedded_broker import TansuBroker
 from streams.app import IngestApp
 from streams.datasets import KeyedEvent
 from streams.dead_letter import DeadLetter, decode_dead_letter
+from streams.kafka_admin import create_topics
 from streams.replay import publish_items, replay
 from streams.validation import encode_event, event_key
 from tests.fixtures.broker import KafkaTopics

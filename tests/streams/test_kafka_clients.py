@@ -29,8 +29,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from core.domain import EventType
 from graph_store.ladybug import LadybugStore
-from interest_graph.domain import EventType
 from streams.validation import encode_event, event_key
 from tests.fixtures.broker import KafkaTopics
 from tests.streams.test_ingest_integration import applied_count, make_events, pump, running_ingest, stored_totals

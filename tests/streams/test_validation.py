@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interest_graph.domain import EventType, IdProblem, InteractionEvent, InvalidIdError, ItemMeta, NodeId, check_id
-from interest_graph.settings import Settings
+from core.domain import EventType, IdProblem, InteractionEvent, InvalidIdError, ItemMeta, NodeId, check_id
+from core.settings import Settings
 from streams.catalog import encode_item, validate_item
 from streams.validation import (
     MAX_EVENT_WEIGHT,

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from interest_graph.domain import InteractionEvent
-from interest_graph.settings import Settings
+from core.domain import InteractionEvent
+from core.settings import Settings
 from streams.validation import MAX_EVENT_WEIGHT, Rejection, RejectReason, validate_event
 
 SETTINGS = Settings()

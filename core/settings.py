@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
-from interest_graph.domain import EventType
+from core.domain import EventType
 
 T = TypeVar("T")
 
