@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins  # the Setting field named 'type' shadows the builtin in its class body
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from core.domain import EventType
@@ -33,13 +33,20 @@ def _parse_bool(raw: str) -> bool:
 
 @dataclass(frozen=True)
 class Setting(Generic[T]):
-    """One declared setting. ``unit`` is part of the docs (``"ms"``, ``"s"``, ``"events"``...)."""
+    """One declared setting. ``unit`` is part of the docs (``"ms"``, ``"s"``, ``"events"``...).
+
+    A ``secret`` (a password, a token) is never printed and never put in an environment dump
+    (:meth:`Settings.as_environ`): a child process inherits it from where it was set, the environment.
+    """
 
     type: Callable[[str], T]
     env: str
     default: T
     doc: str
     unit: str = ""
+    secret: bool = False
+    #: The attribute name on :class:`Settings`, filled in by ``__set_name__``.
+    name: str = field(default="", init=False)
 
     def __set_name__(self, owner: builtins.type, name: str) -> None:
         object.__setattr__(self, "name", name)
@@ -51,7 +58,7 @@ class Setting(Generic[T]):
     def __get__(self, obj: Settings | None, owner: builtins.type) -> Setting[T] | T:
         if obj is None:
             return self
-        return obj._values.get(self.name, self.default)  # type: ignore[attr-defined]  # name set in __set_name__
+        return obj._values.get(self.name, self.default)
 
     def parse(self, raw: str) -> T:
         try:
@@ -135,7 +142,7 @@ class Settings:
                                   "all (bench/store_checkpoint.py). Must be > 0.", "MiB")
     neo4j_uri = Setting(str, "NEO4J_URI", "", "Neo4j bolt URI; empty means no Neo4j.")
     neo4j_user = Setting(str, "NEO4J_USER", "neo4j", "Neo4j user name.")
-    neo4j_password = Setting(str, "NEO4J_PASSWORD", "", "Neo4j password.")
+    neo4j_password = Setting(str, "NEO4J_PASSWORD", "", "Neo4j password.", secret=True)
     neo4j_database = Setting(str, "NEO4J_DATABASE", "neo4j", "Neo4j database name.")
     # --- Model and refresh -----------------------------------------------------------------
     model_dir = Setting(str, "IG_MODEL_DIR", "data/model", "Where `train` writes and the worker reads the checkpoint.")
@@ -192,11 +199,12 @@ class Settings:
     tls_root_cert = Setting(str, "IG_TLS_ROOT_CERT", "",
                             "CA certificate (PEM file) clients trust; set it to call a TLS server.")
     auth_token = Setting(str, "IG_AUTH_TOKEN", "",
-                         "Bearer token every RPC must carry (health and reflection excepted); empty = no auth.")
+                         "Bearer token every RPC must carry (health and reflection excepted); empty = no auth.",
+                         secret=True)
     metrics_port = Setting(int, "IG_METRICS_PORT", 9108, "Prometheus exposition port (0 = off).", "port")
 
     def __init__(self, **overrides: Any) -> None:
-        known = {s.name for s in self.declared()}  # type: ignore[attr-defined]  # set by __set_name__
+        known = {s.name for s in self.declared()}
         unknown = set(overrides) - known
         if unknown:
             raise SettingsError(f"unknown settings: {sorted(unknown)}")
@@ -215,13 +223,22 @@ class Settings:
         for setting in cls.declared():
             if setting.env in env:
                 parser = _parse_bool if setting.type is bool else setting.parse
-                values[setting.name] = parser(env[setting.env])  # type: ignore[attr-defined]
+                values[setting.name] = parser(env[setting.env])
         values.update(overrides)
         return cls(**values)
 
     def as_environ(self) -> dict[str, str]:
-        """These settings as environment variables, for starting a component as a child process."""
-        return {s.env: str(getattr(self, s.name)) for s in self.declared()}  # type: ignore[attr-defined]
+        """These settings as environment variables, for starting a component as a child process.
+
+        Secrets are left out: a dump of the environment (``/proc/PID/environ``, a crash report, a
+        log of the child's command) must not carry them; the child inherits them from this
+        process's own environment, where they were set.
+        """
+        return {s.env: str(getattr(self, s.name)) for s in self.declared() if not s.secret}
+
+    def __repr__(self) -> str:
+        shown = {name: ("***" if getattr(type(self), name).secret else value) for name, value in self._values.items()}
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in sorted(shown.items()))})"
 
     def replace(self, **overrides: Any) -> Settings:
         return type(self)(**{**self._values, **overrides})
@@ -247,5 +264,6 @@ class Settings:
         """A Markdown table of every setting: the reference docs."""
         lines = ["| setting | env | default | unit | meaning |", "|---|---|---|---|---|"]
         for s in cls.declared():
-            lines.append(f"| `{s.name}` | `{s.env}` | `{s.default!r}` | {s.unit} | {s.doc} |")  # type: ignore[attr-defined]
+            default = "secret" if s.secret else f"`{s.default!r}`"
+            lines.append(f"| `{s.name}` | `{s.env}` | {default} | {s.unit} | {s.doc} |")
         return "\n".join(lines)
