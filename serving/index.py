@@ -15,12 +15,12 @@ version from start to end, however many updates land meanwhile.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from core.domain import EmbeddingRows, ItemMeta, NodeId, ScoredItem
+from core.domain import EmbeddingRows, ItemMeta, NodeId
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
 
@@ -115,29 +115,6 @@ class EmbeddingTable:
         return EmbeddingTable(tuple(ids), rows, _frozen(grown), _frozen(stamps))
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``k`` largest scores of every row, best first.
-
-    ``argpartition`` finds the top ``k`` in linear time; only those ``k`` are then sorted.
-
-    Args:
-        scores (np.ndarray): ``[b, n]`` scores; excluded entries hold ``-inf``.
-        k (int): How many to keep per row (clipped to ``n``).
-
-    Returns:
-        ``(columns, scores)``, both ``[b, min(k, n)]``.
-    """
-    n = scores.shape[1]
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), scores.dtype)
-    everything = np.broadcast_to(np.arange(n), scores.shape)
-    columns = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else everything
-    picked = np.take_along_axis(scores, columns, axis=1)
-    order = np.argsort(-picked, axis=1, kind="stable")
-    return np.take_along_axis(columns, order, axis=1), np.take_along_axis(picked, order, axis=1)
-
-
 @dataclass(frozen=True, slots=True)
 class IndexSnapshot:
     """One consistent state of the index: both tables, the catalog and the embedding version.
@@ -167,31 +144,6 @@ class IndexSnapshot:
     def ready(self) -> bool:
         """Whether there is anything to recommend: at least one item embedding."""
         return len(self.items) > 0
-
-    def search_items(
-        self, queries: np.ndarray, k: int, exclude: Sequence[np.ndarray] = ()
-    ) -> list[list[ScoredItem]]:
-        """Exact top-``k`` items by dot product for a batch of query vectors.
-
-        Args:
-            queries (np.ndarray): ``[b, d]`` query embeddings (user or item vectors).
-            k (int): Items per query; fewer come back when fewer are left after exclusion.
-            exclude (Sequence[np.ndarray]): Per query, item rows to leave out (default: none).
-        """
-        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        if not self.ready or queries.shape[0] == 0:
-            return [[] for _ in range(queries.shape[0])]
-        scores = queries @ self.items.vectors.T
-        for b, rows in enumerate(exclude):
-            scores[b, rows] = -np.inf
-        columns, best = top_k(scores, k)
-        return [self._scored(cols, vals) for cols, vals in zip(columns, best, strict=True)]
-
-    def _scored(self, columns: np.ndarray, scores: np.ndarray) -> list[ScoredItem]:
-        ids = self.items.ids
-        # Excluded items score -inf: they are only ever picked when fewer than k others exist.
-        return [ScoredItem(ids[c], float(s), self.catalog.title(ids[c]))
-                for c, s in zip(columns.tolist(), scores.tolist(), strict=True) if s != -np.inf]
 
 
 class EmbeddingIndex:

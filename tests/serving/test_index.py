@@ -1,4 +1,4 @@
-"""EmbeddingIndex: exact top-k against brute force, exclusion, copy-on-write swaps under readers."""
+"""EmbeddingIndex: copy-on-write tables, width checks, readiness, and searches that never see half an update."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from core.domain import EmbeddingRows, NodeId, NodeKind
-from serving.index import EmbeddingDimensionError, EmbeddingIndex, EmbeddingTable, top_k
+from serving.index import EmbeddingDimensionError, EmbeddingIndex, EmbeddingTable
+from serving.search import ItemQuery, search
 
 
 def rows(kind: NodeKind, prefix: str, vectors: np.ndarray) -> EmbeddingRows:
@@ -25,67 +23,6 @@ def users(vectors: np.ndarray) -> EmbeddingRows:
 
 def items(vectors: np.ndarray) -> EmbeddingRows:
     return rows(NodeKind.ITEM, "i", vectors)
-
-
-def brute_force(scores: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-scores, kind="stable")[:k]
-
-
-@pytest.mark.parametrize("k", [1, 5, 99, 100, 250])
-def test_top_k_equals_brute_force(k: int) -> None:
-    rng = np.random.default_rng(k)
-    scores = rng.standard_normal((7, 100)).astype(np.float32)
-    columns, best = top_k(scores, k)
-    assert columns.shape == best.shape == (7, min(k, 100))
-    for b in range(7):
-        np.testing.assert_array_equal(columns[b], brute_force(scores[b], k))
-        np.testing.assert_array_equal(best[b], scores[b, brute_force(scores[b], k)])
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    scores=hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 40)),
-                      elements=st.floats(-8, 8, width=32)),
-    k=st.integers(1, 50),
-)
-def test_top_k_scores_match_sorted_scores(scores: np.ndarray, k: int) -> None:
-    # Ties may pick different columns than a sort, but never different scores.
-    columns, best = top_k(scores, k)
-    expected = -np.sort(-scores, axis=1)[:, :k]
-    np.testing.assert_array_equal(best, expected)
-    np.testing.assert_array_equal(np.take_along_axis(scores, columns, axis=1), best)
-    assert all(len(set(row)) == len(row) for row in columns.tolist())
-
-
-def test_search_items_is_exact_for_a_batch_of_users() -> None:
-    rng = np.random.default_rng(0)
-    index = EmbeddingIndex()
-    user_vectors, item_vectors = rng.standard_normal((5, 16)), rng.standard_normal((300, 16))
-    snapshot = index.apply(users(user_vectors), items(item_vectors), version=1, written_ms=1000)
-    found = snapshot.search_items(snapshot.users.vectors, 10)
-    for u, result in enumerate(found):
-        scores = snapshot.items.vectors @ snapshot.users.vectors[u]
-        assert [s.item_id for s in result] == [f"i{r}" for r in brute_force(scores, 10)]
-        np.testing.assert_allclose([s.score for s in result], np.sort(scores)[::-1][:10], rtol=1e-6)
-
-
-def test_excluded_items_never_come_back() -> None:
-    rng = np.random.default_rng(1)
-    snapshot = EmbeddingIndex().apply(users(rng.standard_normal((1, 8))), items(rng.standard_normal((50, 8))),
-                                      version=1, written_ms=0)
-    query = snapshot.users.vectors[0]
-    unmasked = [s.item_id for s in snapshot.search_items(query, 10)[0]]
-    seen = snapshot.items.rows_of([NodeId(i) for i in unmasked[:3]] + [NodeId("not-indexed")])
-    masked = [s.item_id for s in snapshot.search_items(query, 10, [seen])[0]]
-    assert len(seen) == 3
-    assert set(masked).isdisjoint(unmasked[:3])
-    assert masked[:7] == unmasked[3:]
-
-
-def test_fewer_than_k_when_exclusion_leaves_fewer() -> None:
-    snapshot = EmbeddingIndex().apply(users(np.ones((1, 4))), items(np.eye(4)), version=1, written_ms=0)
-    result = snapshot.search_items(snapshot.users.vectors[0], 10, [np.array([0, 2])])[0]
-    assert sorted(s.item_id for s in result) == ["i1", "i3"]
 
 
 def test_upsert_replaces_and_appends_without_touching_the_old_table() -> None:
@@ -139,8 +76,8 @@ def test_readers_never_see_a_half_applied_update() -> None:
             v = snap.version
             if not (np.all(snap.users.vectors == v) and np.all(snap.items.vectors == v)):
                 problems.append(f"mixed vectors in version {v}")
-            best = snap.search_items(snap.users.vectors[:3], 5)
-            if any(s.score != dim * v * v for result in best for s in result):
+            best = [search(snap, ItemQuery(snap.users.vectors[u], 5, np.zeros(0, np.int64))) for u in range(3)]
+            if any(np.any(found.scores != dim * v * v) for found in best):
                 problems.append(f"score from another version than {v}")
             reads[0] += 1
 
