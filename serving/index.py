@@ -14,9 +14,10 @@ version from start to end, however many updates land meanwhile.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -207,7 +208,7 @@ class EmbeddingIndex:
             base = IndexSnapshot(catalog=self._snapshot.catalog) if replace else self._snapshot
             item_table = base.items.upsert(items, written_ms)
             # Both tables are built before the swap, so no reader sees new users with old items.
-            updated = replace_snapshot(
+            updated = dataclasses.replace(
                 base,
                 users=base.users.upsert(users, written_ms),
                 items=item_table,
@@ -244,16 +245,16 @@ class EmbeddingIndex:
             # Rows rewritten after the build keep being scored exactly until the next one.
             changed = np.flatnonzero(current.items.refreshed_ms[: ann.n_rows] != built_from.items.refreshed_ms)
             stale = np.concatenate([changed, np.arange(ann.n_rows, len(current.items))]).astype(np.int64)
-            self._swap(replace_snapshot(current, ann=ann, stale_rows=_frozen(stale),
-                                        generation=current.generation + 1))
+            self._swap(dataclasses.replace(current, ann=ann, stale_rows=_frozen(stale),
+                                           generation=current.generation + 1))
             return True
 
     def update_catalog(self, meta: Mapping[NodeId, ItemMeta]) -> None:
         """Merge catalog records read outside an embedding update (titles that arrived later)."""
         with self._write_lock:
             current = self._snapshot
-            self._swap(replace_snapshot(current, catalog=current.catalog.merge(meta),
-                                        generation=current.generation + 1))
+            self._swap(dataclasses.replace(current, catalog=current.catalog.merge(meta),
+                                           generation=current.generation + 1))
 
     def _swap(self, updated: IndexSnapshot) -> None:
         with self._changed:
@@ -278,7 +279,3 @@ class EmbeddingIndex:
         with self._changed:
             self._changed.notify_all()
 
-
-def replace_snapshot(snapshot: IndexSnapshot, **changes: object) -> IndexSnapshot:
-    """``dataclasses.replace`` for snapshots (named, so call sites read as what they do)."""
-    return replace(snapshot, **changes)  # type: ignore[arg-type]
