@@ -3,8 +3,8 @@
 HNSW (Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search using
 Hierarchical Navigable Small World graphs", TPAMI 2018) is built and searched here directly with
 the inner product as similarity, as in ip-NSW (Morozov & Babenko, "Non-metric similarity graphs
-for maximum inner product search", NeurIPS 2018): LightGCN ranks by :math:`e_u^\top e_i`, and on
-clustered embeddings this keeps recall@10 above 0.95 at a fraction of a millisecond per query
+for maximum inner product search", NeurIPS 2018): every served model ranks by :math:`e_u^\top e_i`,
+and on clustered embeddings this keeps recall@10 above 0.95 at a fraction of a millisecond per query
 (measured against exact search in ``tests/serving/test_ann.py`` and ``bench/serve_latency.py``;
 the Euclidean reduction of Bachrach et al., RecSys 2014, needed twice the build time for the same
 recall in our measurements).

@@ -1,15 +1,22 @@
 """Graph evidence for Explain and RecommendFriends, computed from one k-hop subgraph of the store.
 
-LightGCN propagates along edges with the symmetric normalisation
-:math:`\\hat{A}_{xy} = w_{xy} / \\sqrt{d_x d_y}` (He et al., SIGIR 2020), so a user's embedding is
-built from their items' and, one layer further, from the users who share those items. The
-evidence here follows the same coefficients:
+Every edge gets the coefficient :math:`c_{xy} = w_{xy} / \\sqrt{d_x d_y}`: the store's edge weight
+over the geometric mean of both ends' degrees (distinct neighbours), LightGCN's symmetric
+normalisation (He et al., SIGIR 2020) with the edge weights kept, so popular items and busy users
+count less. From it:
 
-* an item :math:`j` of user :math:`u` contributes :math:`\\hat{A}_{uj} \\, (e_j^\\top e_i)` to the
-  score of item :math:`i`: its share of :math:`u`'s embedding times its similarity to :math:`i`;
+* an item :math:`j` of user :math:`u` contributes :math:`c_{uj} \\, (e_j^\\top e_i)` to item :math:`i`:
+  its weight among :math:`u`'s items times its similarity to :math:`i`;
 * a neighbour :math:`v` contributes the summed weight of the paths :math:`u \\to j \\to v \\to i`,
-  :math:`\\sum_j \\hat{A}_{uj} \\hat{A}_{jv} \\hat{A}_{vi}`;
-* a candidate friend :math:`v` has co-interaction :math:`\\sum_j \\hat{A}_{uj} \\hat{A}_{jv}`.
+  :math:`\\sum_j c_{uj} c_{jv} c_{vi}`;
+* a candidate friend :math:`v` has co-interaction :math:`\\sum_j c_{uj} c_{jv}`.
+
+This ranks evidence; it does not decompose the score. Explain's score and rank are exact (the dot
+product of the served embeddings), but the contributions do not sum to it, and neither model builds
+a user's vector with these coefficients: ``SpectralCF`` (the default ``IG_MODEL_METHOD``) makes
+:math:`e_u = \\sum_j (r_{uj} / d_j) \\, e_j` with the weighted item degrees of its fit, and
+``LightGCN`` averages several layers of propagation over binary edges,
+:math:`1 / \\sqrt{d_u d_j}`.
 
 Degrees are the store's full-graph degrees (the subgraph carries them), so the coefficients equal
 those of the whole graph even when ``fanout`` trims the neighbours read.
@@ -51,7 +58,7 @@ class Friend:
 
 
 class NormalisedGraph:
-    """A subgraph's adjacency with LightGCN coefficients, indexed by producer ids.
+    """A subgraph's edges with their coefficients :math:`w / \\sqrt{d_u d_i}`, indexed by producer ids.
 
     Args:
         subgraph (Subgraph): As returned by :meth:`GraphStore.k_hop_subgraph`.

@@ -1,11 +1,13 @@
-"""Exact maximum-inner-product search over the refreshed embeddings, held in memory.
+"""The refreshed embeddings held in memory for maximum-inner-product search, swapped copy-on-write.
 
-LightGCN scores a user-item pair by the dot product of their final embeddings,
-:math:`\\hat{y}_{ui} = \\mathbf{e}_u^\\top \\mathbf{e}_i` (He et al., "LightGCN: Simplifying and Powering
-Graph Convolution Network for Recommendation", SIGIR 2020), so the top-k items of a user are the
-top-k entries of :math:`\\mathbf{E}_I \\mathbf{e}_u`. With catalogs of tens of thousands of items one
-dense matrix-vector product is a fraction of a millisecond, so the search is exact: no ANN recall to
-tune, and a test can compare it with brute force.
+Every served model scores a user-item pair by the dot product of their embeddings,
+:math:`\\hat{y}_{ui} = \\mathbf{e}_u^\\top \\mathbf{e}_i` (SpectralCF, the default, and LightGCN alike), so
+the top-k items of a user are the top-k entries of :math:`\\mathbf{E}_I \\mathbf{e}_u`. This module holds
+what a search reads; :mod:`serving.search` searches it: exactly (one dense matrix-vector product) for
+catalogs under ``IG_ANN_MIN_ITEMS`` items, for filters that leave few items and until the first HNSW
+graph is attached; approximately above that, from the snapshot's HNSW graph (:mod:`serving.ann`,
+recall@10 measured against exact search in ``tests/serving/test_ann.py``) plus the rows changed since
+it was built, rescored exactly.
 
 Readers never take a lock. Every update builds new arrays and then swaps one reference to an
 immutable :class:`IndexSnapshot`; a request reads that reference once and sees one consistent
