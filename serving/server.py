@@ -12,21 +12,18 @@ Optional, both off by default: TLS (``IG_TLS_CERT`` + ``IG_TLS_KEY``) and bearer
 Catalogs of at least ``IG_ANN_MIN_ITEMS`` items are searched with an HNSW graph that an
 :class:`~serving.ann_builder.AnnBuilder` thread builds and swaps in without blocking requests.
 
-Embedding (what ``interest_graph.launch`` does)::
+Started one way, by ``interest_graph.launch`` (``interest-graph serve`` alone, or inside ``up``),
+which opens the store first, waiting while it is locked or down::
 
     handle = start_serving(settings, store)   # returns once the port is bound
     ...
     handle.stop(settings.grace_s)
-
-Standalone: ``python -m serving.server`` (settings from ``IG_*`` environment variables).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,46 +186,3 @@ def start_serving(
     log.info("gRPC server listening on port %d (embedding version %d)", port, index.version)
     return ServingHandle(server, port, index, loader, health_servicer, servicer, ann)
 
-
-def serve(
-    settings: Settings,
-    store: GraphStore,
-    stop_event: threading.Event | None = None,
-    *,
-    on_started: Callable[[ServingHandle], None] | None = None,
-) -> None:
-    """Serve until ``stop_event`` is set (or forever), then stop gracefully within ``settings.grace_s``.
-
-    Args:
-        settings (Settings): See :func:`start_serving`.
-        store (GraphStore): The store the refresh worker writes embeddings to.
-        stop_event (threading.Event, optional): Set it to stop (default: never; Ctrl-C in ``main``).
-        on_started (callable, optional): Called with the handle once the port is bound, e.g. to
-            learn the port when ``grpc_addr`` ends in ``:0`` (default: :obj:`None`).
-    """
-    stop_event = stop_event or threading.Event()
-    handle = start_serving(settings, store)
-    try:
-        if on_started is not None:
-            on_started(handle)
-        stop_event.wait()
-    finally:
-        handle.stop(settings.grace_s)
-
-
-def main() -> int:
-    """Serve with settings from the environment until SIGINT/SIGTERM."""
-    from graph_store import open_store
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with open_store(settings) as store:
-        serve(settings, store, stop)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

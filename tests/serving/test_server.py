@@ -18,7 +18,7 @@ from graph_store.ladybug import LadybugStore
 from serving import SERVICE_NAME
 from serving.client import RecommenderClient, RecommenderError
 from serving.index import EmbeddingIndex
-from serving.server import ServingHandle, ServingStartError, create_server, serve
+from serving.server import ServingHandle, ServingStartError, create_server, start_serving
 from tests.serving.conftest import DIM, MAX_ID, MAX_K, N_ITEMS, N_USERS, EmbeddingWriter, expected_top
 
 pytestmark = pytest.mark.integration
@@ -197,33 +197,28 @@ def test_graceful_stop_reports_not_serving_then_refuses_calls(
     settings: Settings, ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
 ) -> None:
     write_embeddings(1, users={"u1": np.ones(DIM)}, items={"i1": np.ones(DIM)})
-    stop = threading.Event()
-    started: list[ServingHandle] = []
-    thread = threading.Thread(
-        target=serve, args=(settings, ladybug_store, stop), kwargs={"on_started": started.append}
-    )
-    thread.start()
+    # As `interest-graph serve` runs it (interest_graph.launch): start, and on a signal stop within grace_s.
+    handle = start_serving(settings, ladybug_store)
+    stopping = threading.Thread(target=handle.stop, args=(settings.grace_s,))
     try:
-        deadline = time.monotonic() + 10
-        while not started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        address = f"127.0.0.1:{started[0].port}"
+        address = f"127.0.0.1:{handle.port}"
         with RecommenderClient(address, timeout_s=5) as client, grpc.insecure_channel(address) as channel:
             client.wait_until_serving(timeout_s=10)
             watch = health_pb2_grpc.HealthStub(channel).Watch(
                 health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10
             )
             assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
-            stop.set()
+            stopping.start()
             # Watchers hear NOT_SERVING before the server goes away.
             assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()  # an open stream would hold the server for the whole grace period
-            thread.join(timeout=10)
-            assert not thread.is_alive()
-            assert not started[0].loader.running
+            stopping.join(timeout=10)
+            assert not stopping.is_alive()
+            assert not handle.loader.running
             with pytest.raises(RecommenderError) as caught:
                 client.recommend("u1", k=1)
             assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
-        stop.set()
-        thread.join(timeout=10)
+        if stopping.ident is None:
+            stopping.start()
+        stopping.join(timeout=10)
