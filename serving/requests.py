@@ -15,6 +15,7 @@ import grpc
 
 from core.domain import InvalidIdError, NodeId, check_id
 from core.settings import Settings
+from proto import recommender_pb2 as pb
 
 #: ``ExplainRequest.limit`` when the client leaves it 0.
 DEFAULT_EXPLAIN_LIMIT = 10
@@ -74,6 +75,11 @@ class RequestChecker:
                 invalid(context, f"{field}[{n}] has {len(value)} characters; at most {self.max_id_length} "
                         "are allowed")
         return list(dict.fromkeys(values))  # duplicates change nothing; drop them once here
+
+    def item_filter(self, item_filter: pb.ItemFilter, context: grpc.ServicerContext) -> tuple[list[str], list[str]]:
+        """A request's ``filter``: its ``(include, exclude)`` categories, each checked by :meth:`categories`."""
+        return (self.categories(item_filter.include_categories, "filter.include_categories", context),
+                self.categories(item_filter.exclude_categories, "filter.exclude_categories", context))
 
     def diversity(self, present: bool, value: float, context: grpc.ServicerContext) -> float:
         """``diversity_lambda``: unset = 1.0 (pure relevance), else a number in [0, 1]."""

@@ -15,6 +15,7 @@ RecommendFriends read one k-hop subgraph each.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -46,25 +47,47 @@ WATCH_WAKE_S = 5.0
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
 Handler = Callable[[Any, Request, grpc.ServicerContext], Reply]
+#: The two replies that carry a list of items.
+ItemsReply = TypeVar("ItemsReply", pb.RecommendReply, pb.SimilarItemsReply)
+
+
+@contextlib.contextmanager
+def store_errors_as_status(context: grpc.ServicerContext, rpc: str) -> Iterator[None]:
+    """End the RPC with a status for the store's own errors: retryable ones ``UNAVAILABLE``, others ``INTERNAL``."""
+    try:
+        yield
+    except GraphStoreError as exc:
+        log.warning("%s failed: graph store: %s", rpc, exc)
+        abort(context, grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INTERNAL,
+              f"graph store: {exc}")
 
 
 def store_errors_to_status(handler: Handler[Request, Reply]) -> Handler[Request, Reply]:
-    """Turn the store's own errors into status codes: retryable ones into ``UNAVAILABLE``."""
+    """:func:`store_errors_as_status` around a whole unary handler."""
 
     @functools.wraps(handler)
     def wrapper(self: Any, request: Request, context: grpc.ServicerContext) -> Reply:
-        try:
+        with store_errors_as_status(context, handler.__name__):
             return handler(self, request, context)
-        except GraphStoreError as exc:
-            code = grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INTERNAL
-            log.warning("%s failed: graph store: %s", handler.__name__, exc)
-            abort(context, code, f"graph store: {exc}")
 
     return wrapper
 
 
 def _age_ms(refreshed_ms: int) -> int:
     return max(0, int(time.time() * 1000) - refreshed_ms) if refreshed_ms else 0
+
+
+def _items_reply(reply: type[ItemsReply], snapshot: IndexSnapshot, found: Found, refreshed_ms: int) -> ItemsReply:
+    """A Recommend or SimilarItems reply: the found items with titles and categories, the embedding
+    version, and the age of the query's embedding (written at ``refreshed_ms``)."""
+    ids, catalog = snapshot.items.ids, snapshot.catalog
+    items = []
+    for row, score in zip(found.rows.tolist(), found.scores.tolist(), strict=True):
+        meta = catalog.meta.get(ids[row])
+        items.append(pb.ScoredItem(item_id=ids[row], score=score, title=meta.title if meta else "",
+                                   categories=meta.categories if meta else ()))
+    return reply(items=items, embedding_version=snapshot.version, embedding_age_ms=_age_ms(refreshed_ms),
+                 index_kind=found.index_kind)
 
 
 class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
@@ -96,8 +119,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     ) -> pb.RecommendReply:
         user_id = self.check.node_id(request.user_id, "user_id", context)
         k = self.check.k(request.k, context)
-        include = self.check.categories(request.filter.include_categories, "filter.include_categories", context)
-        exclude = self.check.categories(request.filter.exclude_categories, "filter.exclude_categories", context)
+        include, exclude = self.check.item_filter(request.filter, context)
         diversity = self.check.diversity(request.HasField("diversity_lambda"), request.diversity_lambda, context)
         snapshot = self._ready_snapshot(context)
         allowed = snapshot.catalog.allowed_rows(snapshot.items.rows, len(snapshot.items), include, exclude)
@@ -109,19 +131,13 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     ) -> pb.SimilarItemsReply:
         item_id = self.check.node_id(request.item_id, "item_id", context)
         k = self.check.k(request.k, context)
-        include = self.check.categories(request.filter.include_categories, "filter.include_categories", context)
-        exclude = self.check.categories(request.filter.exclude_categories, "filter.exclude_categories", context)
+        include, exclude = self.check.item_filter(request.filter, context)
         snapshot = self._ready_snapshot(context)
-        row = self._item_row(snapshot, item_id, context)
+        row = self._row(snapshot, NodeKind.ITEM, item_id, context)
         allowed = snapshot.catalog.allowed_rows(snapshot.items.rows, len(snapshot.items), include, exclude)
         query = ItemQuery(snapshot.items.vectors[row], k, np.asarray([row], dtype=np.int64), allowed)
         found = search(snapshot, query, self.use_ann)
-        return pb.SimilarItemsReply(
-            items=self._scored_items(snapshot, found),
-            embedding_version=snapshot.version,
-            embedding_age_ms=_age_ms(int(snapshot.items.refreshed_ms[row])),
-            index_kind=found.index_kind,
-        )
+        return _items_reply(pb.SimilarItemsReply, snapshot, found, int(snapshot.items.refreshed_ms[row]))
 
     @store_errors_to_status
     def RecommendFriends(
@@ -130,7 +146,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         user_id = self.check.node_id(request.user_id, "user_id", context)
         k = self.check.k(request.k, context)
         snapshot = self._ready_snapshot(context)
-        row = self._user_row(snapshot, user_id, context)
+        row = self._row(snapshot, NodeKind.USER, user_id, context)
         graph = self._graph([NodeRef(NodeKind.USER, user_id)], context)
         friends = evidence.rank_friends(snapshot, user_id, graph, k, candidates=max(4 * k, 50))
         return pb.RecommendFriendsReply(
@@ -146,8 +162,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         item_id = self.check.node_id(request.item_id, "item_id", context)
         limit = self.check.limit(request.limit, context)
         snapshot = self._ready_snapshot(context)
-        user_vector = snapshot.users.vectors[self._user_row(snapshot, user_id, context)]
-        score = float(snapshot.items.vectors[self._item_row(snapshot, item_id, context)] @ user_vector)
+        user_vector = snapshot.users.vectors[self._row(snapshot, NodeKind.USER, user_id, context)]
+        item_vector = snapshot.items.vectors[self._row(snapshot, NodeKind.ITEM, item_id, context)]
+        score = float(item_vector @ user_vector)
         rank = 1 + int(np.count_nonzero(snapshot.items.vectors @ user_vector > score))
         graph = self._graph([NodeRef(NodeKind.USER, user_id), NodeRef(NodeKind.ITEM, item_id)], context)
         items = evidence.explain_items(graph, snapshot, user_id, item_id, limit)
@@ -209,7 +226,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
                 snapshot = self.index.snapshot()
                 if snapshot.generation != generation:
                     generation = snapshot.generation
-                    reply = self._guarded_recommend(snapshot, user_id, k, request.exclude_seen, context)
+                    # Here, not around the generator: a decorator would return before the stream runs.
+                    with store_errors_as_status(context, "WatchRecommendations"):
+                        reply = self._recommend(snapshot, user_id, k, request.exclude_seen, context)
                     ids = tuple(item.item_id for item in reply.items)
                     if ids != sent:
                         sent = ids
@@ -218,15 +237,6 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         finally:
             with self._streams_lock:
                 self._streams.discard(done)
-
-    def _guarded_recommend(
-        self, snapshot: IndexSnapshot, user_id: NodeId, k: int, exclude_seen: bool, context: grpc.ServicerContext
-    ) -> pb.RecommendReply:
-        try:
-            return self._recommend(snapshot, user_id, k, exclude_seen, context)
-        except GraphStoreError as exc:
-            code = grpc.StatusCode.UNAVAILABLE if exc.retryable else grpc.StatusCode.INTERNAL
-            abort(context, code, f"graph store: {exc}")
 
     def _open_stream(self, context: grpc.ServicerContext) -> threading.Event:
         done = threading.Event()
@@ -263,16 +273,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         allowed: np.ndarray | None = None,
         diversity: float = 1.0,
     ) -> pb.RecommendReply:
-        row = self._user_row(snapshot, user_id, context)
+        row = self._row(snapshot, NodeKind.USER, user_id, context)
         seen = snapshot.items.rows_of(self.seen.get(user_id)) if exclude_seen else np.zeros(0, np.int64)
         check_deadline(context, "before scoring")
         found = search(snapshot, ItemQuery(snapshot.users.vectors[row], k, seen, allowed, diversity), self.use_ann)
-        return pb.RecommendReply(
-            items=self._scored_items(snapshot, found),
-            embedding_version=snapshot.version,
-            embedding_age_ms=_age_ms(int(snapshot.users.refreshed_ms[row])),
-            index_kind=found.index_kind,
-        )
+        return _items_reply(pb.RecommendReply, snapshot, found, int(snapshot.users.refreshed_ms[row]))
 
     def _graph(self, seeds: list[NodeRef], context: grpc.ServicerContext) -> evidence.NormalisedGraph:
         check_deadline(context, "before reading the graph")
@@ -290,26 +295,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         return snapshot
 
     @staticmethod
-    def _user_row(snapshot: IndexSnapshot, user_id: NodeId, context: grpc.ServicerContext) -> int:
-        row = snapshot.users.row(user_id)
+    def _row(snapshot: IndexSnapshot, kind: NodeKind, node_id: NodeId, context: grpc.ServicerContext) -> int:
+        """``node_id``'s row in the ``kind`` table; ``NOT_FOUND`` when it has no embedding yet."""
+        row = (snapshot.users if kind is NodeKind.USER else snapshot.items).row(node_id)
         if row is None:
-            abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet")
+            abort(context, grpc.StatusCode.NOT_FOUND, f"{kind.value} {node_id!r} has no embedding yet")
         return row
-
-    @staticmethod
-    def _item_row(snapshot: IndexSnapshot, item_id: NodeId, context: grpc.ServicerContext) -> int:
-        row = snapshot.items.row(item_id)
-        if row is None:
-            abort(context, grpc.StatusCode.NOT_FOUND, f"item {item_id!r} has no embedding yet")
-        return row
-
-    @staticmethod
-    def _scored_items(snapshot: IndexSnapshot, found: Found) -> list[pb.ScoredItem]:
-        ids, catalog = snapshot.items.ids, snapshot.catalog
-        out = []
-        for row, score in zip(found.rows.tolist(), found.scores.tolist(), strict=True):
-            item_id = ids[row]
-            meta = catalog.meta.get(item_id)
-            out.append(pb.ScoredItem(item_id=item_id, score=score, title=meta.title if meta else "",
-                                     categories=meta.categories if meta else ()))
-        return out
