@@ -9,16 +9,41 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from core.domain import ScoredItem
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from interest_graph.status_metrics import MetricsReading
-    from serving.client import ServingStatus
+    from proto import recommender_pb2 as pb
+    from serving.client import RecommenderClient
+
+Reply = TypeVar("Reply")
+
+
+def _ask(settings: Settings, what: str, call: Callable[[RecommenderClient], Reply]) -> Reply | None:
+    """``call(client)`` on the configured server; on an error, ``what: CODE: message`` to stderr and ``None``."""
+    # Imported here, not at the top: commands that never call the server start without loading gRPC.
+    from serving.client import RecommenderClient, RecommenderError
+
+    with RecommenderClient.from_settings(settings) as client:
+        try:
+            return call(client)
+        except RecommenderError as exc:
+            print(f"{what}: {exc}", file=sys.stderr)
+            return None
+
+
+def _show(settings: Settings, what: str, call: Callable[[RecommenderClient], Reply],
+          render: Callable[[Reply], str]) -> int:
+    """Print ``render`` of the reply to ``call`` and return 0, or 1 after :func:`_ask` printed the error."""
+    reply = _ask(settings, what, call)
+    if reply is None:
+        return 1
+    print(render(reply))
+    return 0
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -29,7 +54,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def _items_table(items: Sequence[ScoredItem]) -> str:
+def _items_table(items: Sequence[pb.ScoredItem]) -> str:
     return _table(["#", "item", "score", "title"],
                   [(n, it.item_id, f"{it.score:.4f}", it.title) for n, it in enumerate(items, 1)])
 
@@ -38,89 +63,66 @@ def print_recommendations(
     settings: Settings, user_id: str, *, k: int, exclude_seen: bool, include: Sequence[str] = (),
     exclude: Sequence[str] = (), diversity: float | None = None,
 ) -> int:
-    from serving.client import RecommenderClient, RecommenderError
+    def render(reply: pb.RecommendReply) -> str:
+        return (f"\nuser {user_id}: top {k} (embedding version {reply.embedding_version}, "
+                f"age {reply.embedding_age_ms} ms, {reply.index_kind} index)\n{_items_table(reply.items)}")
 
-    with RecommenderClient.from_settings(settings) as client:
-        try:
-            reply = client.recommend(user_id, k=k, exclude_seen=exclude_seen, include_categories=include,
-                                     exclude_categories=exclude, diversity_lambda=diversity)
-        except RecommenderError as exc:
-            print(f"recommend {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            return 1
-    print(f"\nuser {user_id}: top {k} (embedding version {reply.embedding_version}, "
-          f"age {reply.embedding_age_ms} ms, {reply.index_kind} index)")
-    print(_items_table(reply.items))
-    return 0
+    return _show(settings, f"recommend {user_id!r}", lambda client: client.recommend(
+        user_id, k=k, exclude_seen=exclude_seen, include_categories=include, exclude_categories=exclude,
+        diversity_lambda=diversity), render)
 
 
 def print_similar(settings: Settings, item_id: str, *, k: int) -> int:
-    from serving.client import RecommenderClient, RecommenderError
+    def render(reply: pb.SimilarItemsReply) -> str:
+        return (f"\nitems similar to {item_id} (embedding version {reply.embedding_version})\n"
+                f"{_items_table(reply.items)}")
 
-    with RecommenderClient.from_settings(settings) as client:
-        try:
-            reply = client.similar_items(item_id, k=k)
-        except RecommenderError as exc:
-            print(f"similar {item_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            return 1
-    print(f"\nitems similar to {item_id} (embedding version {reply.embedding_version})")
-    print(_items_table(reply.items))
-    return 0
+    return _show(settings, f"similar {item_id!r}", lambda client: client.similar_items(item_id, k=k), render)
 
 
 def print_friends(settings: Settings, user_id: str, *, k: int) -> int:
-    from serving.client import RecommenderClient, RecommenderError
+    def render(reply: pb.RecommendFriendsReply) -> str:
+        return "\n".join([
+            f"\nusers with interests like {user_id} (embedding version {reply.embedding_version})",
+            _table(["#", "user", "score", "embedding cosine", "co-interaction", "shared items"],
+                   [(n, f.user_id, f"{f.score:.4f}", f"{f.embedding_similarity:.4f}", f"{f.co_interaction:.4f}",
+                     f.shared_items) for n, f in enumerate(reply.users, 1)]),
+        ])
 
-    with RecommenderClient.from_settings(settings) as client:
-        try:
-            reply = client.friends(user_id, k=k)
-        except RecommenderError as exc:
-            print(f"friends {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            return 1
-    print(f"\nusers with interests like {user_id} (embedding version {reply.embedding_version})")
-    print(_table(["#", "user", "score", "embedding cosine", "co-interaction", "shared items"],
-                 [(n, f.user_id, f"{f.score:.4f}", f"{f.embedding_similarity:.4f}", f"{f.co_interaction:.4f}",
-                   f.shared_items) for n, f in enumerate(reply.users, 1)]))
-    return 0
+    return _show(settings, f"friends {user_id!r}", lambda client: client.friends(user_id, k=k), render)
 
 
 def print_explanation(settings: Settings, user_id: str, item_id: str, *, limit: int) -> int:
-    from serving.client import RecommenderClient, RecommenderError
+    def render(why: pb.ExplainReply) -> str:
+        title = f" ({why.title})" if why.title else ""
+        return "\n".join([
+            f"\nitem {item_id}{title} for user {user_id}: score {why.score:.4f}, rank {why.rank}"
+            f"{', already seen' if why.seen else ''} (embedding version {why.embedding_version})",
+            "\nthe user's items that contribute most",
+            _table(["#", "item", "contribution", "similarity", "edge weight", "title"],
+                   [(n, e.item_id, f"{e.contribution:+.4f}", f"{e.similarity:.4f}", f"{e.edge_weight:g}", e.title)
+                    for n, e in enumerate(why.items, 1)]),
+            "\nneighbours who interacted with it and share the user's items",
+            _table(["#", "user", "contribution", "shared items"],
+                   [(n, v.user_id, f"{v.contribution:.4f}", v.shared_items) for n, v in enumerate(why.neighbours, 1)]),
+        ])
 
-    with RecommenderClient.from_settings(settings) as client:
-        try:
-            why = client.explain(user_id, item_id, limit=limit)
-        except RecommenderError as exc:
-            print(f"explain {user_id!r} {item_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            return 1
-    title = f" ({why.title})" if why.title else ""
-    print(f"\nitem {item_id}{title} for user {user_id}: score {why.score:.4f}, rank {why.rank}"
-          f"{', already seen' if why.seen else ''} (embedding version {why.embedding_version})")
-    print("\nthe user's items that contribute most")
-    print(_table(["#", "item", "contribution", "similarity", "edge weight", "title"],
-                 [(n, e.item_id, f"{e.contribution:+.4f}", f"{e.similarity:.4f}", f"{e.edge_weight:g}", e.title)
-                  for n, e in enumerate(why.items, 1)]))
-    print("\nneighbours who interacted with it and share the user's items")
-    print(_table(["#", "user", "contribution", "shared items"],
-                 [(n, v.user_id, f"{v.contribution:.4f}", v.shared_items) for n, v in enumerate(why.neighbours, 1)]))
-    return 0
+    return _show(settings, f"explain {user_id!r} {item_id!r}",
+                 lambda client: client.explain(user_id, item_id, limit=limit), render)
 
 
 def print_watch(settings: Settings, user_id: str, *, k: int, exclude_seen: bool) -> int:
-    from serving.client import RecommenderClient, RecommenderError
-
-    with RecommenderClient.from_settings(settings) as client:
-        stream = client.watch(user_id, k=k, exclude_seen=exclude_seen)
-        try:
+    def follow(client: RecommenderClient) -> int:
+        with client.watch(user_id, k=k, exclude_seen=exclude_seen) as stream:  # leaving it cancels the stream
             for reply in stream:
                 print(time.strftime("\n%H:%M:%S ") + f"user {user_id}: top {k} (embedding version "
                       f"{reply.embedding_version}, age {reply.embedding_age_ms} ms)", flush=True)
                 print(_items_table(reply.items), flush=True)
-        except RecommenderError as exc:
-            print(f"watch {user_id!r}: {exc.code.name}: {exc.message}", file=sys.stderr)
-            return 1
-        finally:
-            stream.cancel()
-    return 0
+        return 0
+
+    # The stream ends with an error (the server stopped: 1) or quietly after a cancel (0).
+    followed = _ask(settings, f"watch {user_id!r}", follow)
+    return 1 if followed is None else followed
 
 
 @dataclass
@@ -130,7 +132,7 @@ class StatusView:
     lag: list[tuple[int, int | None, int, int]] | None
     lag_error: str
     dead_letters: int | None
-    serving: ServingStatus | None
+    serving: pb.StatusReply | None
     serving_error: str
     #: The stack's ``/metrics`` exposition (throughput, latency, freshness, stall), or ``None``.
     metrics: MetricsReading | None = None
@@ -160,7 +162,7 @@ def collect_status(settings: Settings) -> StatusView:
         try:
             serving = client.status()
         except RecommenderError as exc:
-            serving_error = f"{exc.code.name}: {exc.message}"
+            serving_error = str(exc)
     metrics, metrics_error = _scrape_metrics(settings)
     return StatusView(lag, lag_error, dead, serving, serving_error, metrics, metrics_error)
 

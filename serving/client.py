@@ -1,8 +1,9 @@
 """A small blocking client for the Recommender service, used by the CLI and the demo.
 
 Every unary call carries a deadline, so a hung server costs at most ``timeout_s``; replies come
-back as plain dataclasses and failures as one exception type, :class:`RecommenderError`, with the
-gRPC status code and the server's message. TLS (``root_cert``) and a bearer token (``token``) are
+back as the reply messages themselves (typed by ``proto/recommender_pb2.pyi``, so there is no second
+copy of their fields to keep in step) and failures as one exception type, :class:`RecommenderError`,
+with the gRPC status code and the server's message. TLS (``root_cert``) and a bearer token (``token``) are
 optional, matching the server's ``IG_TLS_*`` and ``IG_AUTH_TOKEN``; :meth:`RecommenderClient.from_settings`
 reads them from settings.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from core.domain import NodeId, ScoredItem
 from core.settings import Settings
 from proto import recommender_pb2, recommender_pb2_grpc
 from serving import SERVICE_NAME
@@ -46,104 +45,12 @@ class RecommenderError(Exception):
         return self.code in RETRYABLE_CODES
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """Top-k items with the embedding version they were scored with, its age and the index used."""
-
-    items: list[ScoredItem] = field(default_factory=list)
-    embedding_version: int = 0
-    embedding_age_ms: int = 0
-    index_kind: str = ""
-    #: Catalog categories per returned item id (items without any are absent).
-    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Friend:
-    """A user with similar interests (see ``ScoredUser`` in the proto)."""
-
-    user_id: str
-    score: float
-    embedding_similarity: float
-    co_interaction: float
-    shared_items: int
-
-
-@dataclass(frozen=True, slots=True)
-class Friends:
-    users: list[Friend]
-    embedding_version: int
-    embedding_age_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class ItemEvidence:
-    """One of the user's items and how much it pulls the explained item up (see the proto)."""
-
-    item_id: str
-    title: str
-    contribution: float
-    edge_weight: float
-    similarity: float
-
-
-@dataclass(frozen=True, slots=True)
-class NeighbourEvidence:
-    user_id: str
-    contribution: float
-    shared_items: int
-
-
-@dataclass(frozen=True, slots=True)
-class Explanation:
-    """Why an item scores as it does for a user: score, rank and the strongest graph evidence."""
-
-    score: float
-    rank: int
-    seen: bool
-    title: str
-    items: list[ItemEvidence]
-    neighbours: list[NeighbourEvidence]
-    embedding_version: int
-
-
-@dataclass(frozen=True, slots=True)
-class ServingStatus:
-    """The server's view of embeddings and the store (see ``StatusReply`` in the proto)."""
-
-    embedding_version: int
-    embedding_age_ms: int
-    users_indexed: int
-    items_indexed: int
-    store_seq: int
-    refresh_cursor: int
-    changed_node_backlog: int
-    store_users: int
-    store_items: int
-    store_edges: int
-    index_kind: str = ""
-    ann_version: int = 0
-    open_streams: int = 0
-
-
-def _recommendation(
-    reply: recommender_pb2.RecommendReply | recommender_pb2.SimilarItemsReply,
-) -> Recommendation:
-    return Recommendation(
-        items=[ScoredItem(NodeId(i.item_id), i.score, i.title) for i in reply.items],
-        embedding_version=reply.embedding_version,
-        embedding_age_ms=reply.embedding_age_ms,
-        index_kind=reply.index_kind,
-        categories={i.item_id: tuple(i.categories) for i in reply.items if i.categories},
-    )
-
-
 def _filter(include: Sequence[str], exclude: Sequence[str]) -> recommender_pb2.ItemFilter:
     return recommender_pb2.ItemFilter(include_categories=list(include), exclude_categories=list(exclude))
 
 
 class RecommendationStream:
-    """Iterate for :class:`Recommendation` lists; :meth:`cancel` (from any thread) ends it.
+    """Iterate for ``RecommendReply`` lists; :meth:`cancel` (from any thread) ends it.
 
     Iteration stops quietly after a cancel and raises :class:`RecommenderError` otherwise
     (UNAVAILABLE when the server stops, DEADLINE_EXCEEDED when the deadline passes).
@@ -152,17 +59,16 @@ class RecommendationStream:
     def __init__(self, call: Any) -> None:
         self._call = call
 
-    def __iter__(self) -> Iterator[Recommendation]:
+    def __iter__(self) -> Iterator[recommender_pb2.RecommendReply]:
         try:
-            for reply in self._call:
-                yield _recommendation(reply)
+            yield from self._call
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
                 raise _error(exc) from exc
 
-    def __next__(self) -> Recommendation:
+    def __next__(self) -> recommender_pb2.RecommendReply:
         try:
-            return _recommendation(next(self._call))
+            return next(self._call)
         except grpc.RpcError as exc:
             raise _error(exc) from exc
 
@@ -214,7 +120,7 @@ class RecommenderClient:
         include_categories: Sequence[str] = (),
         exclude_categories: Sequence[str] = (),
         diversity_lambda: float | None = None,
-    ) -> Recommendation:
+    ) -> recommender_pb2.RecommendReply:
         """Top-``k`` items for a user, optionally without seen items, filtered and diversified
         (``diversity_lambda`` in [0, 1]; ``None`` or 1 = pure relevance)."""
         request = recommender_pb2.RecommendRequest(
@@ -222,36 +128,27 @@ class RecommenderClient:
         )
         if diversity_lambda is not None:
             request.diversity_lambda = diversity_lambda
-        return _recommendation(self._call(self._stub.Recommend, request))
+        return self._call(self._stub.Recommend, request)
 
     def similar_items(
         self, item_id: str, k: int = 10, *, include_categories: Sequence[str] = (),
         exclude_categories: Sequence[str] = (),
-    ) -> Recommendation:
+    ) -> recommender_pb2.SimilarItemsReply:
         """The ``k`` items closest to an item (never the item itself), optionally filtered."""
         request = recommender_pb2.SimilarItemsRequest(
             item_id=item_id, k=k, filter=_filter(include_categories, exclude_categories)
         )
-        return _recommendation(self._call(self._stub.SimilarItems, request))
+        return self._call(self._stub.SimilarItems, request)
 
-    def friends(self, user_id: str, k: int = 10) -> Friends:
+    def friends(self, user_id: str, k: int = 10) -> recommender_pb2.RecommendFriendsReply:
         """Users with interests like ``user_id``'s (never the user), best first."""
-        reply = self._call(self._stub.RecommendFriends, recommender_pb2.RecommendFriendsRequest(user_id=user_id, k=k))
-        return Friends(
-            [Friend(u.user_id, u.score, u.embedding_similarity, u.co_interaction, u.shared_items) for u in reply.users],
-            reply.embedding_version, reply.embedding_age_ms,
-        )
+        return self._call(
+            self._stub.RecommendFriends, recommender_pb2.RecommendFriendsRequest(user_id=user_id, k=k))
 
-    def explain(self, user_id: str, item_id: str, limit: int = 0) -> Explanation:
+    def explain(self, user_id: str, item_id: str, limit: int = 0) -> recommender_pb2.ExplainReply:
         """The graph evidence behind ``item_id``'s score for ``user_id`` (``limit`` 0 = server default)."""
-        reply = self._call(self._stub.Explain,
-                           recommender_pb2.ExplainRequest(user_id=user_id, item_id=item_id, limit=limit))
-        return Explanation(
-            reply.score, reply.rank, reply.seen, reply.title,
-            [ItemEvidence(e.item_id, e.title, e.contribution, e.edge_weight, e.similarity) for e in reply.items],
-            [NeighbourEvidence(n.user_id, n.contribution, n.shared_items) for n in reply.neighbours],
-            reply.embedding_version,
-        )
+        return self._call(
+            self._stub.Explain, recommender_pb2.ExplainRequest(user_id=user_id, item_id=item_id, limit=limit))
 
     def watch(
         self, user_id: str, k: int = 10, exclude_seen: bool = False, timeout_s: float | None = None
@@ -263,9 +160,9 @@ class RecommenderClient:
         call = self._stub.WatchRecommendations(request, timeout=timeout_s, metadata=self._metadata)
         return RecommendationStream(call)
 
-    def status(self) -> ServingStatus:
-        reply = self._call(self._stub.GetStatus, recommender_pb2.StatusRequest())
-        return ServingStatus(**{f.name: getattr(reply, f.name) for f in reply.DESCRIPTOR.fields})
+    def status(self) -> recommender_pb2.StatusReply:
+        """The server's view of its index and the store (see ``StatusReply`` in the proto)."""
+        return self._call(self._stub.GetStatus, recommender_pb2.StatusRequest())
 
     def serving(self) -> bool:
         """Whether health reports the Recommender service as SERVING (one check, no waiting)."""

@@ -15,7 +15,8 @@ import pytest
 from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from serving.client import Recommendation, RecommenderClient, RecommenderError
+from proto import recommender_pb2 as pb
+from serving.client import RecommenderClient, RecommenderError
 from serving.server import ServingHandle, start_serving
 from tests.serving.conftest import DIM, MAX_K, EmbeddingWriter, categories_of, expected_top
 
@@ -46,12 +47,12 @@ def test_include_and_exclude_categories(loaded: RecommenderClient, vectors) -> N
     users, items = vectors
     even = loaded.recommend("u2", k=5, include_categories=["even"])
     assert even.items and all(categories_of(s.item_id)[0] == "even" for s in even.items)
-    assert all(even.categories[s.item_id] == categories_of(s.item_id) for s in even.items)
+    assert all(tuple(s.categories) == categories_of(s.item_id) for s in even.items)
     titled_even = {i: v for i, v in items.items() if int(i[1:]) < 30 and int(i[1:]) % 2 == 0}
     assert [s.item_id for s in even.items] == expected_top(users["u2"], titled_even, 5)[0]
     no_three = loaded.recommend("u2", k=MAX_K, exclude_categories=["three"])
     assert len(no_three.items) == MAX_K
-    assert all("three" not in no_three.categories.get(s.item_id, ()) for s in no_three.items)
+    assert all("three" not in s.categories for s in no_three.items)
     both = loaded.recommend("u2", k=MAX_K, include_categories=["even", "odd"], exclude_categories=["three"])
     assert {s.item_id for s in both.items} <= {f"i{n}" for n in range(30) if n % 3}
 
@@ -117,7 +118,7 @@ class Watcher:
     """Reads a stream in a thread, so the test can write embeddings while it waits."""
 
     def __init__(self, client: RecommenderClient, user_id: str, k: int, timeout_s: float | None = 30) -> None:
-        self.replies: list[Recommendation] = []
+        self.replies: list[pb.RecommendReply] = []
         self.error: RecommenderError | None = None
         self.stream = client.watch(user_id, k=k, timeout_s=timeout_s)
         self.thread = threading.Thread(target=self._read, daemon=True)
