@@ -259,6 +259,20 @@ class EmbeddingUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshState:
+    """Where the embeddings stand after the latest write (all ``0`` before the first one).
+
+    ``version`` is the embedding version, ``cursor`` the change-log sequence those embeddings
+    account for (the refresh worker resumes after it), ``written_ms`` the write's wall-clock time
+    in epoch ms.
+    """
+
+    version: int = 0
+    cursor: int = 0
+    written_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ScoredItem:
     """One recommended item: its id, dot-product score and catalog title if known."""
 

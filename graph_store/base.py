@@ -23,6 +23,7 @@ from core.domain import (
     NodeId,
     NodeKind,
     NodeRef,
+    RefreshState,
     StoredEdge,
     Subgraph,
     TopicPartition,
@@ -153,5 +154,5 @@ class GraphStore(abc.ABC):
         """Derived base embeddings written by earlier refreshes (nodes unknown to the checkpoint)."""
 
     @abc.abstractmethod
-    def refresh_state(self) -> tuple[int, int, int]:
-        """``(embedding_version, refresh_cursor, written_ms)`` of the latest embedding write."""
+    def refresh_state(self) -> RefreshState:
+        """Version, refresh cursor and write time of the latest embedding write."""

@@ -26,6 +26,7 @@ from core.domain import (
     NodeId,
     NodeKind,
     NodeRef,
+    RefreshState,
     StoredEdge,
     Subgraph,
     TopicPartition,
@@ -249,9 +250,9 @@ class CypherGraphStore(GraphStore):
             raise GraphStoreError(f"stored {kind} embeddings are unreadable: {exc}") from exc
         return EmbeddingRows(kind=kind, ids=[NodeId(row[0]) for row in rows], vectors=vectors)
 
-    def refresh_state(self) -> tuple[int, int, int]:
+    def refresh_state(self) -> RefreshState:
         _, version, cursor, written_ms = self._read(self._meta)
-        return int(version), int(cursor), int(written_ms)
+        return RefreshState(version=int(version), cursor=int(cursor), written_ms=int(written_ms))
 
 
 def _stored_edge(row: Sequence[Any]) -> StoredEdge:

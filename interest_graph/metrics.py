@@ -149,7 +149,7 @@ class StackCollector(Collector):
             from graph_store.base import GraphStoreError
 
             try:
-                _, cursor, _ = self.store.refresh_state()
+                cursor = self.store.refresh_state().cursor
                 backlog = len(self.store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
             except GraphStoreError as exc:
                 log.warning("backlog read failed: %s", exc)

@@ -179,7 +179,8 @@ class RefreshWorker:
 
     def _load_state(self) -> None:
         if not self._state_loaded:
-            self._version, self._cursor, _ = self.store.refresh_state()
+            state = self.store.refresh_state()
+            self._version, self._cursor = state.version, state.cursor
             self._state_loaded = True
             log.info("refresh resumes at version %d, cursor %d", self._version, self._cursor)
 

@@ -54,7 +54,8 @@ class IndexLoader:
     # --- one poll --------------------------------------------------------------------------------
     def poll_once(self) -> bool:
         """Apply embeddings newer than the index's version; ``True`` if the index changed."""
-        version, _cursor, written_ms = self.store.refresh_state()
+        state = self.store.refresh_state()
+        version, written_ms = state.version, state.written_ms
         held = self.index.version
         if version == held:
             return False

@@ -184,7 +184,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def GetStatus(self, request: pb.StatusRequest, context: grpc.ServicerContext) -> pb.StatusReply:
         snapshot = self.index.snapshot()
         counts = self.store.counts()
-        _version, cursor, _written_ms = self.store.refresh_state()
+        cursor = self.store.refresh_state().cursor
         backlog = len(self.store.changes_since(cursor).nodes)
         return pb.StatusReply(
             embedding_version=snapshot.version,

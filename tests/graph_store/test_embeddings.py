@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.domain import EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind
+from core.domain import EmbeddingRows, EmbeddingUpdate, NodeId, NodeKind, RefreshState
 from graph_store.cypher_store import CypherGraphStore
 from tests.fixtures.store import IdFactory
 from tests.graph_store.builders import OffsetClock, batch, delta
@@ -33,7 +33,8 @@ def test_round_trip_with_versions(store: CypherGraphStore, store_ids: IdFactory,
     for k, u in enumerate(users):
         np.testing.assert_array_equal(mine[u], v1_users.vectors[k])  # float32 survives exactly
     assert set(_by_id(store.read_embeddings(NodeKind.ITEM), store_prefix)) == set(items)
-    assert store.refresh_state()[:2] == (1, 4)
+    state = store.refresh_state()
+    assert (state.version, state.cursor) == (1, 4)
 
     # Version 2 refreshes two users: only they are newer than version 1.
     v2 = _rows(NodeKind.USER, users[:2], 3)
@@ -42,8 +43,8 @@ def test_round_trip_with_versions(store: CypherGraphStore, store_ids: IdFactory,
     assert set(newer) == set(users[:2])
     np.testing.assert_array_equal(newer[users[0]], v2.vectors[0])
     assert _by_id(store.read_embeddings(NodeKind.USER, since_version=2), store_prefix) == {}
-    version, cursor, written_ms = store.refresh_state()
-    assert (version, cursor) == (2, 9) and written_ms > 0
+    state = store.refresh_state()
+    assert (state.version, state.cursor) == (2, 9) and state.written_ms > 0
 
 
 def test_rewriting_is_idempotent_and_old_updates_do_not_roll_back(
@@ -57,7 +58,8 @@ def test_rewriting_is_idempotent_and_old_updates_do_not_roll_back(
 
     got = _by_id(store.read_embeddings(NodeKind.USER), store_prefix)
     np.testing.assert_array_equal(got[u[1]], new.rows[0].vectors[1])
-    assert store.refresh_state()[:2] == (5, 50)
+    state = store.refresh_state()
+    assert (state.version, state.cursor) == (5, 50)
 
 
 def test_base_embeddings(store: CypherGraphStore, store_ids: IdFactory, store_prefix: str) -> None:
@@ -74,7 +76,7 @@ def test_base_embeddings(store: CypherGraphStore, store_ids: IdFactory, store_pr
 def test_empty_store_reads(ladybug_store: CypherGraphStore) -> None:
     rows = ladybug_store.read_embeddings(NodeKind.ITEM)
     assert rows.ids == [] and rows.vectors.shape == (0, 0)
-    assert ladybug_store.refresh_state() == (0, 0, 0)
+    assert ladybug_store.refresh_state() == RefreshState(version=0, cursor=0, written_ms=0)
 
 
 @pytest.mark.parametrize(
@@ -92,4 +94,5 @@ def test_bad_vectors_are_refused_and_change_nothing(
     with pytest.raises(ValueError, match=message):
         store.write_embeddings(EmbeddingUpdate(version=1, cursor=1, rows=[bad]))
     assert _by_id(store.read_embeddings(NodeKind.USER), store_prefix) == {}
-    assert store.refresh_state()[:2] == (0, 0)
+    state = store.refresh_state()
+    assert (state.version, state.cursor) == (0, 0)

@@ -86,7 +86,8 @@ def test_without_checkpoint_a_new_user_is_served_after_one_batch(
     worker = RefreshWorker(ladybug_store, _settings(), tmp_path / "model", device=str(device))
     first = worker.run_once()
     assert first.kind == "full" and first.nodes_refreshed == 12 + 12
-    assert ladybug_store.refresh_state()[:2] == (first.version, ladybug_store.counts()["seq"])
+    state = ladybug_store.refresh_state()
+    assert (state.version, state.cursor) == (first.version, ladybug_store.counts()["seq"])
 
     seq = feed([("newbie", "a0"), ("newbie", "a1")])
     second = worker.run_once()
@@ -154,7 +155,8 @@ def test_restart_resumes_version_and_cursor(
     assert "u-while-down" in _stored(ladybug_store, NodeKind.USER)
     feed([("u-after", "a2")])
     assert again.run_once().kind == "incremental"
-    assert ladybug_store.refresh_state()[:2] == (done.version + 2, ladybug_store.counts()["seq"])
+    state = ladybug_store.refresh_state()
+    assert (state.version, state.cursor) == (done.version + 2, ladybug_store.counts()["seq"])
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
