@@ -5,13 +5,13 @@ Usage::
     python bench/cold_start.py --data-dir ../shared/datasets --seeds 0 1 2
 
 Protocol (strict cold-start items): a random ``--new-fraction`` of the rated movies is held out as
-"new" and *all* their ratings are removed from training. :class:`~models.spectral.SpectralCF` is fitted
+"new" and *all* their ratings are removed from training. :class:`~models.spectral.model.SpectralCF` is fitted
 on the rest (every rating counts as one implicit interaction); users are embedded from their warm
 history. Each user with at least one warm and one new-item rating ranks the new items only, and
 recall@k / NDCG@k count the new items the user rated (LightGCN's metric definitions,
 :mod:`models.evaluation`). Rows:
 
-* ``text ridge``: :class:`~models.cold_start.TextProjection` (ridge, alpha by leave-one-out) from
+* ``text ridge``: :class:`~models.cold_start.text.TextProjection` (ridge, alpha by leave-one-out) from
   MiniLM vectors of ``"title | genres | tags"`` to the warm items' SpectralCF embeddings;
 * ``text MLP`` (``--with-mlp``): the same map learned by a one-hidden-layer MLP (MSE, Adam), for comparison;
 * ``text kNN``: mean SpectralCF embedding of the 20 warm items with the most similar text;
@@ -21,7 +21,7 @@ recall@k / NDCG@k count the new items the user rated (LightGCN's metric definiti
   scores the mean warm-item popularity of its genres (the same list for every user);
 * ``genre affinity``: the user's share of warm ratings in the item's genres (personal, no text model);
 * ``random``; and ``oracle fold-in``: the new items' true SpectralCF embeddings, folded in from the
-  held-out ratings themselves (:meth:`~models.spectral.SpectralCF.item_embedding`), an upper reference
+  held-out ratings themselves (:meth:`~models.spectral.model.SpectralCF.item_embedding`), an upper reference
   that no cold-start method can see; ``oracle popularity`` ranks by the held-out rating counts.
 """
 
@@ -39,10 +39,10 @@ import scipy.sparse as sp
 import torch
 
 from core.domain import ItemMeta
-from models.cold_start import TextEncoder, TextProjection
+from models.cold_start.text import TextEncoder, TextProjection
 from models.evaluation import evaluate_scorer
 from models.interactions import load_ratings_csv
-from models.spectral import SpectralCF
+from models.spectral.model import SpectralCF
 from streams.datasets import MOVIELENS_DIR, movielens_items
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]

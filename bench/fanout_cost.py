@@ -26,8 +26,8 @@ import torch
 from core.domain import EdgeSnapshot, NodeId, Subgraph
 from models.evaluation import evaluate
 from models.interactions import load_split
-from models.propagation import propagate_full, propagate_subgraph
-from models.train import train_lightgcn
+from models.lightgcn.propagation import propagate_full, propagate_subgraph
+from models.lightgcn.train import train_lightgcn
 
 
 def capped_picks(adjacency: sp.csr_matrix, ids: list[str], cap: int) -> sp.csr_matrix:

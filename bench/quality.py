@@ -1,4 +1,4 @@
-"""Recommendation quality: fit :class:`~models.spectral.SpectralCF`, evaluate @k, compare with references.
+"""Recommendation quality: fit :class:`~models.spectral.model.SpectralCF`, evaluate @k, compare with references.
 
 Usage::
 
@@ -27,7 +27,7 @@ from scipy.sparse.linalg import svds
 from core.domain import EdgeSnapshot, NodeId
 from models.evaluation import evaluate, evaluate_scorer
 from models.interactions import InteractionSplit, load_ratings_csv, load_split, split_per_user
-from models.spectral import SpectralCF
+from models.spectral.model import SpectralCF
 
 #: Published @20 results on the LightGCN splits, keyed by the dataset folder name.
 PUBLISHED: dict[str, list[tuple[str, float, float, str]]] = {
@@ -102,9 +102,9 @@ def gfcf_scorer(train: sp.csr_matrix, ideal_rank: int = 256, alpha: float = 0.3)
 
 
 def lightgcn_scorer(train: sp.csr_matrix, epochs: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """LightGCN (3 layers, d=64, BPR) trained for ``epochs`` by :func:`models.train.train_lightgcn`."""
-    from models.lightgcn import bipartite_degrees, normalized_adjacency, propagate
-    from models.train import train_lightgcn
+    """LightGCN (3 layers, d=64, BPR) trained for ``epochs`` by :func:`models.lightgcn.train.train_lightgcn`."""
+    from models.lightgcn.model import bipartite_degrees, normalized_adjacency, propagate
+    from models.lightgcn.train import train_lightgcn
 
     coo = train.tocoo()
     user, item = coo.row.astype(np.int64), coo.col.astype(np.int64)

@@ -7,7 +7,7 @@ Usage::
 MovieLens ratings are replayed in timestamp order (ties by user, then movie, as
 ``streams.datasets.movielens_events``), each one a rating event of weight ``rating *
 weight_rating_per_star``. The first ``--train-fraction`` build the graph in a real LadybugStore (tmp
-dir) and the model (``models.train.train_from_store``: SpectralCF by default). The rest stream
+dir) and the model (``models.methods.train_from_store``: SpectralCF by default). The rest stream
 through the live components in batches of ``--batch`` events: ``store.apply_batch``, then
 ``RefreshWorker.run_once`` and ``IndexLoader.poll_once`` into a serving ``EmbeddingIndex``. Kafka is
 skipped (ingest exactness is tested in tests/streams): batches reach the store as the ingest agent
@@ -57,10 +57,10 @@ from core.domain import (
 )
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
+from models.methods import train_from_store
 from models.refresh import RefreshWorker
-from models.spectral_checkpoint import fit_spectral
-from models.spectral_refresh import SpectralRefresh
-from models.train import train_from_store
+from models.spectral.checkpoint import fit_spectral
+from models.spectral.refresh import SpectralRefresh
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.loader import IndexLoader
 
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
     for chunk in batches(history, 5000):
         feed(chunk)
     checkpoint = train_from_store(store, settings, device="cpu")
-    worker = RefreshWorker(store, settings, settings.model_dir, device="cpu", threads=args.threads)
+    worker = RefreshWorker(store, settings, settings.model_dir, device="cpu")  # threads: set above
     worker.run_once()
     live = System("live (incremental refresh)", EmbeddingIndex())
     loader = IndexLoader(store, live.index)
@@ -237,7 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
         refresh_s += time.perf_counter() - tick
         seeds = {NodeRef(NodeKind.USER, NodeId(u)) for _, u, _, _ in chunk} | \
             {NodeRef(NodeKind.ITEM, NodeId(i)) for _, _, i, _ in chunk}
-        publish(both.index, both_refresh.incremental(store, sorted(seeds, key=str)).rows, done + 2, replace=False)
+        sub = store.k_hop_subgraph(sorted(seeds, key=str), hops=both_refresh.read_hops, fanout=both_refresh.fanout)
+        publish(both.index, both_refresh.incremental(sub).rows, done + 2, replace=False)
         for _, user, item, _ in chunk:
             seen[user].add(item)
             popularity.counts[item] += 1

@@ -60,7 +60,7 @@ def _demo_users(settings: Settings, how_many: int = 3) -> list[str]:
 
 def _report_cold_start(client: Any, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
     """Wait until catalog items nobody rated are served too (embedded from their text), and say so."""
-    from models.cold_start import text_extra_installed
+    from models.cold_start.text import text_extra_installed
 
     if not text_extra_installed():
         print("[demo] cold start from text is off: the 'text' extra is not installed", flush=True)

@@ -78,8 +78,11 @@ def ensure_topics(settings: Settings) -> None:
 @contextlib.contextmanager
 def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[object]:
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
-    from models.cold_items import ColdItems
+    from models.cold_start.catalog import ColdItems
+    from models.runtime import use_torch_threads
 
+    # torch's thread count is process-wide: set it here, once, before the refresh thread runs a model.
+    use_torch_threads()
     worker = MeasuredRefreshWorker(store, settings, Path(settings.model_dir),
                                    cold=ColdItems.from_settings(store, settings))
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="refresh", daemon=True)

@@ -1,6 +1,6 @@
 """``train --data-dir``, ``evaluate`` and ``export``: offline quality on a ``train.txt``/``test.txt`` dataset.
 
-A dataset model directory holds the fitted :class:`~models.spectral.SpectralCF` (``spectral.npz``),
+A dataset model directory holds the fitted :class:`~models.spectral.model.SpectralCF` (``spectral.npz``),
 the embeddings it serves (``embeddings.npz``: ``user_emb``/``item_emb`` in the dataset's id order)
 and ``dataset.json`` (where it came from, how long it took). Scores are dot products of those
 embeddings, so ``export`` hands anyone exactly what ``evaluate`` measured.
@@ -32,7 +32,7 @@ class ModelDirError(ValueError):
 def train_on_dataset(settings: Settings, *, data_dir: Path, out: Path) -> int:
     """Fit SpectralCF on ``data_dir/train.txt`` and write the model directory ``out``."""
     from models.interactions import load_split
-    from models.spectral import SpectralCF
+    from models.spectral.model import SpectralCF
 
     started = time.monotonic()
     split = load_split(data_dir)

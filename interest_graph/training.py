@@ -16,12 +16,18 @@ from core.settings import Settings
 
 def train_command(settings: Settings, *, data_dir: str | None, out: str | None, epochs: int | None) -> int:
     from graph_store import open_store
-    from models.train import train_from_store
+    from models.methods import train_from_store
 
     if data_dir is not None:
         from interest_graph.quality import train_on_dataset
 
         return train_on_dataset(settings, data_dir=Path(data_dir), out=Path(out or settings.model_dir))
+    if settings.model_method == "lightgcn":
+        from models.runtime import use_torch_threads
+
+        # Process-wide, so set once at the start; half the cores, as `train` runs beside a live `up`.
+        # SpectralCF keeps torch's default, as it always had.
+        use_torch_threads()
     started = time.monotonic()
     with open_store(settings, read_only=True) as store:
         checkpoint = train_from_store(store, settings, out, epochs=epochs)

@@ -1,4 +1,5 @@
-"""Implicit-feedback interaction matrices: the ``train.txt``/``test.txt`` format and rating CSVs.
+"""Implicit-feedback interaction matrices: the ``train.txt``/``test.txt`` format and rating CSVs,
+and the :class:`~core.domain.EdgeSnapshot` a method is fitted on, made from them.
 
 The ``user item item ...`` format (one line per user, integer ids) is the one NGCF and LightGCN
 publish their splits in; ids are row/column indices, so a matrix row ``u`` is the user written
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from core.domain import NodeId
+from core.domain import EdgeSnapshot, NodeId
 
 
 class InteractionFormatError(ValueError):
@@ -186,3 +187,23 @@ def _rows_to_csr(rows: Iterable[np.ndarray], shape: tuple[int, int]) -> sp.csr_m
     users = np.repeat(np.arange(len(rows)), [r.shape[0] for r in rows])
     items = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     return binary_csr(users, items.astype(np.int64), shape)
+
+
+def snapshot_from_matrix(matrix: sp.spmatrix, user_ids: list[NodeId], item_ids: list[NodeId],
+                         seq: int = 0) -> EdgeSnapshot:
+    """The graph of ``matrix`` (``[len(user_ids), len(item_ids)]``): one edge per nonzero, weighted
+    by its value. Every id is kept, those without an edge too, so row ``u`` of a fit is ``user_ids[u]``."""
+    coo = sp.coo_matrix(matrix)
+    if coo.shape != (len(user_ids), len(item_ids)):
+        raise ValueError(f"matrix {coo.shape} does not match {len(user_ids)} users x {len(item_ids)} items")
+    return EdgeSnapshot(user_ids=list(user_ids), item_ids=list(item_ids), user_index=coo.row.astype(np.int64),
+                        item_index=coo.col.astype(np.int64), weight=coo.data.astype(np.float32), seq=seq)
+
+
+def snapshot_from_pairs(user_ids: list[str], item_ids: list[str], seq: int = 0) -> EdgeSnapshot:
+    """An :class:`EdgeSnapshot` from parallel lists of producer ids (datasets, tests); weights are 1."""
+    users, user_index = np.unique(np.asarray(user_ids, dtype=str), return_inverse=True)
+    items, item_index = np.unique(np.asarray(item_ids, dtype=str), return_inverse=True)
+    return EdgeSnapshot(user_ids=[NodeId(str(x)) for x in users], item_ids=[NodeId(str(x)) for x in items],
+                        user_index=user_index.astype(np.int64), item_index=item_index.astype(np.int64),
+                        weight=np.ones(len(user_index), dtype=np.float32), seq=seq)

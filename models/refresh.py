@@ -1,13 +1,14 @@
 """The refresh worker: changed nodes -> k-hop subgraph -> embeddings of the checkpoint's method.
 
-Each round takes the nodes changed since the refresh cursor and recomputes exactly the nodes whose
-embeddings the new edges changed, from the smallest subgraph that determines them
-(:mod:`models.refresh_rounds`): for a SpectralCF checkpoint (the default of ``interest-graph
-train``) the seeds themselves from their 1-hop rows (:mod:`models.spectral_refresh`); for a
-LightGCN one the nodes within ``K`` hops of the seeds, propagated over their ``2K``-hop subgraph
-(:mod:`models.propagation`). The embeddings, the derived base rows and the new cursor go to the
-store in one write, stamped with a version one above the last; ``refresh_state()`` at start
-therefore resumes after a restart.
+Each round takes the nodes changed since the refresh cursor, reads the smallest subgraph that
+determines the embeddings the new edges changed, and hands it to the method's rounds
+(:class:`~models.protocol.RefreshMethod`, pure computation): for a SpectralCF checkpoint (the
+default of ``interest-graph train``) the seeds themselves from their 1-hop rows
+(:mod:`models.spectral.refresh`); for a LightGCN one the nodes within ``K`` hops of the seeds,
+propagated over their ``2K``-hop subgraph (:mod:`models.lightgcn.refresh`). The worker does all
+the I/O: the embeddings, the derived base rows and the new cursor go to the store in one write,
+stamped with a version one above the last; ``refresh_state()`` at start therefore resumes after a
+restart.
 
 The model comes from the checkpoint in ``checkpoint_dir``. A new checkpoint (or the model this
 process starts with) makes the next round a *full* round: one computation over a snapshot of the
@@ -18,7 +19,7 @@ costs one full round, then continues with the stored version and cursor. When mo
 pending than one round takes, a full round is also cheaper than many subgraphs.
 
 Before any checkpoint exists, every node gets an id-hashed base propagated by LightGCN
-(:mod:`models.base_embeddings`), so embeddings, and popularity-like recommendations, exist from the
+(:mod:`models.lightgcn.base_embeddings`), so embeddings, and popularity-like recommendations, exist from the
 first click on. Once the graph holds ``bootstrap_min_edges`` edges the worker fits a checkpoint
 itself (``model_method``: SpectralCF by default, a second or so for 100k edges, during which rounds
 wait), marks it ``source="bootstrap"`` and refits it each time the graph doubles. A checkpoint
@@ -36,13 +37,10 @@ from pathlib import Path
 from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError
-from models.base_embeddings import BaseTable
-from models.checkpoint import Checkpoint, CheckpointError, manifest_version
-from models.cold_items import ColdItems
-from models.refresh_rounds import LightGCNRefresh, RoundOutput
-from models.spectral_checkpoint import SpectralCheckpoint, load_checkpoint
-from models.spectral_refresh import SpectralRefresh
-from models.train import train_from_store
+from models.cold_start.catalog import ColdItems
+from models.methods import Checkpoint, load_checkpoint, refresh_method, train_from_store
+from models.model_dir import CheckpointError, manifest_version
+from models.protocol import RefreshMethod, RoundOutput
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +88,21 @@ class RefreshWorker:
         store (GraphStore): The graph; embeddings are written back to it.
         settings (Settings): ``refresh_interval_s``, ``refresh_max_seeds``, ``refresh_fanout``
             (LightGCN only), ``num_layers`` and ``embedding_dim`` (the last two only while there is
-            no checkpoint), ``bootstrap_*`` and what :func:`~models.train.train_from_store` reads.
-        checkpoint_dir (str or Path): Watched for :class:`~models.checkpoint.Checkpoint` manifests.
+            no checkpoint), ``bootstrap_*`` and what :func:`~models.methods.train_from_store` reads.
+        checkpoint_dir (str or Path): A model dir (:mod:`models.model_dir`), watched for new versions.
         device (str, optional): Torch device. (default: CUDA if present, else CPU)
-        threads (int, optional): CPU threads for propagation. (default: half the cores)
         cold (ColdItems, optional): embeds catalog items without interactions from their text,
             every ``cold_start_interval_s``; ``None`` = no cold start. (default: :obj:`None`)
     """
 
     def __init__(self, store: GraphStore, settings: Settings, checkpoint_dir: str | Path,
-                 device: str | None = None, threads: int | None = None, cold: ColdItems | None = None) -> None:
+                 device: str | None = None, cold: ColdItems | None = None) -> None:
         self.store = store
         self.settings = settings
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = device
-        self.threads = threads
-        self._method: LightGCNRefresh | SpectralRefresh | None = None
-        self._checkpoint: Checkpoint | SpectralCheckpoint | None = None
+        self._method: RefreshMethod | None = None
+        self._checkpoint: Checkpoint | None = None
         self._model_version: int | None = None
         self._broken_version: int | None = None
         self._bootstrap_after = 0
@@ -189,7 +185,7 @@ class RefreshWorker:
         version = manifest_version(self.checkpoint_dir)
         if version in (self._model_version, self._broken_version):
             return
-        checkpoint: Checkpoint | SpectralCheckpoint | None = None
+        checkpoint: Checkpoint | None = None
         if version >= 0:
             try:
                 checkpoint = load_checkpoint(self.checkpoint_dir, device=self.device)
@@ -202,19 +198,12 @@ class RefreshWorker:
                 if self._method is not None:
                     return
         self._checkpoint = checkpoint
-        self._method = self._method_for(checkpoint)
+        self._method = refresh_method(checkpoint, self.settings, self.device)
         self._model_version = version if checkpoint is not None else -1
         # Stored embeddings may come from another model (or none): publish this one everywhere.
         self._needs_full = True
         log.info("refresh model: %s", f"{self._method.method} checkpoint v{version}" if checkpoint
                  else "hashed bases")
-
-    def _method_for(self, checkpoint: Checkpoint | SpectralCheckpoint | None) -> LightGCNRefresh | SpectralRefresh:
-        if isinstance(checkpoint, SpectralCheckpoint):
-            return SpectralRefresh(checkpoint)
-        table = BaseTable(checkpoint, dim=self.settings.embedding_dim)
-        layers = checkpoint.layers if checkpoint is not None else self.settings.num_layers
-        return LightGCNRefresh(table, layers, self.settings.refresh_fanout or None, self.device, self.threads)
 
     def _maybe_bootstrap(self) -> None:
         """Train a checkpoint of our own when there is none and the graph is big enough, or when
@@ -252,8 +241,10 @@ class RefreshWorker:
         return self._report("full", out, 0, cursor)
 
     def _incremental_round(self, changes: ChangeSet) -> RefreshReport:
-        assert self._method is not None
-        out = self._method.incremental(self.store, changes.nodes)
+        method = self._method
+        assert method is not None
+        sub = self.store.k_hop_subgraph(list(changes.nodes), hops=method.read_hops, fanout=method.fanout)
+        out = method.incremental(sub)
         self._write(out.rows, out.derived, changes.upto)
         return self._report("incremental", out, len(changes.nodes), changes.upto)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from core.domain import NodeId, NodeKind, Subgraph
-from models.base_embeddings import UNTRAINED_SHARED, BaseTable, hashed_base
-from models.checkpoint import Checkpoint
+from models.lightgcn.base_embeddings import UNTRAINED_SHARED, BaseTable, hashed_base
+from models.lightgcn.checkpoint import LightGCNCheckpoint
 
 
-def _checkpoint() -> Checkpoint:
-    return Checkpoint(
+def _checkpoint() -> LightGCNCheckpoint:
+    return LightGCNCheckpoint(
         user_ids=[NodeId("alice")], item_ids=[NodeId("a"), NodeId("b")],
         user_base=np.array([[1.0, 1.0]], np.float32),
         item_base=np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), layers=2,

@@ -12,10 +12,10 @@ import pytest
 from core.domain import ItemMeta, NodeId, NodeKind
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from models.cold_items import ColdItems
-from models.cold_start import TextEncoder
+from models.cold_start.catalog import ColdItems
+from models.cold_start.text import TextEncoder
+from models.methods import train_from_store
 from models.refresh import RefreshWorker
-from models.train import train_from_store
 from tests.models.test_refresh import Feed, _stored
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from core.domain import ItemMeta, NodeId, NodeKind
-from models.cold_start import TextEncoder, TextExtraMissingError, TextProjection, embed_items, item_text
-from models.spectral import SpectralCF
+from models.cold_start.text import TextEncoder, TextExtraMissingError, TextProjection, embed_items, item_text
+from models.spectral.model import SpectralCF
 
 # --- projection (no text model needed) -------------------------------------------------------------
 

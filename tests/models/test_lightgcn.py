@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.lightgcn import LightGCN, bipartite_degrees, distinct_edges, normalized_adjacency, propagate
+from models.lightgcn.model import LightGCN, bipartite_degrees, distinct_edges, normalized_adjacency, propagate
 from tests.models.graphs import dense_lightgcn
 
 # A small graph with a repeated edge, an isolated user (3) and an item nobody touched (4).

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from models.low_rank import truncated_svd
+from models.spectral.low_rank import truncated_svd
 
 
 def low_rank_matrix(seed: int = 0) -> sp.csr_matrix:

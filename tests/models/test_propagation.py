@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.domain import EdgeSnapshot, NodeId
-from models.propagation import propagate_full, propagate_subgraph, snapshot_as_subgraph
+from models.lightgcn.propagation import propagate_full, propagate_subgraph, snapshot_as_subgraph
 from tests.models.graphs import bfs_subgraph, dense_lightgcn
 
 

@@ -17,11 +17,12 @@ import torch
 from core.domain import EdgeDelta, NodeId, NodeKind, OffsetRange, TopicPartition, UpsertBatch
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from models.base_embeddings import BaseTable
-from models.checkpoint import MANIFEST, Checkpoint
-from models.propagation import propagate_full
+from models.lightgcn.base_embeddings import BaseTable
+from models.lightgcn.checkpoint import LightGCNCheckpoint
+from models.lightgcn.propagation import propagate_full
+from models.methods import train_from_store
+from models.model_dir import MANIFEST
 from models.refresh import RefreshWorker
-from models.train import train_from_store
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,7 @@ def test_checkpoint_bases_and_derived_bases_for_new_nodes(
 
     # newbie's derived base sits in cluster a: the four unseen a-items (fresh-item is one) lead.
     assert not any(item.startswith("b") for item in _recommend(ladybug_store, "newbie", k=4))
-    table = BaseTable(Checkpoint.load(settings.model_dir))
+    table = BaseTable(LightGCNCheckpoint.load(settings.model_dir))
     for kind in NodeKind:  # the reference uses the derived rows exactly as they were published
         table.add_derived(ladybug_store.read_base_embeddings(kind))
     _assert_equals_full_propagation(ladybug_store, table, checkpoint.layers, str(device))
@@ -213,7 +214,7 @@ def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
     feed(CLUSTER_EDGES[20:])
     worker.run_once()
     assert worker.stats.bootstraps == 1
-    assert Checkpoint.load(settings.model_dir).meta["source"] == "bootstrap"
+    assert LightGCNCheckpoint.load(settings.model_dir).meta["source"] == "bootstrap"
     assert worker.run_once().kind == "full" and worker.stats.model_version == 1
 
     feed([(f"c0-{u}", f"a-extra{u}-{k}") for u in range(6) for k in range(7)])  # 36 -> 78 edges

@@ -12,11 +12,12 @@ import pytest
 from core.domain import NodeKind
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
-from models.checkpoint import MANIFEST, Checkpoint, CheckpointError
+from models.lightgcn.checkpoint import LightGCNCheckpoint
+from models.methods import load_checkpoint, train_from_store
+from models.model_dir import MANIFEST, CheckpointError
 from models.refresh import RefreshWorker
-from models.spectral_checkpoint import SpectralCheckpoint, load_checkpoint
-from models.spectral_refresh import SpectralRefresh
-from models.train import train_from_store
+from models.spectral.checkpoint import SpectralCheckpoint
+from models.spectral.refresh import SpectralRefresh
 from tests.models.test_refresh import CLUSTER_EDGES, Feed, _recommend, _stored
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ def test_train_fits_spectral_and_incremental_rounds_equal_a_full_recompute(
     # A LightGCN checkpoint is the next version, and the worker serves it in full.
     lightgcn = train_from_store(ladybug_store, settings.replace(embedding_dim=8), epochs=2, device="cpu",
                                 method="lightgcn")
-    assert isinstance(lightgcn, Checkpoint) and lightgcn.version == 2
+    assert isinstance(lightgcn, LightGCNCheckpoint) and lightgcn.version == 2
     assert worker.run_once().kind == "full" and worker.method == "lightgcn"
     assert _stored(ladybug_store, NodeKind.ITEM)["a0"].shape == (8,)
     assert sorted(p.name for p in Path(settings.model_dir).glob("*.npz")) == ["lightgcn-2.npz", "spectral-1.npz"]
@@ -101,7 +102,7 @@ def test_spectral_checkpoint_round_trip_and_method_checks(ladybug_store: Ladybug
     np.testing.assert_array_equal(loaded.model.item_emb, saved.model.item_emb)
     assert loaded.meta["source"] == "train" and loaded.values == "weight"
     with pytest.raises(CheckpointError, match="not a LightGCN"):
-        Checkpoint.load(tmp_path / "model")
+        LightGCNCheckpoint.load(tmp_path / "model")
     with pytest.raises(ValueError, match="model_method"):
         train_from_store(ladybug_store, _settings(tmp_path), method="svd")
     (tmp_path / "model" / "spectral-1.npz").write_bytes(b"broken")

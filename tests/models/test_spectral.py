@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from models.evaluation import evaluate, evaluate_scorer
-from models.spectral import SpectralCF
+from models.spectral.model import SpectralCF
 
 CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER = 4, 40, 30
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.domain import EdgeSnapshot, EmbeddingRows, NodeId
-from models.spectral_checkpoint import fit_spectral, interaction_matrix
-from models.spectral_refresh import SpectralEmbedder, SpectralRefresh, snapshot_with_weights
+from models.spectral.checkpoint import fit_spectral, interaction_matrix
+from models.spectral.refresh import SpectralEmbedder, SpectralRefresh, snapshot_with_weights
 from tests.models.graphs import weighted_one_hop
 
 Edge = tuple[str, str, float]

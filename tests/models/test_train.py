@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from core.domain import EdgeSnapshot, NodeId
-from models.propagation import propagate_full
-from models.train import snapshot_from_pairs, train_lightgcn
+from models.interactions import snapshot_from_pairs
+from models.lightgcn.propagation import propagate_full
+from models.lightgcn.train import train_lightgcn
 
 CLUSTERS, USERS_PER, ITEMS_PER = 4, 30, 25
 

@@ -24,19 +24,12 @@ import torch
 from torch import Tensor
 
 from core.domain import EdgeSnapshot, Subgraph
-from models.lightgcn import (
-    bipartite_degrees,
-    distinct_edges,
-    intra_op_threads,
-    normalized_adjacency,
-    propagate,
-    resolve_device,
-)
+from models.lightgcn.model import bipartite_degrees, distinct_edges, normalized_adjacency, propagate
+from models.runtime import resolve_device
 
 
 def propagate_subgraph(sub: Subgraph, user_base: Tensor | np.ndarray, item_base: Tensor | np.ndarray,
-                       layers: int, device: torch.device | str | None = None,
-                       threads: int | None = None) -> tuple[Tensor, Tensor]:
+                       layers: int, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """LightGCN outputs of every node of ``sub``, normalised with its full-graph degrees.
 
     Only nodes within ``layers`` hops of the seeds are exact (see the module docs); the others
@@ -48,7 +41,6 @@ def propagate_subgraph(sub: Subgraph, user_base: Tensor | np.ndarray, item_base:
         item_base (Tensor or np.ndarray): ``[I, d]`` base rows aligned with ``sub.item_ids``.
         layers (int): ``K``.
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
-        threads (int, optional): CPU threads. (default: half the cores)
 
     Returns:
         ``(user_out [U, d], item_out [I, d])`` float32 on CPU.
@@ -64,14 +56,13 @@ def propagate_subgraph(sub: Subgraph, user_base: Tensor | np.ndarray, item_base:
     item_degree = np.maximum(sub.item_degree, np.bincount(edge_item, minlength=num_items))
     graph = normalized_adjacency(edge_user, edge_item, user_degree, item_degree, dev)
     x = torch.cat([_as_tensor(user_base), _as_tensor(item_base)]).to(dev)
-    with torch.no_grad(), intra_op_threads(threads):
+    with torch.no_grad():
         out = propagate(x, graph, layers).cpu()
     return out[:num_users], out[num_users:]
 
 
 def propagate_full(snapshot: EdgeSnapshot, user_base: Tensor | np.ndarray, item_base: Tensor | np.ndarray,
-                   layers: int, device: torch.device | str | None = None,
-                   threads: int | None = None) -> tuple[Tensor, Tensor]:
+                   layers: int, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """LightGCN outputs of every node of the snapshot (all exact).
 
     Args:
@@ -80,9 +71,8 @@ def propagate_full(snapshot: EdgeSnapshot, user_base: Tensor | np.ndarray, item_
         item_base (Tensor or np.ndarray): ``[I, d]`` aligned with ``snapshot.item_ids``.
         layers (int): ``K``.
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
-        threads (int, optional): CPU threads. (default: half the cores)
     """
-    return propagate_subgraph(snapshot_as_subgraph(snapshot), user_base, item_base, layers, device, threads)
+    return propagate_subgraph(snapshot_as_subgraph(snapshot), user_base, item_base, layers, device)
 
 
 def snapshot_as_subgraph(snapshot: EdgeSnapshot) -> Subgraph:

@@ -1,16 +1,15 @@
-"""A fitted :class:`~models.spectral.SpectralCF` keyed by producer ids, in the versioned model dir.
+"""A fitted :class:`~models.spectral.model.SpectralCF` keyed by producer ids, in the versioned model dir.
 
-Array file ``spectral-<version>.npz`` holds ``user_ids``, ``item_ids`` and the model's
-:meth:`~models.spectral.SpectralCF.state`; the manifest says ``"method": "spectral"`` and which
-edge values the model was fitted on, because serving must fold new interactions in with the same
-values. :func:`load_checkpoint` reads whichever method a model dir holds.
+Array file ``spectral-<version>.npz`` (see :mod:`models.model_dir`) holds ``user_ids``,
+``item_ids`` and the model's :meth:`~models.spectral.model.SpectralCF.state`; the manifest says
+``"method": "spectral"`` and which edge values the model was fitted on, because serving must fold
+new interactions in with the same values.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import scipy.sparse as sp
 import torch
 
 from core.domain import EdgeSnapshot, NodeId
-from models.checkpoint import Checkpoint, CheckpointError, manifest_method, read_manifest, save_versioned
-from models.spectral import SpectralCF
+from models.model_dir import load_versioned, save_versioned
+from models.spectral.model import SpectralCF
 
 #: How an edge's stored weight becomes a matrix value.
 VALUE_MODES = ("weight", "binary")
@@ -95,33 +94,16 @@ class SpectralCheckpoint:
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str], device: torch.device | str | None = None) -> SpectralCheckpoint:
-        """Read the current checkpoint; :class:`CheckpointError` if there is none, it is broken or
-        it is not a spectral one."""
-        directory = Path(model_dir)
-        manifest = read_manifest(directory)
-        if manifest_method(manifest) != "spectral":
-            raise CheckpointError(f"{directory} holds a {manifest_method(manifest)!r} checkpoint, not a spectral one")
-        try:
-            with np.load(directory / manifest["arrays"], allow_pickle=False) as arrays:
-                state = {name: arrays[name] for name in arrays.files}
+        """Read the current checkpoint; :class:`~models.model_dir.CheckpointError` if there is none,
+        it is broken or it is not a spectral one."""
+
+        def build(manifest: dict[str, Any], state: dict[str, np.ndarray]) -> SpectralCheckpoint:
             return cls(user_ids=[NodeId(str(x)) for x in state.pop("user_ids")],
                        item_ids=[NodeId(str(x)) for x in state.pop("item_ids")],
                        model=SpectralCF.from_state(state, device=device), values=str(manifest["values"]),
                        meta=dict(manifest.get("meta", {})))
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise CheckpointError(f"no readable spectral checkpoint in {directory}: {exc}") from exc
 
-
-def load_checkpoint(model_dir: str | os.PathLike[str],
-                    device: torch.device | str | None = None) -> Checkpoint | SpectralCheckpoint:
-    """The current checkpoint of ``model_dir``, whichever method wrote it (:class:`CheckpointError`
-    if there is none or it is unreadable)."""
-    method = manifest_method(read_manifest(model_dir))
-    if method == "spectral":
-        return SpectralCheckpoint.load(model_dir, device=device)
-    if method == "lightgcn":
-        return Checkpoint.load(model_dir)
-    raise CheckpointError(f"{model_dir} holds a checkpoint of unknown method {method!r}")
+        return load_versioned(model_dir, "spectral", build)
 
 
 def fit_spectral(snapshot: EdgeSnapshot, *, rank: int = 1024, values: str = "weight",

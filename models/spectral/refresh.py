@@ -14,7 +14,8 @@ Every node's vector depends on its own edges only. An insert of ``(u, i)`` chang
 values of ``u`` and ``i``, so refreshing exactly the changed nodes (the change log's seeds) from
 their 1-hop neighbourhoods (``k_hop_subgraph(seeds, hops=1, fanout=None)``, which holds every edge
 of a seed) keeps every published vector equal to the full recompute. Fitted items never move;
-a user whose items are all new gets the zero vector, as the fold-in gives.
+a user whose items are all new gets the zero vector, as the fold-in gives. :class:`SpectralRefresh`
+is the :class:`~models.protocol.RefreshMethod` of a SpectralCF checkpoint.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
-from graph_store.base import GraphStore
-from models.refresh_rounds import RoundOutput
-from models.spectral_checkpoint import SpectralCheckpoint, interaction_matrix
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, Subgraph
+from models.protocol import RoundOutput
+from models.spectral.checkpoint import SpectralCheckpoint, interaction_matrix
 
 
 class SpectralEmbedder:
@@ -96,6 +96,8 @@ class SpectralRefresh:
 
     method = "spectral"
     layers = 1
+    read_hops = 1
+    fanout = None
 
     def __init__(self, checkpoint: SpectralCheckpoint) -> None:
         self.checkpoint = checkpoint
@@ -106,8 +108,7 @@ class SpectralRefresh:
         rows = self.embedder.embed(sub, np.arange(len(sub.user_ids)), np.arange(len(sub.item_ids)))
         return RoundOutput(rows, [], sub)
 
-    def incremental(self, store: GraphStore, seeds: Sequence[NodeRef]) -> RoundOutput:
-        sub = store.k_hop_subgraph(list(seeds), hops=1, fanout=None)
+    def incremental(self, sub: Subgraph) -> RoundOutput:
         rows = self.embedder.embed(sub, np.flatnonzero(sub.user_hops == 0), np.flatnonzero(sub.item_hops == 0))
         return RoundOutput(rows, [], sub)
 

@@ -9,7 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from models.low_rank import TruncatedSVD, to_torch_csr, truncated_svd
+from models.runtime import require_fitted, resolve_device
+from models.spectral.low_rank import TruncatedSVD, to_torch_csr, truncated_svd
 
 #: Singular values below this fraction of the largest are treated as zero.
 _RELATIVE_TOL = 1e-5
@@ -58,7 +59,7 @@ class SpectralCF:
         power_iters (int, optional): power iterations of the randomized SVD. (default: :obj:`4`)
         seed (int, optional): seed of the randomized SVD; fits are deterministic. (default: :obj:`0`)
         svd_method (str, optional): ``"auto"``, ``"dense"`` or ``"randomized"``, see
-            :func:`~models.low_rank.truncated_svd`. (default: :obj:`"auto"`)
+            :func:`~models.spectral.low_rank.truncated_svd`. (default: :obj:`"auto"`)
         device (torch.device or str, optional): where to compute; CUDA when available.
             (default: :obj:`None`)
     """
@@ -83,7 +84,7 @@ class SpectralCF:
         self.power_iters = power_iters
         self.seed = seed
         self.svd_method = svd_method
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.singular_values: np.ndarray | None = None
         #: ``[num_items, d]``: row ``i`` is what one unit of interaction with item ``i`` adds to a user.
         self.user_projection: np.ndarray | None = None
@@ -141,9 +142,7 @@ class SpectralCF:
 
     @staticmethod
     def _require(value: np.ndarray | None) -> np.ndarray:
-        if value is None:
-            raise RuntimeError("SpectralCF is not fitted: call fit() or load() first")
-        return value
+        return require_fitted(value, "SpectralCF")
 
     # --- persistence ------------------------------------------------------------------------
 

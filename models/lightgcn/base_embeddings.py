@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.domain import EmbeddingRows, NodeId, NodeKind, Subgraph
-from models.checkpoint import Checkpoint
+from models.lightgcn.checkpoint import LightGCNCheckpoint
 
 #: Neighbour-averaging passes: the second reaches new nodes whose neighbours are all new too.
 DERIVE_ROUNDS = 2
@@ -111,11 +111,11 @@ class BaseTable:
     """Layer-0 embeddings by producer id for one model: trained, derived, or hashed rows.
 
     Args:
-        checkpoint (Checkpoint, optional): Trained rows; ``None`` = hashed rows for every node.
+        checkpoint (LightGCNCheckpoint, optional): Trained rows; ``None`` = hashed rows for every node.
         dim (int): Width used when there is no checkpoint. (default: ``64``)
     """
 
-    def __init__(self, checkpoint: Checkpoint | None, dim: int = 64) -> None:
+    def __init__(self, checkpoint: LightGCNCheckpoint | None, dim: int = 64) -> None:
         self.checkpoint = checkpoint
         self.dim = checkpoint.dim if checkpoint is not None else dim
         self._trained: dict[NodeKind, tuple[dict[NodeId, int], np.ndarray]] = {}

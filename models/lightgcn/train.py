@@ -1,5 +1,5 @@
-"""Train LightGCN base embeddings with BPR on an edge snapshot, and save them as a checkpoint;
-:func:`train_from_store` fits SpectralCF instead when ``model_method`` says so (the default).
+"""Train LightGCN base embeddings with BPR on an edge snapshot (``interest-graph train`` with
+``IG_MODEL_METHOD=lightgcn``, through :func:`models.methods.fit`).
 
 Each step propagates the whole graph once (one sparse-dense product per layer, both directions in
 one CSR matrix) and scores a batch of ``(user, positive, negative)`` triples; the negatives are
@@ -11,26 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from core.domain import EdgeSnapshot
-from core.settings import Settings
-from graph_store.base import GraphStore
-from models.checkpoint import Checkpoint
-from models.lightgcn import (
-    BipartiteAdjacency,
-    LightGCN,
-    bipartite_degrees,
-    distinct_edges,
-    intra_op_threads,
-    normalized_adjacency,
-    resolve_device,
-)
-from models.spectral_checkpoint import SpectralCheckpoint, fit_spectral
+from models.lightgcn.checkpoint import LightGCNCheckpoint
+from models.lightgcn.model import BipartiteAdjacency, LightGCN, bipartite_degrees, distinct_edges, normalized_adjacency
+from models.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +75,17 @@ class _NegativeSampler:
 
 def train_lightgcn(snapshot: EdgeSnapshot, *, dim: int = 64, layers: int = 2, epochs: int = 40,
                    lr: float = 0.01, reg: float = 1e-4, batch_size: int = 8192, seed: int = 0,
-                   device: torch.device | str | None = None, threads: int | None = None) -> Checkpoint:
+                   device: torch.device | str | None = None) -> LightGCNCheckpoint:
     """Fit LightGCN with BPR on every distinct edge of ``snapshot``; see :class:`TrainConfig`.
+
+    On CPU it uses the threads the process gave torch (:func:`models.runtime.use_torch_threads`).
 
     Args:
         snapshot (EdgeSnapshot): The graph (edge weights are ignored: the adjacency is binary).
         device (torch.device or str, optional): Where to train. (default: CUDA if present, else CPU)
-        threads (int, optional): CPU threads, see :func:`~models.lightgcn.intra_op_threads`.
-            (default: half the cores)
 
     Returns:
-        Checkpoint: base embeddings keyed by producer id; ``meta`` holds the per-epoch mean loss.
+        LightGCNCheckpoint: base embeddings keyed by producer id; ``meta`` holds the per-epoch mean loss.
     """
     config = TrainConfig(dim, layers, epochs, lr, reg, batch_size, seed)
     dev = resolve_device(device)
@@ -115,9 +103,7 @@ def train_lightgcn(snapshot: EdgeSnapshot, *, dim: int = 64, layers: int = 2, ep
     sampler = _NegativeSampler(user_t, item_t, num_items, generator)
 
     started = time.perf_counter()
-    with intra_op_threads(threads):
-        losses = [_epoch(model, graph, optimizer, sampler, user_t, item_t, config, dev)
-                  for _ in range(epochs)]
+    losses = [_epoch(model, graph, optimizer, sampler, user_t, item_t, config, dev) for _ in range(epochs)]
     seconds = time.perf_counter() - started
     log.info("trained LightGCN on %d edges: %d epochs in %.1f s, loss %.4f -> %.4f",
              len(user), epochs, seconds, losses[0] if losses else float("nan"),
@@ -130,7 +116,7 @@ def train_lightgcn(snapshot: EdgeSnapshot, *, dim: int = 64, layers: int = 2, ep
             "seed": seed, "device": str(dev), "edges": len(user), "snapshot_seq": snapshot.seq,
             "train_seconds": round(seconds, 3), "loss": [round(x, 6) for x in losses],
             "created_ms": int(time.time() * 1000)}
-    return Checkpoint(list(snapshot.user_ids), list(snapshot.item_ids), user_base, item_base, layers, meta)
+    return LightGCNCheckpoint(list(snapshot.user_ids), list(snapshot.item_ids), user_base, item_base, layers, meta)
 
 
 def _epoch(model: LightGCN, graph: BipartiteAdjacency, optimizer: torch.optim.Optimizer,
@@ -160,54 +146,3 @@ def _step(model: LightGCN, graph: BipartiteAdjacency, optimizer: torch.optim.Opt
     loss.backward()
     optimizer.step()
     return float(bpr.detach())
-
-
-def train_from_store(store: GraphStore, settings: Settings, out_dir: str | Path | None = None, *,
-                     epochs: int | None = None, device: torch.device | str | None = None,
-                     source: str = "train", method: str | None = None) -> Checkpoint | SpectralCheckpoint:
-    """``interest-graph train``: snapshot the store, fit, save into ``out_dir`` (default: ``model_dir``).
-
-    The refresh worker watching that dir reloads the checkpoint and republishes every embedding.
-
-    Args:
-        store (GraphStore): Source of the snapshot.
-        settings (Settings): ``model_method``, ``spectral_rank``, ``spectral_values`` (SpectralCF),
-            ``embedding_dim``, ``num_layers`` (LightGCN) and ``model_dir`` are used.
-        out_dir (str or Path, optional): Model dir. (default: ``settings.model_dir``)
-        epochs (int, optional): LightGCN epochs. (default: :class:`TrainConfig`'s)
-        device (torch.device or str, optional): (default: CUDA if present, else CPU)
-        source (str): Who trained, kept in ``meta["source"]``; the refresh worker only ever
-            replaces checkpoints of its own (``"bootstrap"``). (default: ``"train"``)
-        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``settings.model_method``)
-    """
-    method = method or settings.model_method
-    snapshot = store.snapshot()
-    checkpoint: Checkpoint | SpectralCheckpoint
-    if method == "spectral":
-        checkpoint = fit_spectral(snapshot, rank=settings.spectral_rank, values=settings.spectral_values,
-                                  device=device)
-    elif method == "lightgcn":
-        checkpoint = train_snapshot(snapshot, settings, epochs=epochs, device=device)
-    else:
-        raise ValueError(f"model_method must be 'spectral' or 'lightgcn', got {method!r}")
-    checkpoint.meta["source"] = source
-    checkpoint.save(out_dir if out_dir is not None else settings.model_dir)
-    return checkpoint
-
-
-def train_snapshot(snapshot: EdgeSnapshot, settings: Settings, *, epochs: int | None = None,
-                   device: torch.device | str | None = None) -> Checkpoint:
-    """:func:`train_lightgcn` with the width and depth from ``settings`` (no saving)."""
-    defaults = TrainConfig()
-    return train_lightgcn(snapshot, dim=settings.embedding_dim, layers=settings.num_layers,
-                          epochs=defaults.epochs if epochs is None else epochs, lr=defaults.lr,
-                          reg=defaults.reg, batch_size=defaults.batch_size, seed=defaults.seed, device=device)
-
-
-def snapshot_from_pairs(user_ids: list[str], item_ids: list[str], seq: int = 0) -> EdgeSnapshot:
-    """An :class:`EdgeSnapshot` from parallel lists of producer ids (datasets, tests); weights are 1."""
-    users, user_index = np.unique(np.asarray(user_ids, dtype=str), return_inverse=True)
-    items, item_index = np.unique(np.asarray(item_ids, dtype=str), return_inverse=True)
-    return EdgeSnapshot(user_ids=[str(x) for x in users], item_ids=[str(x) for x in items],  # type: ignore[misc]
-                        user_index=user_index.astype(np.int64), item_index=item_index.astype(np.int64),
-                        weight=np.ones(len(user_index), dtype=np.float32), seq=seq)

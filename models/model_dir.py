@@ -1,10 +1,11 @@
-"""Trained base embeddings on disk: a manifest (JSON) naming one array file (npz).
+"""The one model directory format: a manifest (JSON) naming one array file (npz) of some method.
 
-Layout of a model dir::
+Layout of a model dir (``interest-graph train`` writes it, from the store or from a dataset; the
+refresh worker, ``evaluate`` and ``export`` read it)::
 
     checkpoint.json          manifest: version, method, file name, layers, meta  (replaced atomically)
-    lightgcn-<version>.npz   method "lightgcn": user_ids, item_ids, user_base, item_base
-    spectral-<version>.npz   method "spectral": see :mod:`models.spectral_checkpoint`
+    lightgcn-<version>.npz   method "lightgcn": see :mod:`models.lightgcn.checkpoint`
+    spectral-<version>.npz   method "spectral": see :mod:`models.spectral.checkpoint`
 
 The arrays are written first under a fresh name, then the manifest is swapped in with
 ``os.replace``; a reader that opens the manifest therefore always finds a complete array file, and
@@ -19,83 +20,27 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-
-from core.domain import NodeId
 
 MANIFEST = "checkpoint.json"
 #: Methods a model dir can hold, each with the prefix of its array files.
 METHODS = ("lightgcn", "spectral")
 #: Array files kept besides the current one, so a reader that just read the old manifest can finish.
 KEEP_PREVIOUS = 1
+#: How error messages name each method.
+METHOD_NAMES = {"lightgcn": "LightGCN", "spectral": "spectral"}
+
+T = TypeVar("T")
 
 
 class CheckpointError(Exception):
     """A checkpoint is missing or unreadable. Retryable: a trainer may be writing the next one."""
 
     retryable = True
-
-
-@dataclass(slots=True)
-class Checkpoint:
-    """Base (layer-0) LightGCN embeddings keyed by producer id.
-
-    Args:
-        user_ids (list[NodeId]): Row ``i`` of ``user_base`` belongs to ``user_ids[i]``.
-        item_ids (list[NodeId]): Row ``i`` of ``item_base`` belongs to ``item_ids[i]``.
-        user_base (np.ndarray): ``[U, d]`` float32.
-        item_base (np.ndarray): ``[I, d]`` float32.
-        layers (int): Propagation layers ``K`` the embeddings were trained with.
-        meta (dict): Training facts (epochs, losses, snapshot seq...); ``version`` is set on save.
-    """
-
-    user_ids: list[NodeId]
-    item_ids: list[NodeId]
-    user_base: np.ndarray
-    item_base: np.ndarray
-    layers: int
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.user_base.shape[0] != len(self.user_ids) or self.item_base.shape[0] != len(self.item_ids):
-            raise ValueError("checkpoint rows and ids differ in length")
-        if self.user_base.shape[1:] != self.item_base.shape[1:]:
-            raise ValueError("user and item embeddings differ in width")
-
-    @property
-    def dim(self) -> int:
-        return int(self.user_base.shape[1])
-
-    @property
-    def version(self) -> int:
-        return int(self.meta.get("version", 0))
-
-    def save(self, model_dir: str | os.PathLike[str]) -> Path:
-        """Write under a new version and swap the manifest in atomically (see :func:`save_versioned`)."""
-        arrays = {"user_ids": np.asarray(self.user_ids, dtype=str), "item_ids": np.asarray(self.item_ids, dtype=str),
-                  "user_base": self.user_base.astype(np.float32), "item_base": self.item_base.astype(np.float32)}
-        return save_versioned(model_dir, "lightgcn", arrays, self.meta, layers=self.layers)
-
-    @classmethod
-    def load(cls, model_dir: str | os.PathLike[str]) -> Checkpoint:
-        """Read the current checkpoint; :class:`CheckpointError` if there is none or it is broken."""
-        directory = Path(model_dir)
-        manifest = read_manifest(directory)
-        if manifest_method(manifest) != "lightgcn":
-            raise CheckpointError(f"{directory} holds a {manifest_method(manifest)!r} checkpoint, not a LightGCN one")
-        try:
-            with np.load(directory / manifest["arrays"], allow_pickle=False) as arrays:
-                return cls(user_ids=[NodeId(str(x)) for x in arrays["user_ids"]],
-                           item_ids=[NodeId(str(x)) for x in arrays["item_ids"]],
-                           user_base=arrays["user_base"].astype(np.float32),
-                           item_base=arrays["item_base"].astype(np.float32),
-                           layers=int(manifest["layers"]), meta=dict(manifest.get("meta", {})))
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-            raise CheckpointError(f"no readable checkpoint in {directory}: {exc}") from exc
 
 
 def save_versioned(model_dir: str | os.PathLike[str], method: str, arrays: dict[str, np.ndarray],
@@ -124,6 +69,24 @@ def save_versioned(model_dir: str | os.PathLike[str], method: str, arrays: dict[
             json.dump(manifest, handle, indent=1, sort_keys=True)
     _prune(directory, below=version)
     return directory / MANIFEST
+
+
+def load_versioned(model_dir: str | os.PathLike[str], method: str,
+                   build: Callable[[dict[str, Any], dict[str, np.ndarray]], T]) -> T:
+    """Read the current checkpoint of ``method``: ``build(manifest, arrays)`` on its manifest and
+    arrays. :class:`CheckpointError` if there is none, it is broken (``build`` raising ``KeyError``
+    or ``ValueError`` included) or the directory holds another method."""
+    directory = Path(model_dir)
+    manifest = read_manifest(directory)
+    name = METHOD_NAMES[method]
+    if manifest_method(manifest) != method:
+        raise CheckpointError(f"{directory} holds a {manifest_method(manifest)!r} checkpoint, not a {name} one")
+    try:
+        with np.load(directory / manifest["arrays"], allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        return build(manifest, arrays)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"no readable {name} checkpoint in {directory}: {exc}") from exc
 
 
 def read_manifest(model_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -6,10 +6,7 @@ nodes ``U..U+I-1``; each distinct user-item edge appears once in each direction.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +29,6 @@ class BipartiteAdjacency:
     adj: Tensor
     num_users: int
     num_items: int
-
-    @property
-    def num_nodes(self) -> int:
-        return self.num_users + self.num_items
 
 
 def distinct_edges(edge_user: np.ndarray, edge_item: np.ndarray,
@@ -66,7 +59,7 @@ def normalized_adjacency(edge_user: np.ndarray, edge_item: np.ndarray, user_degr
     The degrees are taken as given rather than counted from the edges, so a subgraph can be
     normalised with its nodes' *full-graph* degrees: then every edge carries the same value as in
     the full graph and propagation over the subgraph reproduces the full-graph result near the
-    seeds (see :func:`models.propagation.propagate_subgraph`). The adjacency is binary: edge
+    seeds (see :func:`models.lightgcn.propagation.propagate_subgraph`). The adjacency is binary: edge
     weights from the store only decide which neighbours a capped fan-out keeps.
 
     Args:
@@ -186,29 +179,3 @@ class LightGCN(torch.nn.Module):
     def bpr_loss(user: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
         """Bayesian personalised ranking: ``-mean log sigmoid(e_u.e_pos - e_u.e_neg)``."""
         return torch.nn.functional.softplus(-((user * pos).sum(-1) - (user * neg).sum(-1))).mean()
-
-
-def resolve_device(device: torch.device | str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@contextlib.contextmanager
-def intra_op_threads(threads: int | None = None) -> Iterator[int]:
-    """Run torch CPU kernels on ``threads`` threads inside the block (restored after).
-
-    The default is half the cores (at least one): ingest and serving share the machine, and
-    OpenMP workers that spin on an oversubscribed CPU make every kernel many times slower.
-
-    Args:
-        threads (int, optional): Thread count. (default: ``max(1, cpu_count // 2)``)
-    """
-    wanted = threads if threads else max(1, (os.cpu_count() or 2) // 2)
-    before = torch.get_num_threads()
-    torch.set_num_threads(wanted)
-    try:
-        yield wanted
-    finally:
-        torch.set_num_threads(before)

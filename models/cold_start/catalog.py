@@ -1,6 +1,6 @@
 """Cold start in the live system: catalog items nobody has touched get an embedding from their text.
 
-:mod:`models.cold_start` holds the method (MiniLM text vectors, a ridge projection into the
+:mod:`models.cold_start.text` holds the method (MiniLM text vectors, a ridge projection into the
 embedding space); this module applies it to the store, for the refresh worker:
 
 1. after a full round under a newly loaded model, :meth:`ColdItems.refit` fits the projection on
@@ -30,7 +30,7 @@ import numpy as np
 from core.domain import EmbeddingRows, NodeKind
 from core.settings import Settings
 from graph_store.base import GraphStore
-from models.cold_start import TextEncoder, TextProjection, embed_items, text_extra_installed
+from models.cold_start.text import TextEncoder, TextProjection, embed_items, text_extra_installed
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ learned on *warm* items, whose text and collaborative embedding are both known
 (:class:`TextProjection`), carries the text vector into the collaborative embedding space. The
 result is scored like any other item: a dot product with a user embedding.
 
-The live system calls :func:`embed_items` for catalog items without edges; the projection is fitted
-once per trained model (:meth:`TextProjection.fit` on the model's warm items) and saved beside it.
+The live system (:mod:`models.cold_start.catalog`) calls :func:`embed_items` for catalog items
+without edges; the projection is fitted once per loaded model (:meth:`TextProjection.fit` on the
+model's warm items) and kept in memory.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from core.domain import EmbeddingRows, ItemMeta, NodeKind
+from models.runtime import require_fitted, resolve_device
 
 #: Ridge strengths tried by :class:`TextProjection` when none is given (chosen by leave-one-out error).
 DEFAULT_ALPHAS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -72,7 +74,7 @@ class TextEncoder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_path = None if model_path is None else Path(model_path)
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self._model: Any = None
 
     @property
@@ -194,9 +196,7 @@ class TextProjection:
 
     @staticmethod
     def _require(value: np.ndarray | None) -> np.ndarray:
-        if value is None:
-            raise RuntimeError("TextProjection is not fitted: call fit() or load() first")
-        return value
+        return require_fitted(value, "TextProjection")
 
     def save(self, path: str | Path) -> None:
         """Write the fitted projection to one ``.npz`` file."""

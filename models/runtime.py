@@ -1,0 +1,45 @@
+"""What every model needs at run time: a torch device, the CPU threads torch may use, fitted state."""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def resolve_device(device: torch.device | str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_threads() -> int:
+    """Half the cores, at least one."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def use_torch_threads(threads: int | None = None) -> int:
+    """Let torch's CPU kernels use ``threads`` threads in this whole process; returns the count.
+
+    Process-wide (``torch.set_num_threads``), so a launcher calls it once when the process starts,
+    before any model thread runs, never a model from its own thread. The default is half the
+    cores: ingest and serving share the machine, and OpenMP workers that spin on an
+    oversubscribed CPU make every kernel many times slower.
+
+    Args:
+        threads (int, optional): Thread count. (default: :func:`default_threads`)
+    """
+    wanted = threads if threads else default_threads()
+    torch.set_num_threads(wanted)
+    return wanted
+
+
+def require_fitted(value: T | None, model: str) -> T:
+    """``value`` (fitted state of ``model``), or ``RuntimeError`` if the model has not been fitted."""
+    if value is None:
+        raise RuntimeError(f"{model} is not fitted: call fit() or load() first")
+    return value
