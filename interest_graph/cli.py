@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings, SettingsError
+from interest_graph.training import TRAIN_SETTINGS
 
 #: Where `replay` and `demo` look for datasets unless told otherwise (README of shared/datasets).
 DEFAULT_DATASETS = Path("../shared/datasets")
@@ -75,13 +76,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from interest_graph.quality import evaluate_command
 
-    return evaluate_command(model_dir=Path(args.model), data_dir=Path(args.data_dir), k=args.k)
+    settings = _settings(args)
+    return evaluate_command(settings, model_dir=Path(args.model or settings.model_dir), data_dir=Path(args.data_dir),
+                            k=args.k)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from interest_graph.quality import export_command
 
-    return export_command(model_dir=Path(args.model), out=Path(args.out))
+    settings = _settings(args)
+    return export_command(settings, model_dir=Path(args.model or settings.model_dir), out=Path(args.out),
+                          data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -161,11 +166,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(data_dir=Path(args.data_dir), workdir=Path(args.workdir))
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store-path", help="LadybugDB path (IG_STORE_PATH)")
-    p.add_argument("--model-dir", help="checkpoint directory (IG_MODEL_DIR)")
-    p.add_argument("--broker", help="Kafka URL, kafka://host:port (IG_BROKER_URL)")
-    p.add_argument("--grpc", help="gRPC address host:port (IG_GRPC_ADDR)")
+#: The flags every subcommand takes unless it names its own subset.
+COMMON_FLAGS = ("store_path", "model_dir", "broker", "grpc")
+
+
+def _add_common(p: argparse.ArgumentParser, flags: Sequence[str] = COMMON_FLAGS) -> None:
+    if "store_path" in flags:
+        p.add_argument("--store-path", help="LadybugDB path (IG_STORE_PATH)")
+    if "model_dir" in flags:
+        p.add_argument("--model-dir", help="checkpoint directory (IG_MODEL_DIR)")
+    if "broker" in flags:
+        p.add_argument("--broker", help="Kafka URL, kafka://host:port (IG_BROKER_URL)")
+    if "grpc" in flags:
+        p.add_argument("--grpc", help="gRPC address host:port (IG_GRPC_ADDR)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        _add_common(p)
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *, common: Sequence[str] = COMMON_FLAGS,
+            epilog: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=epilog)
+        _add_common(p, common)
         p.set_defaults(func=func)
         return p
 
@@ -191,17 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     p.add_argument("--limit", type=int, default=None, help="publish at most this many events")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p = add("train", cmd_train, "Train base embeddings and save a checkpoint the refresh worker picks up.")
+    p = add("train", cmd_train, "Fit IG_MODEL_METHOD (SpectralCF by default) and save a checkpoint the refresh "
+            "worker picks up.", common=("store_path", "model_dir"), epilog=f"Reads {TRAIN_SETTINGS}.")
     p.add_argument("--data-dir", default=None,
                    help="train.txt/test.txt folder (gowalla format); default: a snapshot of the graph store")
-    p.add_argument("--out", default=None, help="model directory (default: IG_MODEL_DIR)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the trainer's)")
-    p = add("evaluate", cmd_evaluate, "Recall/NDCG@k of a `train --data-dir` model (all-ranking, train masked).")
-    p.add_argument("--model", required=True, help="model directory written by `train --data-dir ... --out`")
+    p.add_argument("--out", default=None, help="model directory (default: --model-dir, IG_MODEL_DIR)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="LightGCN training epochs (IG_MODEL_METHOD=lightgcn only; default: 40)")
+    p = add("evaluate", cmd_evaluate, "Recall/NDCG@k of a `train --data-dir` model (all-ranking, train masked).",
+            common=())
+    p.add_argument("--model", default=None, help="model directory written by `train --data-dir ... --out` "
+                   "(default: IG_MODEL_DIR)")
     p.add_argument("--data-dir", required=True, help="folder with train.txt and test.txt")
     p.add_argument("-k", type=int, default=20, help="cut-off (default: %(default)s)")
-    p = add("export", cmd_export, "Write user_emb/item_emb (float32, dataset id order) of a model to .npz.")
-    p.add_argument("--model", required=True, help="model directory written by `train --data-dir ... --out`")
+    p = add("export", cmd_export, "Write user_emb/item_emb (float32, dataset id order) of a model to .npz.",
+            common=())
+    p.add_argument("--model", default=None, help="model directory written by `train --data-dir ... --out` "
+                   "(default: IG_MODEL_DIR)")
+    p.add_argument("--data-dir", default=None,
+                   help="train.txt/test.txt folder of the training graph (default: the one the model was trained on)")
     p.add_argument("--out", required=True, help="output .npz file")
     p = add("recommend", cmd_recommend, "Ask the gRPC server for a user's recommendations.")
     p.add_argument("user_id")

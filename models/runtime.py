@@ -41,5 +41,5 @@ def use_torch_threads(threads: int | None = None) -> int:
 def require_fitted(value: T | None, model: str) -> T:
     """``value`` (fitted state of ``model``), or ``RuntimeError`` if the model has not been fitted."""
     if value is None:
-        raise RuntimeError(f"{model} is not fitted: call fit() or load() first")
+        raise RuntimeError(f"{model} is not fitted: fit it, or load a fitted one, first")
     return value

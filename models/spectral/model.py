@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -146,18 +145,9 @@ class SpectralCF:
 
     # --- persistence ------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write the fitted model (projections, item embeddings, settings) to one ``.npz`` file."""
-        np.savez(path, **self.state())  # type: ignore[arg-type]  # stubs type the 2nd parameter as allow_pickle
-
-    @classmethod
-    def load(cls, path: str | Path, device: torch.device | str | None = None) -> SpectralCF:
-        """Read a model written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_state({name: data[name] for name in data.files}, device=device)
-
     def state(self) -> dict[str, np.ndarray]:
-        """The fitted arrays and the settings (a JSON string under ``config``), for ``np.savez``."""
+        """The fitted arrays and the settings (a JSON string under ``config``), for ``np.savez``
+        (:class:`~models.spectral.checkpoint.SpectralCheckpoint` saves them with the ids)."""
         config = {"rank": self.rank, "power": self.power, "oversample": self.oversample,
                   "power_iters": self.power_iters, "seed": self.seed, "svd_method": self.svd_method}
         return {"user_projection": self._require(self.user_projection),

@@ -1,4 +1,5 @@
-"""``train --data-dir``, ``evaluate`` and ``export`` on a small dataset in the gowalla file format."""
+"""``train --data-dir``, ``evaluate`` and ``export`` on a small dataset in the gowalla file format: the
+settings and flags ``train --help`` names reach the fit, and the model dir is the one format."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import pytest
 
 from interest_graph.cli import main
 from interest_graph.quality import ModelDirError
+from models.lightgcn.checkpoint import LightGCNCheckpoint
+from models.methods import load_checkpoint
+from models.model_dir import MANIFEST, read_manifest
+from models.spectral.checkpoint import SpectralCheckpoint
 
 USERS, ITEMS, CLUSTERS = 60, 80, 4
 
@@ -58,3 +63,38 @@ def test_evaluate_without_a_model_says_how_to_make_one(tmp_path: Path) -> None:
     _write_split(tmp_path / "toy")
     with pytest.raises(ModelDirError, match="train --data-dir"):
         main(["evaluate", "--model", str(tmp_path / "missing"), "--data-dir", str(tmp_path / "toy")])
+
+
+def test_train_data_dir_follows_the_method_rank_and_epochs_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    data, model = tmp_path / "toy", tmp_path / "model"
+    _write_split(data)
+
+    monkeypatch.setenv("IG_SPECTRAL_RANK", "8")
+    assert main(["train", "--data-dir", str(data), "--out", str(model)]) == 0
+    spectral = load_checkpoint(model)
+    assert isinstance(spectral, SpectralCheckpoint) and spectral.dim == 8 and spectral.meta["requested_rank"] == 8
+    # The model dir of the store's `train`: a versioned manifest and its arrays, nothing else.
+    assert read_manifest(model)["method"] == "spectral"
+    assert sorted(p.name for p in model.iterdir()) == [MANIFEST, "spectral-1.npz"]
+    assert main(["evaluate", "--model", str(model), "--data-dir", str(data)]) == 0
+
+    # --epochs is LightGCN's: refused for SpectralCF rather than ignored.
+    assert main(["train", "--data-dir", str(data), "--out", str(model), "--epochs", "3"]) == 2
+    assert "--epochs is for LightGCN" in capsys.readouterr().err
+
+    monkeypatch.setenv("IG_MODEL_METHOD", "lightgcn")
+    monkeypatch.setenv("IG_EMBEDDING_DIM", "12")
+    assert main(["train", "--data-dir", str(data), "--model-dir", str(model), "--epochs", "3"]) == 0
+    lightgcn = load_checkpoint(model)
+    assert isinstance(lightgcn, LightGCNCheckpoint) and lightgcn.version == 2 and lightgcn.dim == 12
+    assert lightgcn.meta["epochs"] == 3 and len(lightgcn.meta["loss"]) == 3
+    assert lightgcn.meta["source"] == "dataset" and lightgcn.meta["data_dir"] == str(data)
+
+    # evaluate and export read the LightGCN checkpoint of the same dir the same way.
+    assert main(["evaluate", "--model", str(model), "--data-dir", str(data)]) == 0
+    assert any(line.startswith("ours") for line in capsys.readouterr().out.splitlines())
+    out = tmp_path / "emb.npz"
+    assert main(["export", "--model", str(model), "--out", str(out)]) == 0
+    with np.load(out) as exported:
+        assert exported["user_emb"].shape == (USERS, 12) and exported["item_emb"].shape == (ITEMS, 12)
