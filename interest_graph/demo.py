@@ -1,9 +1,11 @@
 """``make demo``: the whole path on this machine, as a user would run it, in a few minutes.
 
 Starts ``interest-graph up`` as a child process on free ports, replays movielens-small (or the
-synthetic generator), waits for the consumer lag to reach zero, trains LightGCN on a snapshot of the
-store, waits until the refresh worker has published the new embeddings, then prints
-recommendations for a few users and the status table, and stops the stack with SIGINT.
+synthetic generator), waits for the consumer lag to reach zero, runs ``interest-graph train`` on a
+snapshot of the store (the method ``IG_MODEL_METHOD`` names: SpectralCF by default), waits until
+the refresh worker has published the new embeddings, then prints recommendations for a few users,
+how many catalog items without interactions are served from their text, and the status table, and
+stops the stack with SIGINT.
 """
 
 from __future__ import annotations
