@@ -24,9 +24,9 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
-from core.domain import EdgeSnapshot, NodeId
+from core.domain import NodeId
 from models.evaluation import evaluate, evaluate_scorer
-from models.interactions import InteractionSplit, load_ratings_csv, load_split, split_per_user
+from models.interactions import InteractionSplit, load_ratings_csv, load_split, snapshot_from_matrix, split_per_user
 from models.spectral.model import SpectralCF
 
 #: Published @20 results on the LightGCN splits, keyed by the dataset folder name.
@@ -103,23 +103,14 @@ def gfcf_scorer(train: sp.csr_matrix, ideal_rank: int = 256, alpha: float = 0.3)
 
 def lightgcn_scorer(train: sp.csr_matrix, epochs: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """LightGCN (3 layers, d=64, BPR) trained for ``epochs`` by :func:`models.lightgcn.train.train_lightgcn`."""
-    from models.lightgcn.model import bipartite_degrees, normalized_adjacency, propagate
+    from models.lightgcn.propagation import propagate_full
     from models.lightgcn.train import train_lightgcn
 
-    coo = train.tocoo()
-    user, item = coo.row.astype(np.int64), coo.col.astype(np.int64)
-    snapshot = EdgeSnapshot(
-        user_ids=[NodeId(str(u)) for u in range(train.shape[0])],
-        item_ids=[NodeId(str(i)) for i in range(train.shape[1])],
-        user_index=user, item_index=item, weight=np.ones(user.shape[0], dtype=np.float32),
-    )
+    snapshot = snapshot_from_matrix(train, [NodeId(str(u)) for u in range(train.shape[0])],
+                                    [NodeId(str(i)) for i in range(train.shape[1])])
     layers = 3
     checkpoint = train_lightgcn(snapshot, dim=64, layers=layers, epochs=epochs, device="cpu")
-    graph = normalized_adjacency(user, item, *bipartite_degrees(user, item, *train.shape))
-    base = torch.from_numpy(np.concatenate([checkpoint.user_base, checkpoint.item_base]))
-    with torch.no_grad():
-        final = propagate(base, graph, layers)
-    users_emb, items_emb = final[: train.shape[0]], final[train.shape[0] :]
+    users_emb, items_emb = propagate_full(snapshot, checkpoint.user_base, checkpoint.item_base, layers, "cpu")
     return lambda users: users_emb[users] @ items_emb.T
 
 
