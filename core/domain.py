@@ -270,12 +270,3 @@ class RefreshState:
     version: int = 0
     cursor: int = 0
     written_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredItem:
-    """One recommended item: its id, dot-product score and catalog title if known."""
-
-    item_id: NodeId
-    score: float
-    title: str = ""
