@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from core.domain import EventType
+from core.errors import InterestGraphError
 
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(InterestGraphError, ValueError):
     """A setting has a value of the wrong type or out of range (not retryable)."""
 
 

@@ -29,12 +29,11 @@ from core.domain import (
     TopicPartition,
     UpsertBatch,
 )
+from core.errors import InterestGraphError
 
 
-class GraphStoreError(Exception):
-    """Base of the store's own errors. ``retryable`` tells callers whether to try again."""
-
-    retryable: bool = False
+class GraphStoreError(InterestGraphError):
+    """Base of the store's own errors. ``retryable`` tells callers whether to try again (default: no)."""
 
 
 class StoreUnavailableError(GraphStoreError):

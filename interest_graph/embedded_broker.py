@@ -37,11 +37,11 @@ from types import TracebackType
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from core.errors import InterestGraphError
 
-class BrokerStartError(RuntimeError):
+
+class BrokerStartError(InterestGraphError, RuntimeError):
     """Tansu did not come up (binary missing, port taken, crashed). Not retryable as is."""
-
-    retryable = False
 
 
 def port_free(host: str, port: int) -> bool:

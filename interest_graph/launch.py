@@ -11,37 +11,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.retry import BACKOFF
 from core.settings import Settings
 from graph_store import open_store
-from graph_store.base import GraphStore, StoreUnavailableError
+from graph_store.base import GraphStore
 
 log = logging.getLogger(__name__)
-
-#: Longest wait between attempts to open a store that is locked or unreachable.
-MAX_OPEN_BACKOFF_S = 5.0
 
 
 @contextlib.contextmanager
 def _open_store_waiting(settings: Settings) -> Iterator[GraphStore]:
-    """Open the store, waiting (with capped backoff) while it is locked by another process or down.
+    """Open the store, waiting (with :data:`core.retry.BACKOFF`) while it is locked by another process or down.
 
     A LadybugDB file held by another writer (a maintenance tool, a previous ``up`` still shutting
     down) or a Neo4j server restarting is a retryable condition: crash-looping would not help.
     """
-    delay = 0.2
-    while True:
-        try:
-            store = open_store(settings)
-            break
-        except StoreUnavailableError as exc:
-            log.warning("graph store unavailable (%s); retrying in %.1f s", exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_OPEN_BACKOFF_S)
-    with store:
+    def unavailable(exc: Exception, wait: float) -> None:
+        log.warning("graph store unavailable (%s); retrying in %.1f s", exc, wait)
+
+    with BACKOFF.call(lambda: open_store(settings), on_retry=unavailable) as store:
         yield store
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.domain import NodeKind
+from core.errors import InterestGraphError
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,10 +29,8 @@ if TYPE_CHECKING:
 PUBLISHED_GOWALLA = {"LightGCN": (0.1830, 0.1554), "NGCF": (0.1570, 0.1327), "Mult-VAE": (0.1641, 0.1335)}
 
 
-class ModelDirError(ValueError):
+class ModelDirError(InterestGraphError, ValueError):
     """The model directory holds no readable checkpoint, or not one of this dataset (not retryable)."""
-
-    retryable = False
 
 
 def train_on_dataset(settings: Settings, *, data_dir: Path, out: Path, epochs: int | None = None) -> Checkpoint:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.errors import InterestGraphError
 from core.histogram import HistogramSnapshot
 from core.settings import Settings
 
 
-class MetricsUnavailableError(RuntimeError):
+class MetricsUnavailableError(InterestGraphError, RuntimeError):
     """The metrics endpoint did not answer (component down, metrics off). Retryable."""
 
     retryable = True

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
+from core.retry import BACKOFF
 from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError
 from models.cold_start.catalog import ColdItems
@@ -43,9 +44,6 @@ from models.model_dir import CheckpointError, manifest_version
 from models.protocol import RefreshMethod, RoundOutput
 
 log = logging.getLogger(__name__)
-
-#: Longest pause between attempts after repeated failures.
-MAX_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +278,7 @@ class RefreshWorker:
     def run_forever(self, stop: threading.Event) -> None:
         """Run rounds until ``stop`` is set; never dies on an error (it is logged, counted, retried)."""
         interval = self.settings.refresh_interval_s
-        delay = 0.0
+        retry, failures, delay = replace(BACKOFF, first_s=interval), 0, 0.0
         if self._cold is not None:
             threading.Thread(target=self._cold.run_forever, args=(stop,), name="cold-start", daemon=True).start()
         while not stop.wait(delay):
@@ -290,15 +288,15 @@ class RefreshWorker:
                 self._fail(exc)
                 level = logging.WARNING if exc.retryable else logging.ERROR
                 log.log(level, "refresh round failed (%s), retrying: %s", type(exc).__name__, exc)
-                delay = min(max(delay * 2, interval), MAX_BACKOFF_S)
+                delay, failures = retry.delay(failures), failures + 1
                 continue
             except Exception as exc:
                 self._fail(exc)
                 log.exception("refresh round failed unexpectedly; retrying")
-                delay = min(max(delay * 2, interval), MAX_BACKOFF_S)
+                delay, failures = retry.delay(failures), failures + 1
                 continue
             if report.kind != "idle":
                 log.debug("refresh %s: %d seeds, %d nodes in %.1f ms", report.kind, report.seeds,
                           report.nodes_refreshed, report.ms)
-            delay = interval
+            delay, failures = interval, 0
 

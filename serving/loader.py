@@ -12,15 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from core.domain import NodeKind
+from core.retry import BACKOFF
 from graph_store.base import GraphStore, GraphStoreError
 from serving.index import EmbeddingDimensionError, EmbeddingIndex
 
 log = logging.getLogger(__name__)
-
-#: Longest wait between polls while the store keeps failing.
-MAX_BACKOFF_S = 5.0
 
 
 class IndexLoader:
@@ -105,7 +104,7 @@ class IndexLoader:
     def _next_wait_s(self) -> float:
         if not self.failures:
             return self.poll_s
-        return min(self.poll_s * 2.0**self.failures, max(MAX_BACKOFF_S, self.poll_s))
+        return replace(BACKOFF, first_s=self.poll_s, max_s=max(BACKOFF.max_s, self.poll_s)).delay(self.failures)
 
     def resync_catalog(self) -> None:
         """Re-read the catalog records of every indexed item (catalog updates bump no version)."""

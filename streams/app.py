@@ -28,13 +28,14 @@ import mode
 from faust.types import EventT, StreamT
 
 from core.domain import SourcePosition, TopicPartition
+from core.retry import BACKOFF
 from core.settings import Settings
 from graph_store.base import GraphStore
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter, check_record_limits
 from streams.dead_letter_publisher import DeadLetterPublisher
 from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
-from streams.kafka_admin import BrokerUnavailableError, cluster_id
+from streams.kafka_admin import cluster_id
 from streams.kafka_transport import kafka_transport
 from streams.write_behind import WriteBehind
 
@@ -187,14 +188,16 @@ class IngestApp:
         return False
 
     async def _current_cluster(self) -> str:
-        loop, delay = asyncio.get_running_loop(), 0.2
-        while True:
-            try:
-                return await loop.run_in_executor(None, cluster_id, self.settings.bootstrap_servers)
-            except BrokerUnavailableError as exc:  # the broker is restarting: nothing to decide yet
-                log.warning("cannot read the Kafka cluster id (%s); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """The broker's cluster id. While the broker is restarting
+        (:class:`~streams.kafka_admin.BrokerUnavailableError`) there is nothing to decide yet: it is asked
+        again with :data:`core.retry.BACKOFF`."""
+        loop = asyncio.get_running_loop()
+
+        def unavailable(exc: Exception, wait: float) -> None:
+            log.warning("cannot read the Kafka cluster id (%s); retrying in %.1f s", exc, wait)
+
+        return await BACKOFF.call_async(
+            lambda: loop.run_in_executor(None, cluster_id, self.settings.bootstrap_servers), on_retry=unavailable)
 
     async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Publish dead letters now and wait until the broker has acknowledged every one (never raises

@@ -4,8 +4,8 @@ The agent acks a batch's records (lets Kafka commit their offsets) only after th
 are acknowledged by the broker, so :meth:`DeadLetterPublisher.publish` returns only then:
 
 * a retryable failure (broker restarting, leader moving, request timed out) is retried with
-  jittered, capped backoff, for as long as it takes: meanwhile nothing is acked, lag grows and the
-  stall alert fires, as with a store outage;
+  jittered, capped backoff (:data:`core.retry.BACKOFF`), for as long as it takes: meanwhile nothing
+  is acked, lag grows and the stall alert fires, as with a store outage;
 * a record the producer or broker refuses as too large, or refuses for good for another reason,
   is replaced by its minimal form (reason, position, length, sha256: see :mod:`streams.dead_letter`)
   and that is sent, retried like any other;
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RecordTooLargeError
 
+from core.retry import BACKOFF, RetryPolicy
 from streams.dead_letter import DeadLetter, dead_letter_key, encode_dead_letter, encode_minimal_dead_letter
 
 log = logging.getLogger(__name__)
@@ -61,16 +61,13 @@ class DeadLetterPublisher:
         send (SendRecord): sends one record to the dead-letter topic and waits for its ack.
         max_original_bytes (int): most bytes of a rejected value a dead letter keeps
             (``IG_DEAD_LETTER_MAX_ORIGINAL_BYTES``).
-        backoff_s (float): first retry delay, doubled per attempt, with jitter (default: ``0.1`` s).
-        max_backoff_s (float): longest retry delay (default: ``5.0`` s).
+        retry (RetryPolicy): waits between attempts (default: :data:`core.retry.BACKOFF`).
     """
 
-    def __init__(self, send: SendRecord, max_original_bytes: int, *, backoff_s: float = 0.1,
-                 max_backoff_s: float = 5.0) -> None:
+    def __init__(self, send: SendRecord, max_original_bytes: int, *, retry: RetryPolicy = BACKOFF) -> None:
         self._send = send
         self._max_original_bytes = max_original_bytes
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._retry = retry
         #: Dead letters sent in their minimal form, and send attempts retried (for metrics and tests).
         self.minimal_sent = 0
         self.retries = 0
@@ -85,7 +82,7 @@ class DeadLetterPublisher:
 
     async def _publish_one(self, letter: DeadLetter) -> None:
         key, value, minimal = dead_letter_key(letter), encode_dead_letter(letter, self._max_original_bytes), False
-        delay = self._backoff_s
+        waits = self._retry.delays()  # jittered: restarted agents do not retry in step
         while True:
             try:
                 await self._send(key, value)
@@ -97,9 +94,9 @@ class DeadLetterPublisher:
                     key, value, minimal = None, encode_minimal_dead_letter(letter), True
                     self.minimal_sent += 1
                     continue
+                wait = next(waits)
                 level = logging.WARNING if retryable(exc) else logging.ERROR
                 log.log(level, "dead letter for %s:%d@%d not sent (%r); retrying in %.1f s", letter.topic,
-                        letter.partition, letter.offset, exc, delay)
+                        letter.partition, letter.offset, exc, wait)
             self.retries += 1
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jitter: restarted agents do not retry in step
-            delay = min(delay * 2, self._max_backoff_s)
+            await asyncio.sleep(wait)

@@ -31,8 +31,9 @@ import numpy as np
 
 from core.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
 from core.histogram import Histogram
+from core.retry import BACKOFF, RetryPolicy
 from core.settings import Settings
-from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
+from graph_store.base import GraphStore, StaleBatchError
 from streams.aggregate import BatchPlan, SourceRecord, plan_batch
 from streams.catalog import validate_item
 from streams.dead_letter import DeadLetter, dead_letter_from
@@ -110,32 +111,26 @@ class StoreWriter:
         store (GraphStore): the graph store.
         executor (Executor): where blocking calls run; one thread keeps writes in order.
         stats (IngestStats): counts retries.
-        backoff_s (float): first retry delay, doubled per attempt (default: ``0.1`` s).
-        max_backoff_s (float): longest retry delay (default: ``5.0`` s).
+        retry (RetryPolicy): waits between attempts (default: :data:`core.retry.BACKOFF`).
     """
 
     def __init__(self, store: GraphStore, executor: Executor, stats: IngestStats,
-                 backoff_s: float = 0.1, max_backoff_s: float = 5.0) -> None:
+                 retry: RetryPolicy = BACKOFF) -> None:
         self.store = store
         self._executor = executor
         self._stats = stats
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._retry = retry
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the executor; retryable store errors are retried until it succeeds."""
         loop = asyncio.get_running_loop()
-        delay = self._backoff_s
-        while True:
-            try:
-                return await loop.run_in_executor(self._executor, fn, *args)
-            except GraphStoreError as exc:
-                if not exc.retryable:
-                    raise
-                self._stats.store_retries += 1
-                log.warning("store call %s failed (%s); retrying in %.1f s", fn.__name__, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff_s)
+
+        def retrying(exc: Exception, wait: float) -> None:
+            self._stats.store_retries += 1
+            log.warning("store call %s failed (%s); retrying in %.1f s", fn.__name__, exc, wait)
+
+        return await self._retry.call_async(lambda: loop.run_in_executor(self._executor, fn, *args),
+                                            on_retry=retrying)
 
 
 def offsets_group(consumer_group: str, cluster_id: str) -> str:

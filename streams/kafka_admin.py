@@ -12,8 +12,10 @@ from collections.abc import Mapping, Sequence
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from core.errors import InterestGraphError
 
-class BrokerUnavailableError(RuntimeError):
+
+class BrokerUnavailableError(InterestGraphError, RuntimeError):
     """The Kafka cluster did not answer. Retryable: it may be starting or restarting."""
 
     retryable = True

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from core.errors import InterestGraphError
+
 # Closing a short-lived client cancels its pending metadata refresh, which kafka-python logs as an
 # ERROR ("Metadata refresh: failed Cancelled") although nothing failed; real failures raise below.
 logging.getLogger("kafka.cluster").setLevel(logging.CRITICAL)
 
 
-class LagUnavailableError(RuntimeError):
+class LagUnavailableError(InterestGraphError, RuntimeError):
     """The broker could not be asked (down, unknown topic). Retryable: ask again later."""
 
     retryable = True

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from core.domain import SourcePosition, TopicPartition
+from core.retry import RetryPolicy
 from streams.aggregate import SourceRecord
 from streams.dead_letter import DeadLetter, dead_letter_from
 from streams.dead_letter_publisher import DeadLetterPublisher, retryable, too_large
@@ -59,7 +60,7 @@ def test_retryable_failures_are_retried_with_the_same_record() -> None:
             raise failures.pop(0)
         sent.append(value)
 
-    publisher = DeadLetterPublisher(send, max_original_bytes=1024, backoff_s=0.001)
+    publisher = DeadLetterPublisher(send, max_original_bytes=1024, retry=RetryPolicy(first_s=0.001))
     asyncio.run(publisher.publish([letter(b"{")]))
     assert publisher.retries == 2 and publisher.minimal_sent == 0
     assert len(sent) == 1 and b'"original_text":"{"' in sent[0]
@@ -73,7 +74,7 @@ def test_a_record_refused_for_good_goes_minimal_and_a_refused_minimal_is_retried
         if len(attempts) < 3:  # the full record, then the minimal one, are refused (access not yet granted)
             raise TopicAuthorizationFailedError()
 
-    publisher = DeadLetterPublisher(send, max_original_bytes=1024, backoff_s=0.001)
+    publisher = DeadLetterPublisher(send, max_original_bytes=1024, retry=RetryPolicy(first_s=0.001))
     asyncio.run(publisher.publish([letter(b"{")]))
     assert b'"original_text"' in attempts[0] and all(b'"minimal":true' in a for a in attempts[1:])
     assert publisher.minimal_sent == 1 and publisher.retries == 1 and len(attempts) == 3

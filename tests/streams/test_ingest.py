@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.domain import NodeId, SourcePosition, TopicPartition, UpsertBatch
+from core.retry import RetryPolicy
 from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
 from graph_store.ladybug import LadybugStore
@@ -66,7 +67,7 @@ class Collected:
 def make_ingestor(store: GraphStore, executor: ThreadPoolExecutor, stats: IngestStats | None = None,
                   sink: Collected | None = None) -> EventIngestor:
     stats = stats if stats is not None else IngestStats()
-    writer = StoreWriter(store, executor, stats, backoff_s=0.01)
+    writer = StoreWriter(store, executor, stats, retry=RetryPolicy(first_s=0.01))
     return EventIngestor(SETTINGS, writer, sink if sink is not None else Collected(), stats, group="g")
 
 
@@ -149,7 +150,7 @@ def test_skipping_asks_first_and_a_changed_cluster_applies_the_records(
     would skip them asks first; told the cluster changed (and rebound), it applies them."""
     asked: list[str] = []
     stats = IngestStats()
-    writer = StoreWriter(ladybug_store, executor, stats, backoff_s=0.01)
+    writer = StoreWriter(ladybug_store, executor, stats, retry=RetryPolicy(first_s=0.01))
 
     async def cluster_changed() -> bool:
         asked.append(ingestor.group)
@@ -169,7 +170,7 @@ def test_skipping_asks_first_and_a_changed_cluster_applies_the_records(
 
 def test_skipping_on_the_same_cluster_skips(ladybug_store: LadybugStore, executor: ThreadPoolExecutor) -> None:
     stats = IngestStats()
-    writer = StoreWriter(ladybug_store, executor, stats, backoff_s=0.01)
+    writer = StoreWriter(ladybug_store, executor, stats, retry=RetryPolicy(first_s=0.01))
 
     async def same_cluster() -> bool:
         return True
@@ -186,7 +187,7 @@ def test_a_plan_made_before_a_concurrent_rebind_is_made_again(ladybug_store: Lad
     partition assignment noticed the new cluster and rebound; the batch's own check then found the
     cluster unchanged. It must replan against the new (empty) offsets, not skip."""
     stats = IngestStats()
-    writer = StoreWriter(ladybug_store, executor, stats, backoff_s=0.01)
+    writer = StoreWriter(ladybug_store, executor, stats, retry=RetryPolicy(first_s=0.01))
 
     async def assignment_got_there_first() -> bool:
         if ingestor.group == "g":  # the concurrent assignment's rebind, finishing while we wait
