@@ -193,16 +193,16 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
 
     def applied(seq: int, event_ms: np.ndarray) -> None:
         if not first:
-            first.append((time.perf_counter(), ingest.stats.events_accepted))
+            first.append((time.perf_counter(), ingest.stats.snapshot().events_accepted))
         sent_ms.append(event_ms)
         freshness.append(time.time() * 1000 - event_ms)
 
     def done() -> bool:
         nonlocal ready_hook
-        if ready_hook is not None and ingest.stats.started and ingest.app.consumer.assignment():
+        if ready_hook is not None and ingest.stats.snapshot().started and ingest.app.consumer.assignment():
             ready_hook()
             ready_hook = None
-        return ingest.stats.events_accepted >= count
+        return ingest.stats.snapshot().events_accepted >= count
 
     ingest.stats.on_applied = applied
     try:
@@ -211,7 +211,7 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
         ingest.close()
     # Counted from the first commit (the group join and the first batch are start-up, not throughput).
     since, accepted = first[0]
-    rate = (ingest.stats.events_accepted - accepted) / max(end - since, 1e-9)
+    rate = (ingest.stats.snapshot().events_accepted - accepted) / max(end - since, 1e-9)
     if not freshness:
         return rate, np.zeros(0), np.zeros(0)
     return rate, np.concatenate(sent_ms), np.concatenate(freshness)

@@ -31,11 +31,15 @@ import collections
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.histogram import FRESHNESS_BUCKETS, Histogram
+
+if TYPE_CHECKING:  # both run in the process that measures freshness, which imports them itself
+    from models.refresh import RefreshWorker
+    from serving.index import EmbeddingIndex
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +109,13 @@ class ServingWatch:
 
     Args:
         tracker (FreshnessTracker): where covered batches are observed.
-        refresh (Any): the refresh worker (its ``stats.version``/``stats.cursor`` follow each write).
-        index (Any): the serving index (its ``version`` is what requests are answered from).
+        refresh (RefreshWorker): the refresh worker (its ``stats.version``/``stats.cursor`` follow each write).
+        index (EmbeddingIndex): the serving index (its ``version`` is what requests are answered from).
         poll_s (float): seconds between polls (default: ``0.02``).
     """
 
-    def __init__(self, tracker: FreshnessTracker, refresh: Any, index: Any, poll_s: float = 0.02) -> None:
+    def __init__(self, tracker: FreshnessTracker, refresh: RefreshWorker, index: EmbeddingIndex,
+                 poll_s: float = 0.02) -> None:
         self.tracker, self.refresh, self.index = tracker, refresh, index
         self.poll_s = poll_s
         #: (embedding version, refresh cursor) written by the refresh worker, not yet seen served.

@@ -13,11 +13,20 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.retry import BACKOFF
 from core.settings import Settings
 from graph_store import open_store
 from graph_store.base import GraphStore
+from interest_graph.metrics import StackCollector, start_metrics_server
+
+if TYPE_CHECKING:  # each component's room is imported when that component starts (``--help`` stays fast)
+    from interest_graph.freshness import FreshnessTracker
+    from interest_graph.refresh_metrics import MeasuredRefreshWorker
+    from models.refresh import RefreshWorker
+    from serving.interceptors import MetricsInterceptor
+    from serving.server import ServingHandle
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +76,8 @@ def ensure_topics(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[object]:
+def _refresh_thread(settings: Settings, store: GraphStore,
+                    stop: threading.Event) -> Iterator[MeasuredRefreshWorker]:
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
     from models.cold_start.catalog import ColdItems
     from models.runtime import use_torch_threads
@@ -86,7 +96,8 @@ def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event
 
 
 @contextlib.contextmanager
-def _serving(settings: Settings, store: GraphStore, stop: threading.Event) -> Iterator[tuple[object, object]]:
+def _serving(settings: Settings, store: GraphStore,
+             stop: threading.Event) -> Iterator[tuple[ServingHandle, MetricsInterceptor]]:
     """The running server and its latency interceptor."""
     from serving.interceptors import MetricsInterceptor
     from serving.server import start_serving
@@ -101,23 +112,21 @@ def _serving(settings: Settings, store: GraphStore, stop: threading.Event) -> It
 
 
 @contextlib.contextmanager
-def _freshness(refresh: object, serving: object) -> Iterator[object]:
+def _freshness(refresh: RefreshWorker, serving: ServingHandle) -> Iterator[FreshnessTracker]:
     """End-to-end freshness: needs ingest, refresh and serving in this process (see interest_graph.freshness)."""
     from interest_graph.freshness import FreshnessTracker, ServingWatch
 
     tracker = FreshnessTracker()
-    watch = ServingWatch(tracker, refresh, serving.index).start()  # type: ignore[attr-defined]
+    watch = ServingWatch(tracker, refresh, serving.index).start()
     try:
         yield tracker
     finally:
         watch.stop()
 
 
-def _metrics(settings: Settings, **components: object) -> None:
-    from interest_graph.metrics import start_metrics_server
-
+def _metrics(settings: Settings, collector: StackCollector) -> None:
     if settings.metrics_port:
-        start_metrics_server(settings, **components)
+        start_metrics_server(settings, collector)
 
 
 def _faust_datadir(settings: Settings) -> str:
@@ -137,9 +146,9 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
         with (_refresh_thread(settings, store, stop) as refresh,
               _serving(settings, store, stop) as (serving, grpc_metrics),
               _freshness(refresh, serving) as freshness):
-            stats = IngestStats(on_applied=freshness.batch_applied)  # type: ignore[attr-defined]
-            _metrics(settings, ingest=stats, refresh=refresh, serving=serving, grpc=grpc_metrics,
-                     freshness=freshness, store=store)
+            stats = IngestStats(on_applied=freshness.batch_applied)
+            _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
+                                              grpc=grpc_metrics, freshness=freshness, store=store))
             return run_ingest_worker(settings, store, datadir=_faust_datadir(settings), stats=stats)
     return 0
 
@@ -153,7 +162,7 @@ def run_ingest(settings: Settings) -> int:
     with _open_store_waiting(settings) as store:
         store.ensure_schema()
         ensure_topics(settings)
-        _metrics(settings, ingest=stats)
+        _metrics(settings, StackCollector(settings, ingest=stats))
         return run_ingest_worker(settings, store, datadir=_faust_datadir(settings), stats=stats)
 
 
@@ -170,7 +179,7 @@ def run_refresh(settings: Settings) -> int:
     """``interest-graph refresh``: the refresh worker alone."""
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _refresh_thread(settings, store, stop) as refresh:
-        _metrics(settings, refresh=refresh, store=store)
+        _metrics(settings, StackCollector(settings, refresh=refresh, store=store))
         _wait_for_signal(stop)
     return 0
 
@@ -179,6 +188,6 @@ def run_serve(settings: Settings) -> int:
     """``interest-graph serve``: the gRPC server alone."""
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _serving(settings, store, stop) as (serving, grpc_metrics):
-        _metrics(settings, serving=serving, grpc=grpc_metrics, store=store)
+        _metrics(settings, StackCollector(settings, serving=serving, grpc=grpc_metrics, store=store))
         _wait_for_signal(stop)
     return 0

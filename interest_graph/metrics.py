@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,6 +22,15 @@ from prometheus_client.registry import Collector
 from core.histogram import HistogramSnapshot
 from core.settings import Settings
 from streams.stall import StallDetector
+
+if TYPE_CHECKING:  # the components' rooms are imported by whoever runs them, not by every metrics import
+    from graph_store.base import GraphStore
+    from interest_graph.freshness import FreshnessTracker
+    from models.refresh import RefreshWorker
+    from serving.interceptors import MetricsInterceptor
+    from serving.server import ServingHandle
+    from streams.ingest import IngestStats
+    from streams.lag import PartitionLag
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +81,16 @@ class StackCollector(Collector):
         probe_lag (bool): read consumer lag from the broker (default: ``True``).
     """
 
-    def __init__(self, settings: Settings, *, ingest: Any = None, refresh: Any = None, serving: Any = None,
-                 grpc: Any = None, freshness: Any = None, store: Any = None, probe_lag: bool = True) -> None:
+    def __init__(self, settings: Settings, *, ingest: IngestStats | None = None, refresh: RefreshWorker | None = None,
+                 serving: ServingHandle | None = None, grpc: MetricsInterceptor | None = None,
+                 freshness: FreshnessTracker | None = None, store: GraphStore | None = None,
+                 probe_lag: bool = True) -> None:
         self.settings = settings
         self.ingest, self.refresh, self.serving = ingest, refresh, serving
         self.grpc, self.freshness, self.store = grpc, freshness, store
         self.probe_lag = probe_lag
         self.stall = StallDetector(settings.stall_after_s)
-        self._lag_cache: tuple[float, list[Any], int] | None = None
+        self._lag_cache: tuple[float, list[PartitionLag], int] | None = None
         self._backlog_cache: tuple[float, int] | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -88,39 +99,39 @@ class StackCollector(Collector):
             yield from self._lag()
             lags = self._lag_cache[1] if self._lag_cache is not None else None
         if self.ingest is not None:
-            yield from self._ingest(lags)
+            yield from self._ingest(self.ingest, lags)
         if self.refresh is not None:
-            yield from self._refresh()
+            yield from self._refresh(self.refresh)
         if self.store is not None and (self.refresh is not None or self.serving is not None):
-            yield from self._backlog()
+            yield from self._backlog(self.store)
         if self.serving is not None:
-            yield from self._serving()
+            yield from self._serving(self.serving)
         if self.grpc is not None:
             yield _histogram("ig_grpc_server_handling_seconds", "gRPC call latency by service, method and code.",
                              self.grpc.histograms.snapshots(), ("service", "method", "code"))
         if self.freshness is not None:
-            yield from self._freshness()
+            yield from self._freshness(self.freshness)
 
-    def _ingest(self, lags: list[Any] | None) -> Iterator[Metric]:
-        snap = self.ingest.snapshot()
-        yield _counter("ig_events_accepted", "Valid events applied to the graph store.", snap["events_accepted"])
+    def _ingest(self, ingest: IngestStats, lags: list[PartitionLag] | None) -> Iterator[Metric]:
+        snap = ingest.snapshot()
+        yield _counter("ig_events_accepted", "Valid events applied to the graph store.", snap.events_accepted)
         dead = CounterMetricFamily("ig_events_dead_lettered", "Invalid events sent to the dead-letter topic.",
                                    labels=["reason"])
-        for reason, count in sorted(snap["dead_lettered"].items()):
+        for reason, count in sorted(snap.dead_lettered.items()):
             dead.add_metric([reason], count)
         yield dead
         yield _counter("ig_events_skipped", "Redelivered events already applied (not re-applied).",
-                       snap["events_skipped"])
-        yield _counter("ig_ingest_batches", "Store transactions written by the ingest agent.", snap["batches"])
+                       snap.events_skipped)
+        yield _counter("ig_ingest_batches", "Store transactions written by the ingest agent.", snap.batches)
         yield _counter("ig_ingest_store_retries", "Store writes retried after a retryable error.",
-                       snap["store_retries"])
+                       snap.store_retries)
         yield _histogram("ig_ingest_upsert_seconds", "Store write time of one event batch (retries included).",
-                         {(): self.ingest.upsert_seconds.snapshot()})
-        yield _gauge("ig_ingest_last_batch_seconds", "Duration of the last batch upsert.", snap["last_batch_ms"] / 1e3)
+                         {(): ingest.upsert_seconds.snapshot()})
+        yield _gauge("ig_ingest_last_batch_seconds", "Duration of the last batch upsert.", snap.last_batch_ms / 1e3)
         yield _gauge("ig_ingest_last_write_timestamp_seconds", "When the last batch was committed.",
-                     snap["last_write_at_ms"] / 1e3)
+                     snap.last_write_at_ms / 1e3)
         if lags is not None:
-            state = self.stall.observe(sum(p.lag for p in lags), snap["last_write_at_ms"], int(time.time() * 1000))
+            state = self.stall.observe(sum(p.lag for p in lags), snap.last_write_at_ms, int(time.time() * 1000))
             if state.stalled:
                 log.warning("ingest agent stalled: events pending for %.0f s without a store write", state.waiting_s)
             yield _gauge("ig_ingest_stalled", "1 when events are pending and no batch was written for "
@@ -128,29 +139,31 @@ class StackCollector(Collector):
             yield _gauge("ig_ingest_pending_without_write_seconds",
                          "How long events have been pending without a store write.", state.waiting_s)
 
-    def _refresh(self) -> Iterator[Metric]:
-        stats = self.refresh.stats
+    def _refresh(self, refresh: RefreshWorker) -> Iterator[Metric]:
+        # The worker is running in this process, so importing its room costs nothing more here.
+        from interest_graph.refresh_metrics import MeasuredRefreshWorker
+
+        stats = refresh.stats
         yield _counter("ig_refresh_rounds", "Refresh rounds run (incremental and full).", stats.rounds)
         yield _counter("ig_refresh_nodes", "Node embeddings rewritten by the refresh worker.", stats.nodes_refreshed)
         yield _counter("ig_refresh_errors", "Refresh rounds that failed (retried next tick).", stats.errors)
         yield _counter("ig_refresh_cold_items", "Catalog items without interactions embedded from their text "
                        "(cold start).", stats.cold_items)
         yield _gauge("ig_refresh_last_round_seconds", "Duration of the last refresh round.", stats.last_round_ms / 1e3)
-        rounds = getattr(self.refresh, "round_seconds", None)
-        if rounds is not None:
+        if isinstance(refresh, MeasuredRefreshWorker):
             yield _histogram("ig_refresh_round_seconds", "Duration of one refresh round (incremental or full).",
-                             {(): rounds.snapshot()})
+                             {(): refresh.round_seconds.snapshot()})
         yield _gauge("ig_embedding_version", "Latest embedding version written.", stats.version)
         yield _gauge("ig_refresh_cursor", "Change-log sequence the embeddings account for.", stats.cursor)
 
-    def _backlog(self) -> Iterator[Metric]:
+    def _backlog(self, store: GraphStore) -> Iterator[Metric]:
         now = time.monotonic()
         if self._backlog_cache is None or now - self._backlog_cache[0] > LAG_CACHE_S:
             from graph_store.base import GraphStoreError
 
             try:
-                cursor = self.store.refresh_state().cursor
-                backlog = len(self.store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
+                cursor = store.refresh_state().cursor
+                backlog = len(store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
             except GraphStoreError as exc:
                 log.warning("backlog read failed: %s", exc)
                 yield _gauge("ig_store_up", "1 when the store answered the last metrics read.", 0.0)
@@ -160,18 +173,18 @@ class StackCollector(Collector):
         yield _gauge("ig_changed_node_backlog", "Changed nodes the refresh worker has not refreshed yet.",
                      self._backlog_cache[1])
 
-    def _serving(self) -> Iterator[Metric]:
-        snap = self.serving.index.snapshot()
+    def _serving(self, serving: ServingHandle) -> Iterator[Metric]:
+        snap = serving.index.snapshot()
         yield _gauge("ig_serving_embedding_version", "Embedding version loaded by the server.", snap.version)
         age = (time.time() * 1000 - snap.written_ms) / 1e3 if snap.written_ms else float("nan")
         yield _gauge("ig_serving_embedding_age_seconds", "Age of the newest embeddings loaded.", age)
         yield _gauge("ig_serving_ready", "1 when the server holds embeddings and reports SERVING.", float(snap.ready))
 
-    def _freshness(self) -> Iterator[Metric]:
+    def _freshness(self, freshness: FreshnessTracker) -> Iterator[Metric]:
         yield _histogram("ig_freshness_seconds", "Kafka record time of an event to serving holding an embedding "
-                         "that covers it.", {(): self.freshness.histogram.snapshot()})
+                         "that covers it.", {(): freshness.histogram.snapshot()})
         yield _gauge("ig_embedding_staleness_seconds", "Age of the oldest committed change serving does not "
-                     "cover yet (0 = all covered).", self.freshness.oldest_pending_age_s())
+                     "cover yet (0 = all covered).", freshness.oldest_pending_age_s())
 
     def _lag(self) -> Iterator[Metric]:
         from streams.lag import LagProbe, LagUnavailableError
@@ -198,16 +211,8 @@ class StackCollector(Collector):
         yield _gauge("ig_dead_letter_topic_records", "Records in the dead-letter topic.", dead)
 
 
-COMPONENTS = ("ingest", "refresh", "serving", "grpc", "freshness", "store")
-
-
-def start_metrics_server(settings: Settings, **components: Any) -> StackCollector:
-    """Register a :class:`StackCollector` for ``components`` (names in :data:`COMPONENTS`) and serve
-    ``/metrics`` on ``metrics_port``."""
-    unknown = set(components) - set(COMPONENTS)
-    if unknown:
-        raise TypeError(f"unknown metrics components {sorted(unknown)}")
-    collector = StackCollector(settings, **components)
+def start_metrics_server(settings: Settings, collector: StackCollector) -> StackCollector:
+    """Register ``collector`` and serve ``/metrics`` on ``metrics_port``."""
     REGISTRY.register(collector)
     start_http_server(settings.metrics_port, addr=metrics_host(settings))
     log.info("Prometheus metrics on port %d", settings.metrics_port)

@@ -110,8 +110,7 @@ class IngestApp:
         self.dead_letter_topic = self._raw_topic(settings.dead_letter_topic)
         self.dead_letters = DeadLetterPublisher(self._send_dead_letter, settings.dead_letter_max_original_bytes)
         self._declare_agents()
-        # mode types signal handlers through a generic alias mypy cannot match any function to.
-        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # mode's handler alias defeats mypy
 
     def _raw_topic(self, name: str) -> faust.TopicT:
         return self.app.topic(name, value_type=bytes, key_type=bytes, value_serializer="raw",
@@ -148,7 +147,7 @@ class IngestApp:
         @self.app.task
         async def load_offsets() -> None:
             await self.events.load_offsets()
-            self.stats.started = True
+            self.stats.mark_started()
 
     def _crash(self, exc: BaseException) -> None:
         """A failed write stops the worker at once (CrashingSupervisor semantics), not at the next batch."""

@@ -22,9 +22,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -60,19 +60,15 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
-class IngestStats:
-    """Counters of the ingest agents, read by metrics and ``status`` (from any thread).
-
-    Integer updates happen on the event loop thread; the per-reason counter is a dict, which a
-    reader iterating it while the loop adds a reason would break, so it changes under a lock.
-    Readers take :meth:`snapshot`.
-    """
+@dataclass(frozen=True, slots=True)
+class IngestSnapshot:
+    """The ingest agents' counters at one moment; immutable, so any thread may read it."""
 
     events_accepted: int = 0
     #: Records dropped because the store already held them (redeliveries after a crash/rebalance).
     events_skipped: int = 0
-    dead_lettered: Counter[str] = field(default_factory=Counter)
+    #: Dead-lettered records per rejection reason (reasons never seen are absent).
+    dead_lettered: Mapping[str, int] = field(default_factory=dict)
     batches: int = 0
     edges_upserted: int = 0
     last_batch_events: int = 0
@@ -83,25 +79,85 @@ class IngestStats:
     store_retries: int = 0
     stale_batches: int = 0
     items_upserted: int = 0
+    #: The agents have loaded the applied offsets and take records.
     started: bool = False
-    #: Seconds each committed event batch spent in the store write (retries included).
-    upsert_seconds: Histogram = field(default_factory=Histogram, repr=False, compare=False)
-    #: Called after each committed event batch (end-to-end freshness); ``None`` = nobody listens.
-    on_applied: AppliedHook | None = field(default=None, repr=False, compare=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def dead_lettered_total(self) -> int:
+        return sum(self.dead_lettered.values())
+
+
+class IngestStats:
+    """Counters of the ingest agents, read by metrics and ``status`` (from any thread).
+
+    The counters are one :class:`IngestSnapshot`, replaced (never changed) by each update, so a
+    reader's :meth:`snapshot` is consistent without a lock; updates (on the event loop thread) take
+    one, so two writers could not lose a count either.
+
+    Args:
+        counts (IngestSnapshot, optional): the counters to start from (default: all zero).
+        on_applied (AppliedHook, optional): called after each committed event batch, end-to-end
+            freshness (default: ``None``, nobody listens).
+    """
+
+    def __init__(self, counts: IngestSnapshot | None = None, *, on_applied: AppliedHook | None = None) -> None:
+        self._counts = counts if counts is not None else IngestSnapshot()
+        self._lock = threading.Lock()
+        #: Seconds each committed event batch spent in the store write (retries included).
+        self.upsert_seconds = Histogram()
+        self.on_applied = on_applied
+
+    def snapshot(self) -> IngestSnapshot:
+        """The counters now."""
+        return self._counts
+
+    def count_batch(self, plan: BatchPlan, batch_ms: float, written_at_ms: int) -> None:
+        """A committed event batch: its accepted, skipped and dead-lettered records and its edges."""
+        reasons = Counter(str(rejection.reason) for _, rejection in plan.rejected)
+        with self._lock:
+            c = self._counts
+            self._counts = replace(
+                c, events_accepted=c.events_accepted + plan.accepted, events_skipped=c.events_skipped + plan.skipped,
+                dead_lettered=_added(c.dead_lettered, reasons), batches=c.batches + 1,
+                edges_upserted=c.edges_upserted + len(plan.batch.edges),
+                last_batch_events=plan.accepted + len(plan.rejected), last_batch_ms=batch_ms,
+                last_write_at_ms=written_at_ms)
 
     def count_dead_letters(self, reasons: Iterable[str]) -> None:
+        counted = Counter(reasons)
         with self._lock:
-            self.dead_lettered.update(reasons)
+            self._counts = replace(self._counts, dead_lettered=_added(self._counts.dead_lettered, counted))
 
-    def snapshot(self) -> dict[str, Any]:
-        """A consistent-enough copy for reporting (counters only grow)."""
-        values = {name: getattr(self, name) for name in self.__dataclass_fields__
-                  if not name.startswith("_") and name not in ("upsert_seconds", "on_applied")}
+    def count_skipped(self, records: int) -> None:
+        """Records of a batch that needed no write: all were applied before."""
         with self._lock:
-            values["dead_lettered"] = dict(self.dead_lettered)
-        values["dead_lettered_total"] = sum(values["dead_lettered"].values())
-        return values
+            self._counts = replace(self._counts, events_skipped=self._counts.events_skipped + records)
+
+    def count_store_retry(self) -> None:
+        with self._lock:
+            self._counts = replace(self._counts, store_retries=self._counts.store_retries + 1)
+
+    def count_stale_batch(self) -> None:
+        with self._lock:
+            self._counts = replace(self._counts, stale_batches=self._counts.stale_batches + 1)
+
+    def count_items(self, items: int) -> None:
+        with self._lock:
+            self._counts = replace(self._counts, items_upserted=self._counts.items_upserted + items)
+
+    def mark_started(self) -> None:
+        with self._lock:
+            self._counts = replace(self._counts, started=True)
+
+
+def _added(counts: Mapping[str, int], more: Counter[str]) -> Mapping[str, int]:
+    """A new mapping: ``counts`` plus ``more`` (``counts`` itself is left as it is, readers may hold it)."""
+    if not more:
+        return counts
+    total = dict(counts)
+    for reason, n in more.items():
+        total[reason] = total.get(reason, 0) + n
+    return total
 
 
 class StoreWriter:
@@ -126,7 +182,7 @@ class StoreWriter:
         loop = asyncio.get_running_loop()
 
         def retrying(exc: Exception, wait: float) -> None:
-            self._stats.store_retries += 1
+            self._stats.count_store_retry()
             log.warning("store call %s failed (%s); retrying in %.1f s", fn.__name__, exc, wait)
 
         return await self._retry.call_async(lambda: loop.run_in_executor(self._executor, fn, *args),
@@ -195,14 +251,14 @@ class EventIngestor:
                 continue
             await self._send_rejects(plan, sent)
             if not plan.needs_write:
-                self._stats.events_skipped += plan.skipped
+                self._stats.count_skipped(plan.skipped)
                 return
             write_started = time.perf_counter()
             try:
                 seq = await self._writer.call(self._writer.store.apply_batch, plan.batch)
             except StaleBatchError as exc:
                 # Another writer got part of this batch in first: take its offsets and replan.
-                self._stats.stale_batches += 1
+                self._stats.count_stale_batch()
                 log.warning("stale batch (%s); reloading applied offsets", exc)
                 await self.load_offsets()
                 continue
@@ -224,15 +280,7 @@ class EventIngestor:
 
     def _record(self, plan: BatchPlan, started: float) -> None:
         self._mark_applied(plan.batch)
-        stats = self._stats
-        stats.events_accepted += plan.accepted
-        stats.events_skipped += plan.skipped
-        stats.count_dead_letters(str(rejection.reason) for _, rejection in plan.rejected)
-        stats.batches += 1
-        stats.edges_upserted += len(plan.batch.edges)
-        stats.last_batch_events = plan.accepted + len(plan.rejected)
-        stats.last_batch_ms = (time.perf_counter() - started) * 1000
-        stats.last_write_at_ms = now_ms()
+        self._stats.count_batch(plan, batch_ms=(time.perf_counter() - started) * 1000, written_at_ms=now_ms())
 
     def _mark_applied(self, batch: UpsertBatch) -> None:
         if batch.group != self.group:
@@ -275,4 +323,4 @@ class ItemIngestor:
             self._stats.count_dead_letters(letter.reason for letter in letters)
         if items:
             await self._writer.call(self._writer.store.upsert_items, list(items.values()))
-            self._stats.items_upserted += len(items)
+            self._stats.count_items(len(items))

@@ -77,7 +77,7 @@ def test_fuzzed_bad_events_are_all_dead_lettered_with_their_reason(kafka_topics:
         pump(ingest, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(mixed), 60,
              "every record applied or dead-lettered")
         assert ingest.app.crash_reason is None
-        counters = ingest.stats.snapshot()["dead_lettered"]
+        counters = ingest.stats.snapshot().dead_lettered
     letters = read_dead_letters(kafka_topics, len(bad), timeout_s=20)
     assert sorted(letter.original or b"" for letter in letters) == sorted(bad)
     assert all(letter.reason and letter.message for letter in letters)
@@ -105,7 +105,7 @@ def test_a_hung_store_write_is_reported_as_a_stall(kafka_topics: KafkaTopics, la
         with ladybug_store._write_lock:
             replay(events, kafka_topics.bootstrap, kafka_topics.events)
             pump(ingest, lambda: _stalled(collector) == 1.0, 30, "the stall to be reported")
-        pump(ingest, lambda: ingest.stats.events_accepted >= len(events), 30, "the agent to resume")
+        pump(ingest, lambda: ingest.stats.snapshot().events_accepted >= len(events), 30, "the agent to resume")
         pump(ingest, lambda: _stalled(collector) == 0.0, 30, "the stall to clear")
 
 
@@ -140,7 +140,7 @@ def test_oversized_events_are_dead_lettered_and_the_agent_keeps_running(kafka_to
         pump(ingest, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(mixed), 90,
              "every record applied or dead-lettered")
         assert ingest.app.crash_reason is None
-        assert ingest.stats.snapshot()["dead_lettered"] == {"too_large": len(big)}
+        assert ingest.stats.snapshot().dead_lettered == {"too_large": len(big)}
         assert ingest.dead_letters.minimal_sent == 0
     letters = sorted(read_dead_letters(kafka_topics, len(big), timeout_s=20),
                      key=lambda letter: letter.original_length or 0)

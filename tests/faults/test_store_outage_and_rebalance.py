@@ -57,16 +57,17 @@ def test_store_outage_mid_stream_loses_and_doubles_nothing(kafka_topics: KafkaTo
     try:
         with running_ingest(settings, store, tmp_path / "faust") as ingest:
             replay(events[:400], kafka_topics.bootstrap, kafka_topics.events)
-            pump(ingest, lambda: ingest.stats.events_accepted == 400, 30, "the events before the outage")
+            pump(ingest, lambda: ingest.stats.snapshot().events_accepted == 400, 30, "the events before the outage")
             store.down = True
             replay(events[400:], kafka_topics.bootstrap, kafka_topics.events)
-            pump(ingest, lambda: ingest.stats.store_retries >= 3, 30, "writes to fail and be retried")
-            accepted_during_outage = ingest.stats.events_accepted
+            pump(ingest, lambda: ingest.stats.snapshot().store_retries >= 3, 30, "writes to fail and be retried")
+            accepted_during_outage = ingest.stats.snapshot().events_accepted
             deadline = time.monotonic() + 3.0  # an outage of several seconds
             pump(ingest, lambda: time.monotonic() > deadline, 10, "the outage to last")
-            assert ingest.stats.events_accepted == accepted_during_outage == 400  # nothing applied meanwhile
+            assert ingest.stats.snapshot().events_accepted == accepted_during_outage == 400  # nothing applied meanwhile
             store.down = False
-            pump(ingest, lambda: ingest.stats.events_accepted == len(events), 60, "the backlog after the outage")
+            pump(ingest, lambda: ingest.stats.snapshot().events_accepted == len(events), 60,
+                 "the backlog after the outage")
             assert ingest.app.crash_reason is None
         assert store.failed_writes >= 3
         assert stored_totals(store) == expected  # the rolled-back batches were applied exactly once
@@ -118,15 +119,15 @@ def test_records_replayed_after_a_rebalance_are_skipped(kafka_topics: KafkaTopic
     # worker, so Kafka knows nothing of what it applied when the second one arrives.
     with running_ingest(settings, ladybug_store, tmp_path / "first", commit_interval_s=3600.0) as first:
         replay(events[:1000], kafka_topics.bootstrap, kafka_topics.events)
-        pump(first, lambda: first.stats.events_accepted == 1000, 30, "the first worker to apply 1000 events")
+        pump(first, lambda: first.stats.snapshot().events_accepted == 1000, 30, "the first worker to apply 1000 events")
         with ingest_in_thread(settings, ladybug_store, tmp_path / "second", first) as second:
             # The rebalance hands the second worker some partitions from offset 0 (nothing committed).
-            pump(first, lambda: second.stats.events_skipped > 0, 60, "the second worker to skip a replay")
+            pump(first, lambda: second.stats.snapshot().events_skipped > 0, 60, "the second worker to skip a replay")
             replay(events[1000:], kafka_topics.bootstrap, kafka_topics.events)
             pump(first, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(events), 60,
                  "all events applied by the two workers")
-            skipped = second.stats.events_skipped + first.stats.events_skipped
-            accepted = second.stats.events_accepted + first.stats.events_accepted
+            skipped = second.stats.snapshot().events_skipped + first.stats.snapshot().events_skipped
+            accepted = second.stats.snapshot().events_accepted + first.stats.snapshot().events_accepted
             assert first.app.crash_reason is None and second.app.crash_reason is None
     assert skipped > 0 and accepted == len(events)  # each event applied once, replays skipped
     assert stored_totals(ladybug_store) == expected

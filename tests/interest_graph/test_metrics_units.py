@@ -12,7 +12,7 @@ from core.settings import Settings
 from interest_graph.freshness import FreshnessTracker
 from interest_graph.metrics import StackCollector
 from interest_graph.status_metrics import parse_exposition, render_metrics
-from streams.ingest import IngestStats
+from streams.ingest import IngestSnapshot, IngestStats
 from streams.stall import StallDetector
 
 
@@ -51,7 +51,7 @@ def test_stall_needs_pending_lag_and_no_write_for_the_whole_period() -> None:
 
 
 def test_status_reads_what_the_collector_exports() -> None:
-    stats = IngestStats(events_accepted=7)
+    stats = IngestStats(IngestSnapshot(events_accepted=7))
     stats.count_dead_letters(["bad_json", "bad_json"])
     stats.upsert_seconds.observe(0.02)
     registry = CollectorRegistry()

@@ -19,7 +19,7 @@ from interest_graph.metrics import StackCollector
 from interest_graph.status_metrics import parse_exposition
 from serving.client import RecommenderClient
 from serving.server import start_serving
-from streams.ingest import IngestStats
+from streams.ingest import IngestSnapshot, IngestStats
 from tests.serving.conftest import DIM, EmbeddingWriter
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def test_status_shows_one_backlog_and_a_dead_letter_figure(address, settings: Se
     assert serving.changed_node_backlog > 0  # the fixture's edges are newer than the embeddings' cursor
     # This process's ingest agent has dead-lettered nothing yet; the topic holds 52 from earlier runs.
     registry = CollectorRegistry()
-    registry.register(StackCollector(settings, ingest=IngestStats(events_accepted=3), serving=handle,
+    registry.register(StackCollector(settings, ingest=IngestStats(IngestSnapshot(events_accepted=3)), serving=handle,
                                      store=ladybug_store, probe_lag=False))
     metrics = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
     view = StatusView(lag=[(0, 5, 5, 0)], lag_error="", dead_letters=52, serving=serving, serving_error="",

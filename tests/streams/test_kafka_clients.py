@@ -244,13 +244,14 @@ def test_ingest_stores_exact_totals_of_librdkafka_produced_events(kafka_topics: 
     settings = kafka_topics.settings(batch_max_events=97)
     with running_ingest(settings, ladybug_store, tmp_path / "faust") as ingest:
         produce_librdkafka([(e.key, e.value) for e in events], kafka_topics.broker.bootstrap, kafka_topics.events)
-        pump(ingest, lambda: ingest.stats.events_accepted >= len(events), 60, "the librdkafka-produced events")
+        pump(ingest, lambda: ingest.stats.snapshot().events_accepted >= len(events), 60,
+             "the librdkafka-produced events")
         pump(ingest, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(events), 10,
              "offsets of every event")
         stats = ingest.stats.snapshot()
     assert stored_totals(ladybug_store) == expected
-    assert stats["events_accepted"] == len(events)
-    assert stats["dead_lettered_total"] == 0
+    assert stats.events_accepted == len(events)
+    assert stats.dead_lettered_total == 0
 
 
 def _kcat_librdkafka_version() -> tuple[int, int] | None:
