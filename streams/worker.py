@@ -1,11 +1,9 @@
 """Blocking entry point of the ingest worker: the Faust app run by a Faust ``Worker``.
 
-``interest-graph ingest`` and ``interest-graph up`` call :func:`run_ingest_worker`. The Worker owns
-the calling (main) thread and its event loop until SIGINT/SIGTERM, then stops the agents, waits
-for a store write in flight, flushes the producer and returns the exit code.
-
-``python -m streams.worker`` runs the worker alone against the store named by the settings
-(environment); the crash/restart integration test SIGKILLs it mid-stream.
+``interest-graph ingest`` and ``interest-graph up`` (:mod:`interest_graph.launch`, the one way to
+start it) call :func:`run_ingest_worker`. The Worker owns the calling (main) thread and its event
+loop until SIGINT/SIGTERM, then stops the agents, waits for a store write in flight, flushes the
+producer and returns the exit code.
 """
 
 from __future__ import annotations
@@ -108,18 +106,3 @@ def run_ingest_worker(settings: Settings, store: GraphStore, datadir: str, *,
     finally:
         ingest.close()
     return code
-
-
-def main() -> int:
-    """``python -m streams.worker``: settings from the environment, store from ``IG_STORE_PATH``."""
-    from graph_store import open_store
-
-    settings = Settings.from_env()
-    Path(settings.store_path).parent.mkdir(parents=True, exist_ok=True)
-    with open_store(settings) as store:
-        store.ensure_schema()
-        return run_ingest_worker(settings, store, datadir=str(Path(settings.store_path).parent / "faust"))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -219,7 +219,7 @@ def test_sigkilled_worker_restarts_without_loss_or_double_counting(kafka_topics:
 
     def start_worker() -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log:
-            return subprocess.Popen([sys.executable, "-m", "streams.worker"], cwd=REPO, env=env,
+            return subprocess.Popen([sys.executable, "-m", "interest_graph.cli", "ingest"], cwd=REPO, env=env,
                                     stdout=log, stderr=subprocess.STDOUT)
 
     worker = start_worker()
