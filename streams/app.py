@@ -218,16 +218,3 @@ def _unacked_batches(stream: StreamT, max_events: int, within_s: float) -> Async
 async def _ack_all(stream: StreamT, events: Sequence[EventT]) -> None:
     for event in events:
         await stream.ack(event)
-
-
-def create_app(settings: Settings, store: GraphStore, *, datadir: str,
-               stats: IngestStats | None = None) -> faust.App:
-    """The Faust app ingesting ``settings.events_topic`` and ``settings.items_topic`` into ``store``.
-
-    Args:
-        settings (Settings): broker, topics, group, batching and validation settings.
-        store (GraphStore): where batches are applied (schema already ensured).
-        datadir (str): Faust's data directory.
-        stats (IngestStats, optional): counters the caller reads for metrics (default: ``None``).
-    """
-    return IngestApp(settings, store, datadir=datadir, stats=stats).app
