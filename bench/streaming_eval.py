@@ -2,16 +2,16 @@
 
 Usage::
 
-    python bench/streaming_eval.py --data-dir ../shared/datasets/movielens-small
+    python bench/streaming_eval.py --data-dir ../shared/datasets
 
-MovieLens ratings are replayed in timestamp order (ties by user, then movie, as
-``streams.datasets.movielens_events``), each one a rating event of weight ``rating *
+MovieLens ratings (``streams.datasets.movielens_ratings``: timestamp order, ties by user, then movie)
+are replayed as the rating events ``interest-graph replay`` publishes, each of weight ``rating *
 weight_rating_per_star``. The first ``--train-fraction`` build the graph in a real LadybugStore (tmp
 dir) and the model (``models.methods.train_from_store``: SpectralCF by default). The rest stream
 through the live components in batches of ``--batch`` events: ``store.apply_batch``, then
 ``RefreshWorker.run_once`` and ``IndexLoader.poll_once`` into a serving ``EmbeddingIndex``. Kafka is
-skipped (ingest exactness is tested in tests/streams): batches reach the store as the ingest agent
-would write them.
+skipped (ingest exactness is tested in tests/streams): each batch is planned by the ingest agent's
+own ``streams.aggregate.plan_batch`` (validation, aggregation, offsets) and written as it writes it.
 
 Before each batch, every event of it is scored against the top-k list each system serves its
 user at that moment (seen items excluded: those in the store before the batch): HR@k and NDCG@k
@@ -31,7 +31,6 @@ HR@k is also given over the events of users already in the graph at the cut.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import tempfile
@@ -44,17 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.domain import (
-    EdgeDelta,
-    EmbeddingRows,
-    EventType,
-    NodeId,
-    NodeKind,
-    NodeRef,
-    OffsetRange,
-    TopicPartition,
-    UpsertBatch,
-)
+from core.domain import EmbeddingRows, NodeId, NodeKind, NodeRef, SourcePosition, TopicPartition
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from models.methods import train_from_store
@@ -63,43 +52,30 @@ from models.spectral.checkpoint import fit_spectral
 from models.spectral.refresh import SpectralRefresh
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.loader import IndexLoader
+from streams.aggregate import SourceRecord, plan_batch
+from streams.datasets import Rating, movielens_ratings
 
 TP = TopicPartition("ig-events", 0)
-#: (ts_ms, user, item, rating)
-Event = tuple[int, str, str, float]
-
-
-def load_events(data_dir: Path) -> list[Event]:
-    """Ratings of ``ratings.csv`` in timestamp order (ties by user, then movie)."""
-    rows = []
-    with (data_dir / "ratings.csv").open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            rows.append((int(row["timestamp"]) * 1000, int(row["userId"]), int(row["movieId"]), float(row["rating"])))
-    rows.sort()
-    return [(ts, str(user), str(movie), rating) for ts, user, movie, rating in rows]
+GROUP = "streaming-eval"
 
 
 class Feeder:
-    """Applies events to the store the way the ingest agent does: one pre-aggregated batch per call."""
+    """Applies ratings to the store the way the ingest agent does: one planned batch per call."""
 
     def __init__(self, store: LadybugStore, settings: Settings) -> None:
         self.store, self.settings, self.offset = store, settings, 0
 
-    def __call__(self, events: Sequence[Event]) -> None:
-        edges: dict[tuple[str, str], EdgeDelta] = {}
-        for ts, user, item, rating in events:
-            weight = rating * self.settings.weight_rating_per_star
-            delta = edges.get((user, item))
-            if delta is None:
-                edges[(user, item)] = EdgeDelta(NodeId(user), NodeId(item), weight, 1, ts, {EventType.RATING: 1})
-            else:
-                delta.weight += weight
-                delta.count += 1
-                delta.last_ts_ms = max(delta.last_ts_ms, ts)
-                delta.type_counts[EventType.RATING] += 1
-        batch = UpsertBatch(list(edges.values()), {TP: OffsetRange(self.offset, self.offset + len(events) - 1)})
-        self.store.apply_batch(batch)
-        self.offset += len(events)
+    def __call__(self, ratings: Sequence[Rating]) -> None:
+        records = []
+        for n, rating in enumerate(ratings):
+            event = rating.event()
+            records.append(SourceRecord(event.value, event.key, SourcePosition(TP, self.offset + n), event.ts_ms))
+        # Every batch holds offsets no earlier batch applied, so nothing is skipped: no applied offsets.
+        plan = plan_batch(records, {}, self.settings, GROUP, int(time.time() * 1000))
+        if plan.rejected:
+            raise ValueError(f"{len(plan.rejected)} MovieLens ratings are invalid events, first: {plan.rejected[0][1]}")
+        self.store.apply_batch(plan.batch)
+        self.offset += len(ratings)
 
 
 @dataclass
@@ -174,14 +150,14 @@ def publish(index: EmbeddingIndex, rows: Sequence[EmbeddingRows], version: int, 
     index.apply(users, items, version=version, written_ms=int(time.time() * 1000), replace=replace)
 
 
-def batches(events: Sequence[Event], size: int) -> Iterator[Sequence[Event]]:
+def batches(events: Sequence[Rating], size: int) -> Iterator[Sequence[Rating]]:
     for start in range(0, len(events), size):
         yield events[start:start + size]
 
 
 def run(args: argparse.Namespace) -> dict[str, Score]:
     torch.set_num_threads(args.threads)
-    events = load_events(Path(args.data_dir))
+    events = movielens_ratings(args.data_dir)
     cut = int(args.train_fraction * len(events))
     history, stream = events[:cut], events[cut:]
     print(f"{len(events)} ratings; {len(history)} build the graph and the model, {len(stream)} stream "
@@ -214,9 +190,9 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
           f"built in {time.perf_counter() - started:.1f} s", flush=True)
 
     seen: dict[str, set[str]] = defaultdict(set)
-    for _, user, item, _ in history:
-        seen[user].add(item)
-        popularity.counts[item] += 1
+    for rating in history:
+        seen[rating.user_id].add(rating.item_id)
+        popularity.counts[rating.item_id] += 1
     old_users = set(seen)
     systems = [live, stale, retrain, both, popularity]
     retrain_at = max(1, int(args.retrain_every * len(stream)))
@@ -224,8 +200,8 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
     started = time.perf_counter()
     for chunk in batches(stream, args.batch):
         by_user: dict[str, list[str]] = defaultdict(list)
-        for _, user, item, _ in chunk:
-            by_user[user].append(item)
+        for rating in chunk:
+            by_user[rating.user_id].append(rating.item_id)
         for user, targets in by_user.items():
             for system in systems:
                 for rank in system.ranks(user, targets, seen[user], args.k):
@@ -235,13 +211,13 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
         worker.run_once()
         loader.poll_once()
         refresh_s += time.perf_counter() - tick
-        seeds = {NodeRef(NodeKind.USER, NodeId(u)) for _, u, _, _ in chunk} | \
-            {NodeRef(NodeKind.ITEM, NodeId(i)) for _, _, i, _ in chunk}
+        seeds = {NodeRef(NodeKind.USER, NodeId(r.user_id)) for r in chunk} | \
+            {NodeRef(NodeKind.ITEM, NodeId(r.item_id)) for r in chunk}
         sub = store.k_hop_subgraph(sorted(seeds, key=str), hops=both_refresh.read_hops, fanout=both_refresh.fanout)
         publish(both.index, both_refresh.incremental(sub).rows, done + 2, replace=False)
-        for _, user, item, _ in chunk:
-            seen[user].add(item)
-            popularity.counts[item] += 1
+        for rating in chunk:
+            seen[rating.user_id].add(rating.item_id)
+            popularity.counts[rating.item_id] += 1
         done += len(chunk)
         if done >= next_retrain and done < len(stream):
             snapshot = store.snapshot()
@@ -270,7 +246,8 @@ def print_table(scores: dict[str, Score], k: int) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/datasets/movielens-small", help="folder with ratings.csv")
+    parser.add_argument("--data-dir", default="../shared/datasets",
+                        help="datasets folder holding movielens-small/ (default: %(default)s)")
     parser.add_argument("--train-fraction", type=float, default=0.8, help="share of events before the cut")
     parser.add_argument("--batch", type=int, default=100, help="streamed events per store batch / refresh round")
     parser.add_argument("--retrain-every", type=float, default=0.1, help="retrain period, share of the stream")

@@ -3,7 +3,8 @@
 Both yield :class:`KeyedEvent` (the Kafka key and value of one event, in event-time order) and
 the catalog as :class:`ItemMeta`.
 
-* :func:`movielens_events` turns ``ratings.csv`` of MovieLens "ml-latest-small" into rating events
+* :func:`movielens_ratings` reads ``ratings.csv`` of MovieLens "ml-latest-small" in time order;
+  :func:`movielens_events` turns those into rating events
   (``event_id = "ml-{userId}-{movieId}-{ts}"``, so a replay of the same file is the same events);
   :func:`movielens_items` reads ``movies.csv`` (title, genres) and folds ``tags.csv`` into ``text``.
 * :class:`ClusteredInterests` generates users with clustered interests, for machines without the
@@ -24,9 +25,6 @@ import numpy as np
 from core.domain import EventType, ItemMeta, NodeId
 from streams.validation import encode_event, event_key
 
-#: Folder of MovieLens "ml-latest-small" inside the datasets folder.
-MOVIELENS_DIR = "movielens-small"
-
 
 @dataclass(frozen=True, slots=True)
 class KeyedEvent:
@@ -37,12 +35,32 @@ class KeyedEvent:
     ts_ms: int
 
 
-def movielens_events(data_dir: Path | str, limit: int | None = None) -> list[KeyedEvent]:
-    """Rating events of MovieLens in timestamp order (ties by user, then movie).
+#: Folder of MovieLens "ml-latest-small" inside the datasets folder.
+MOVIELENS_DIR = "movielens-small"
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """One MovieLens rating: when (epoch ms), who, which movie, how many stars."""
+
+    ts_ms: int
+    user_id: str
+    item_id: str
+    rating: float
+
+    def event(self) -> KeyedEvent:
+        """The rating event as it goes on the wire (its id is stable: same file, same events)."""
+        value = encode_event(self.user_id, self.item_id, EventType.RATING, self.ts_ms,
+                             event_id=f"ml-{self.user_id}-{self.item_id}-{self.ts_ms}", rating=self.rating)
+        return KeyedEvent(event_key(self.user_id), value, self.ts_ms)
+
+
+def movielens_ratings(data_dir: Path | str, limit: int | None = None) -> list[Rating]:
+    """Ratings of MovieLens in timestamp order (ties by user, then movie).
 
     Args:
         data_dir (Path | str): the datasets folder holding ``movielens-small/``.
-        limit (int, optional): keep only the first ``limit`` events in time order (default: ``None``).
+        limit (int, optional): keep only the first ``limit`` ratings in time order (default: ``None``).
     """
     path = Path(data_dir) / MOVIELENS_DIR / "ratings.csv"
     rows = []
@@ -50,17 +68,15 @@ def movielens_events(data_dir: Path | str, limit: int | None = None) -> list[Key
         for row in csv.DictReader(handle):
             rows.append((int(row["timestamp"]) * 1000, int(row["userId"]), int(row["movieId"]),
                          float(row["rating"])))
-    rows.sort()
+    rows.sort()  # numeric ids: user 9 before user 10
     if limit is not None:
         rows = rows[:limit]
-    return [_rating_event(ts_ms, user, movie, rating) for ts_ms, user, movie, rating in rows]
+    return [Rating(ts_ms, str(user), str(movie), rating) for ts_ms, user, movie, rating in rows]
 
 
-def _rating_event(ts_ms: int, user: int, movie: int, rating: float) -> KeyedEvent:
-    user_id = str(user)
-    value = encode_event(user_id, str(movie), EventType.RATING, ts_ms, event_id=f"ml-{user}-{movie}-{ts_ms}",
-                         rating=rating)
-    return KeyedEvent(event_key(user_id), value, ts_ms)
+def movielens_events(data_dir: Path | str, limit: int | None = None) -> list[KeyedEvent]:
+    """The rating events of :func:`movielens_ratings` (same arguments), in the same order."""
+    return [rating.event() for rating in movielens_ratings(data_dir, limit)]
 
 
 def movielens_items(data_dir: Path | str) -> list[ItemMeta]:
