@@ -17,12 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.domain import EdgeSnapshot, NodeId
+from core.errors import InterestGraphError
 
 
-class InteractionFormatError(ValueError):
+class InteractionFormatError(InterestGraphError, ValueError):
     """An interaction file is malformed (not retryable: the file itself must be fixed)."""
-
-    retryable = False
 
 
 @dataclass(frozen=True, slots=True)

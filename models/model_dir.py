@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core.errors import InterestGraphError
+
 MANIFEST = "checkpoint.json"
 #: Methods a model dir can hold, each with the prefix of its array files.
 METHODS = ("lightgcn", "spectral")
@@ -37,7 +39,7 @@ METHOD_NAMES = {"lightgcn": "LightGCN", "spectral": "spectral"}
 T = TypeVar("T")
 
 
-class CheckpointError(Exception):
+class CheckpointError(InterestGraphError):
     """A checkpoint is missing or unreadable. Retryable: a trainer may be writing the next one."""
 
     retryable = True

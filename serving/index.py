@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.domain import EmbeddingRows, ItemMeta, NodeId
+from core.errors import InterestGraphError
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
 
@@ -44,13 +45,11 @@ class IndexUpdate:
 UpdateListener = Callable[[IndexUpdate], None]
 
 
-class EmbeddingDimensionError(ValueError):
+class EmbeddingDimensionError(InterestGraphError, ValueError):
     """An update's embedding width differs from the index's (a retrain changed ``embedding_dim``).
 
     Not retryable as a delta: the loader rebuilds the index from every stored embedding instead.
     """
-
-    retryable = False
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

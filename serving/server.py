@@ -32,6 +32,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.errors import InterestGraphError
 from core.settings import Settings
 from graph_store.base import GraphStore
 from proto import recommender_pb2_grpc
@@ -50,10 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_WORKERS = 16
 
 
-class ServingStartError(RuntimeError):
+class ServingStartError(InterestGraphError, RuntimeError):
     """The server could not bind its address (taken, or not an address). Not retryable as is."""
-
-    retryable = False
 
 
 def _report_health(servicer: health.HealthServicer, ready: bool) -> None:

