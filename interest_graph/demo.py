@@ -50,9 +50,9 @@ def _demo_settings(workdir: Path) -> Settings:
 
 def _demo_users(settings: Settings, how_many: int = 3) -> list[str]:
     """The most active users: their recommendations are easy to eyeball against their history."""
-    from graph_store import open_store
+    from graph_store import StoreConfig, open_store
 
-    with open_store(settings, read_only=True) as store:
+    with open_store(StoreConfig.from_settings(settings), read_only=True) as store:
         snap = store.snapshot()
     import numpy as np
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from core.retry import BACKOFF
 from core.settings import Settings
-from graph_store import open_store
+from graph_store import StoreConfig, open_store
 from graph_store.base import GraphStore
 from interest_graph.metrics import StackCollector, start_metrics_server
 
@@ -41,7 +41,7 @@ def _open_store_waiting(settings: Settings) -> Iterator[GraphStore]:
     def unavailable(exc: Exception, wait: float) -> None:
         log.warning("graph store unavailable (%s); retrying in %.1f s", exc, wait)
 
-    with BACKOFF.call(lambda: open_store(settings), on_retry=unavailable) as store:
+    with BACKOFF.call(lambda: open_store(StoreConfig.from_settings(settings)), on_retry=unavailable) as store:
         yield store
 
 

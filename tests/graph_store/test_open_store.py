@@ -7,32 +7,32 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings, SettingsError
-from graph_store import open_store
+from graph_store import StoreConfig, open_store
 from graph_store.ladybug import LadybugStore
 
 
 def test_ladybug_creates_parent_dir_and_schema(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "graph.lbdb"
-    with open_store(Settings(store_backend="ladybug", store_path=str(path))) as store:
+    with open_store(StoreConfig.from_settings(Settings(store_backend="ladybug", store_path=str(path)))) as store:
         assert isinstance(store, LadybugStore)
         assert store.counts() == {"users": 0, "items": 0, "edges": 0, "seq": 0}
-    with open_store(Settings(store_path=str(path)), read_only=True) as reader:
+    with open_store(StoreConfig.from_settings(Settings(store_path=str(path))), read_only=True) as reader:
         assert reader.counts()["seq"] == 0
 
 
 def test_unknown_backend_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="expected one of ladybug, neo4j"):
-        open_store(Settings(store_backend="sqlite", store_path=str(tmp_path / "g")))
+        open_store(StoreConfig.from_settings(Settings(store_backend="sqlite", store_path=str(tmp_path / "g"))))
 
 
 def test_neo4j_without_uri_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="NEO4J_URI"):
-        open_store(Settings(store_backend="neo4j", neo4j_uri=""))
+        open_store(StoreConfig.from_settings(Settings(store_backend="neo4j", neo4j_uri="")))
 
 
 def test_ladybug_checkpoints_at_the_configured_log_size(tmp_path: Path) -> None:
     settings = Settings(store_path=str(tmp_path / "graph.lbdb"), store_checkpoint_mb=2.0)
-    with open_store(settings) as store:
+    with open_store(StoreConfig.from_settings(settings)) as store:
         assert isinstance(store, LadybugStore)
         # Asked of the database itself: the value reached LadybugDB, not only our object.
         shown = store._connection().execute("CALL current_setting('checkpoint_threshold') RETURN *").get_all()
@@ -41,4 +41,10 @@ def test_ladybug_checkpoints_at_the_configured_log_size(tmp_path: Path) -> None:
 
 def test_non_positive_checkpoint_size_is_a_settings_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="IG_STORE_CHECKPOINT_MB must be > 0"):
-        open_store(Settings(store_path=str(tmp_path / "graph.lbdb"), store_checkpoint_mb=0.0))
+        open_store(StoreConfig.from_settings(Settings(store_path=str(tmp_path / "g.lbdb"), store_checkpoint_mb=0.0)))
+
+
+def test_store_config_keeps_the_neo4j_password_out_of_repr() -> None:
+    config = StoreConfig.from_settings(Settings(neo4j_uri="neo4j://db:7687", neo4j_password="hunter2"))
+    assert config.neo4j_password == "hunter2"
+    assert "hunter2" not in repr(config)
