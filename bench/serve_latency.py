@@ -62,6 +62,7 @@ def serve(args: argparse.Namespace) -> None:
     )
     from core.settings import Settings
     from graph_store.ladybug import LadybugStore
+    from serving.config import ServingConfig
     from serving.index import EmbeddingIndex
     from serving.server import start_serving
 
@@ -93,7 +94,7 @@ def serve(args: argparse.Namespace) -> None:
                     meta=store.item_meta(item_ids[:20_000]))
     settings = Settings(grpc_addr=f"127.0.0.1:{args.port}", grpc_share_port=args.share_port,
                         ann_min_items=1 if args.index == "hnsw" else 0, max_streams=4)
-    handle = start_serving(settings, store, index=index)
+    handle = start_serving(ServingConfig.from_settings(settings), store, index=index)
     print(json.dumps({"port": handle.port}), flush=True)
     while not index.ready or (args.index == "hnsw" and index.snapshot().ann is None):
         time.sleep(0.2)

@@ -27,8 +27,9 @@ def _ask(settings: Settings, what: str, call: Callable[[RecommenderClient], Repl
     """``call(client)`` on the configured server; on an error, ``what: CODE: message`` to stderr and ``None``."""
     # Imported here, not at the top: commands that never call the server start without loading gRPC.
     from serving.client import RecommenderClient, RecommenderError
+    from serving.config import ClientConfig
 
-    with RecommenderClient.from_settings(settings) as client:
+    with RecommenderClient.from_config(ClientConfig.from_settings(settings)) as client:
         try:
             return call(client)
         except RecommenderError as exc:
@@ -145,6 +146,7 @@ class StatusView:
 
 def collect_status(settings: Settings) -> StatusView:
     from serving.client import RecommenderClient, RecommenderError
+    from serving.config import ClientConfig
     from streams.lag import LagProbe, LagUnavailableError
 
     probe = LagProbe(settings.bootstrap_servers, timeout_s=3.0)
@@ -158,7 +160,7 @@ def collect_status(settings: Settings) -> StatusView:
     except LagUnavailableError as exc:
         lag_error = str(exc)
     serving = None
-    with RecommenderClient.from_settings(settings, timeout_s=3.0) as client:
+    with RecommenderClient.from_config(ClientConfig.from_settings(settings), timeout_s=3.0) as client:
         try:
             serving = client.status()
         except RecommenderError as exc:

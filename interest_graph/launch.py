@@ -99,16 +99,18 @@ def _refresh_thread(settings: Settings, store: GraphStore,
 def _serving(settings: Settings, store: GraphStore,
              stop: threading.Event) -> Iterator[tuple[ServingHandle, MetricsInterceptor]]:
     """The running server and its latency interceptor."""
+    from serving.config import ServingConfig
     from serving.interceptors import MetricsInterceptor
     from serving.server import start_serving
 
+    config = ServingConfig.from_settings(settings)
     interceptor = MetricsInterceptor()
-    handle = start_serving(settings, store, interceptors=[interceptor])
+    handle = start_serving(config, store, interceptors=[interceptor])
     log.info("gRPC server listening on port %d", handle.port)
     try:
         yield handle, interceptor
     finally:
-        handle.stop(settings.grace_s)
+        handle.stop(config.grace_s)
 
 
 @contextlib.contextmanager

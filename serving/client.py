@@ -4,8 +4,8 @@ Every unary call carries a deadline, so a hung server costs at most ``timeout_s`
 back as the reply messages themselves (typed by ``proto/recommender_pb2.pyi``, so there is no second
 copy of their fields to keep in step) and failures as one exception type, :class:`RecommenderError`,
 with the gRPC status code and the server's message. TLS (``root_cert``) and a bearer token (``token``) are
-optional, matching the server's ``IG_TLS_*`` and ``IG_AUTH_TOKEN``; :meth:`RecommenderClient.from_settings`
-reads them from settings.
+optional, matching the server's ``IG_TLS_*`` and ``IG_AUTH_TOKEN``; :meth:`RecommenderClient.from_config`
+reads them from a :class:`~serving.config.ClientConfig`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from core.settings import Settings
 from proto import recommender_pb2, recommender_pb2_grpc
 from serving import SERVICE_NAME
 from serving.auth import bearer_metadata
+from serving.config import ClientConfig
 
 #: Codes worth retrying after a pause: the server is starting, overloaded or briefly cut off.
 RETRYABLE_CODES = frozenset({
@@ -106,10 +106,10 @@ class RecommenderClient:
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     @classmethod
-    def from_settings(cls, settings: Settings, timeout_s: float = 5.0) -> RecommenderClient:
-        """A client for ``settings.grpc_addr`` with its TLS root certificate and auth token, if set."""
-        root = Path(settings.tls_root_cert).read_bytes() if settings.tls_root_cert else None
-        return cls(settings.grpc_addr, timeout_s, root_cert=root, token=settings.auth_token or None)
+    def from_config(cls, config: ClientConfig, timeout_s: float = 5.0) -> RecommenderClient:
+        """A client for ``config.grpc_addr`` with its TLS root certificate and auth token, if set."""
+        root = Path(config.tls_root_cert).read_bytes() if config.tls_root_cert else None
+        return cls(config.grpc_addr, timeout_s, root_cert=root, token=config.auth_token or None)
 
     def recommend(
         self,

@@ -14,8 +14,8 @@ from typing import NoReturn
 import grpc
 
 from core.domain import InvalidIdError, NodeId, check_id
-from core.settings import Settings
 from proto import recommender_pb2 as pb
+from serving.config import ServingConfig
 
 #: ``ExplainRequest.limit`` when the client leaves it 0.
 DEFAULT_EXPLAIN_LIMIT = 10
@@ -34,13 +34,13 @@ class RequestChecker:
     """Validates request fields against the server's limits.
 
     Args:
-        settings (Settings): ``max_k``, ``max_id_length`` and ``max_filter_values``.
+        config (ServingConfig): ``max_k``, ``max_id_length`` and ``max_filter_values``.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.max_k = settings.max_k
-        self.max_id_length = settings.max_id_length
-        self.max_filter_values = settings.max_filter_values
+    def __init__(self, config: ServingConfig) -> None:
+        self.max_k = config.max_k
+        self.max_id_length = config.max_id_length
+        self.max_filter_values = config.max_filter_values
 
     def node_id(self, value: str, field: str, context: grpc.ServicerContext) -> NodeId:
         """A request's user or item id, under the same rule ingest applies to event ids."""

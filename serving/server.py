@@ -15,9 +15,10 @@ Catalogs of at least ``IG_ANN_MIN_ITEMS`` items are searched with an HNSW graph 
 Started one way, by ``interest_graph.launch`` (``interest-graph serve`` alone, or inside ``up``),
 which opens the store first, waiting while it is locked or down::
 
-    handle = start_serving(settings, store)   # returns once the port is bound
+    config = ServingConfig.from_settings(settings)   # at the top: serving reads only its own fields
+    handle = start_serving(config, store)            # returns once the port is bound
     ...
-    handle.stop(settings.grace_s)
+    handle.stop(config.grace_s)
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.errors import InterestGraphError
-from core.settings import Settings
 from graph_store.base import GraphStore
 from proto import recommender_pb2_grpc
 from serving import SERVICE_NAME
 from serving.ann import use_one_faiss_thread
 from serving.ann_builder import AnnBuilder
 from serving.auth import BearerTokenInterceptor
+from serving.config import ServingConfig
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
 from serving.servicer import RecommenderServicer
@@ -65,7 +66,7 @@ def create_server(
     address: str,
     index: EmbeddingIndex,
     store: GraphStore,
-    settings: Settings,
+    config: ServingConfig,
     *,
     max_workers: int = DEFAULT_MAX_WORKERS,
     health_servicer: health.HealthServicer | None = None,
@@ -78,9 +79,9 @@ def create_server(
         index (EmbeddingIndex): The index the servicer reads (kept current by an
             :class:`~serving.loader.IndexLoader` the caller runs).
         store (GraphStore): For seen items, graph evidence and status counts.
-        settings (Settings): Request limits, ``tls_cert``/``tls_key``, ``auth_token`` and
+        config (ServingConfig): Request limits, ``tls_cert``/``tls_key``, ``auth_token`` and
             ``grpc_share_port``.
-        max_workers (int): Threads for unary RPCs; ``settings.max_streams`` more are added for
+        max_workers (int): Threads for unary RPCs; ``config.max_streams`` more are added for
             streams (default: :obj:`16`).
         health_servicer (HealthServicer, optional): Pass one to control it at shutdown
             (default: a new one).
@@ -91,23 +92,23 @@ def create_server(
         The server, the port it is bound to and the Recommender servicer.
     """
     chain = list(interceptors)
-    if settings.auth_token:
-        chain.append(BearerTokenInterceptor(settings.auth_token))
+    if config.auth_token:
+        chain.append(BearerTokenInterceptor(config.auth_token))
     # SO_REUSEPORT only when asked (IG_GRPC_SHARE_PORT): otherwise a second server on a taken port
     # must fail, not silently share it.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers + settings.max_streams, thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max_workers=max_workers + config.max_streams, thread_name_prefix="grpc"),
         interceptors=chain,
-        options=[("grpc.so_reuseport", int(settings.grpc_share_port))],
+        options=[("grpc.so_reuseport", int(config.grpc_share_port))],
     )
-    servicer = RecommenderServicer(index, store, settings)
+    servicer = RecommenderServicer(index, store, config)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(servicer, server)
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     index.subscribe(lambda ready: _report_health(health_servicer, ready))
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
-        port = _bind(server, address, settings)
+        port = _bind(server, address, config)
     except RuntimeError as exc:
         raise ServingStartError(f"cannot bind the gRPC server to {address!r}: {exc}") from exc
     if port == 0:
@@ -115,13 +116,13 @@ def create_server(
     return server, port, servicer
 
 
-def _bind(server: grpc.Server, address: str, settings: Settings) -> int:
-    if bool(settings.tls_cert) != bool(settings.tls_key):
+def _bind(server: grpc.Server, address: str, config: ServingConfig) -> int:
+    if bool(config.tls_cert) != bool(config.tls_key):
         raise ServingStartError("TLS needs both IG_TLS_CERT and IG_TLS_KEY (or neither)")
-    if not settings.tls_cert:
+    if not config.tls_cert:
         return server.add_insecure_port(address)
     try:
-        pair = (Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())
+        pair = (Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())
     except OSError as exc:
         raise ServingStartError(f"cannot read the TLS certificate or key: {exc}") from exc
     return server.add_secure_port(address, grpc.ssl_server_credentials([pair]))
@@ -150,7 +151,7 @@ class ServingHandle:
 
 
 def start_serving(
-    settings: Settings,
+    config: ServingConfig,
     store: GraphStore,
     *,
     address: str | None = None,
@@ -161,9 +162,9 @@ def start_serving(
     """Bind and start the server, the index loader and the HNSW builder; returns without blocking.
 
     Args:
-        settings (Settings): ``grpc_addr``, ``index_poll_s``, ``ann_min_items``, TLS, auth and limits.
+        config (ServingConfig): ``grpc_addr``, ``index_poll_s``, ``ann_min_items``, TLS, auth and limits.
         store (GraphStore): The store the refresh worker writes embeddings to.
-        address (str, optional): Overrides ``settings.grpc_addr`` (default: :obj:`None`).
+        address (str, optional): Overrides ``config.grpc_addr`` (default: :obj:`None`).
         max_workers (int): Threads for unary RPCs (default: :obj:`16`).
         interceptors (Sequence[grpc.ServerInterceptor]): Extra server interceptors, e.g. metrics
             (default: none).
@@ -173,11 +174,11 @@ def start_serving(
     index = index if index is not None else EmbeddingIndex()
     health_servicer = health.HealthServicer()
     server, port, servicer = create_server(
-        address or settings.grpc_addr, index, store, settings,
+        address or config.grpc_addr, index, store, config,
         max_workers=max_workers, health_servicer=health_servicer, interceptors=interceptors,
     )
-    loader = IndexLoader(store, index, settings.index_poll_s)
-    ann = AnnBuilder(index, settings.ann_min_items, settings.ann_ef_search)
+    loader = IndexLoader(store, index, config.index_poll_s)
+    ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search)
     use_one_faiss_thread()
     server.start()
     loader.start()

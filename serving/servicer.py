@@ -27,11 +27,11 @@ import grpc
 import numpy as np
 
 from core.domain import NodeId, NodeKind, NodeRef
-from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving import evidence
+from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
@@ -96,16 +96,16 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     Args:
         index (EmbeddingIndex): Embeddings kept current by an :class:`~serving.loader.IndexLoader`.
         store (GraphStore): Seen items, subgraphs for evidence and operational counts.
-        settings (Settings): Limits (``max_k``, ``max_id_length``, ``max_filter_values``,
+        config (ServingConfig): Limits (``max_k``, ``max_id_length``, ``max_filter_values``,
             ``max_streams``) and ``ann_min_items``.
     """
 
-    def __init__(self, index: EmbeddingIndex, store: GraphStore, settings: Settings) -> None:
+    def __init__(self, index: EmbeddingIndex, store: GraphStore, config: ServingConfig) -> None:
         self.index = index
         self.store = store
-        self.check = RequestChecker(settings)
-        self.max_streams = settings.max_streams
-        self.use_ann = settings.ann_min_items > 0
+        self.check = RequestChecker(config)
+        self.max_streams = config.max_streams
+        self.use_ann = config.ann_min_items > 0
         self.seen = SeenItemsCache(store)
         index.subscribe_updates(self.seen.invalidate)
         self._streams: set[threading.Event] = set()

@@ -24,6 +24,7 @@ from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
+from serving.config import ServingConfig
 from serving.interceptors import MetricsInterceptor
 from serving.server import ServingHandle, start_serving
 
@@ -54,8 +55,9 @@ def served(
         EmbeddingRows(NodeKind.ITEM, [NodeId(i) for i in ITEMS], rng.normal(size=(len(ITEMS), 8)).astype(np.float32)),
     ]))
     interceptor = MetricsInterceptor()
-    handle = start_serving(Settings(grpc_addr="127.0.0.1:0", index_poll_s=0.01, max_k=50, max_id_length=256),
-                           store, interceptors=[interceptor])
+    config = ServingConfig.from_settings(Settings(grpc_addr="127.0.0.1:0", index_poll_s=0.01, max_k=50,
+                                                  max_id_length=256))
+    handle = start_serving(config, store, interceptors=[interceptor])
     try:
         assert handle.index.snapshot().ready  # start_serving loads once before returning
         yield handle, interceptor, store

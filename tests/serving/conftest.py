@@ -12,6 +12,7 @@ from core.settings import Settings
 from graph_store.base import GraphStore
 from graph_store.ladybug import LadybugStore
 from serving.client import RecommenderClient
+from serving.config import ServingConfig
 from serving.server import ServingHandle, start_serving
 
 #: ``write(version, users={id: vector}, items={id: vector})`` into the test's store.
@@ -58,7 +59,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def server(settings: Settings, ladybug_store: LadybugStore) -> Iterator[ServingHandle]:
-    handle = start_serving(settings, ladybug_store)
+    handle = start_serving(ServingConfig.from_settings(settings), ladybug_store)
     try:
         yield handle
     finally:

@@ -17,6 +17,7 @@ from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from proto import recommender_pb2 as pb
 from serving.client import RecommenderClient, RecommenderError
+from serving.config import ServingConfig
 from serving.server import ServingHandle, start_serving
 from tests.serving.conftest import DIM, MAX_K, EmbeddingWriter, categories_of, expected_top
 
@@ -162,7 +163,7 @@ def test_watch_pushes_a_new_list_when_a_refresh_changes_it(
 def test_stream_limit_is_resource_exhausted(
     settings: Settings, ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
 ) -> None:
-    handle = start_serving(settings.replace(max_streams=2), ladybug_store)
+    handle = start_serving(ServingConfig.from_settings(settings.replace(max_streams=2)), ladybug_store)
     write_embeddings(1, users={"u1": np.ones(DIM)}, items={"i1": np.ones(DIM), "i2": -np.ones(DIM)})
     try:
         with RecommenderClient(f"127.0.0.1:{handle.port}") as client:
@@ -182,7 +183,7 @@ def test_stream_limit_is_resource_exhausted(
 def test_server_stop_ends_streams_with_unavailable(
     settings: Settings, ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
 ) -> None:
-    handle = start_serving(settings, ladybug_store)
+    handle = start_serving(ServingConfig.from_settings(settings), ladybug_store)
     write_embeddings(1, users={"u1": np.ones(DIM)}, items={"i1": np.ones(DIM)})
     with RecommenderClient(f"127.0.0.1:{handle.port}") as client:
         client.wait_until_serving(timeout_s=10)

@@ -18,6 +18,7 @@ from interest_graph.console import StatusView, render_status
 from interest_graph.metrics import StackCollector
 from interest_graph.status_metrics import parse_exposition
 from serving.client import RecommenderClient
+from serving.config import ServingConfig
 from serving.server import start_serving
 from streams.ingest import IngestSnapshot, IngestStats
 from tests.serving.conftest import DIM, EmbeddingWriter
@@ -34,7 +35,7 @@ def address(settings: Settings, ladybug_store: LadybugStore, write_embeddings: E
     ladybug_store.apply_batch(UpsertBatch(edges, {TopicPartition("events", 0): OffsetRange(0, 2)}))
     write_embeddings(1, users={f"u{n}": rng.standard_normal(DIM) for n in range(3)},
                      items={f"i{n}": rng.standard_normal(DIM) for n in range(6)})
-    handle = start_serving(settings, ladybug_store)
+    handle = start_serving(ServingConfig.from_settings(settings), ladybug_store)
     try:
         deadline = time.monotonic() + 10
         while not handle.index.ready and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from serving import SERVICE_NAME
 from serving.client import RecommenderClient, RecommenderError
+from serving.config import ClientConfig, ServingConfig
 from serving.server import ServingHandle, ServingStartError, start_serving
 from tests.serving.conftest import DIM, EmbeddingWriter
 
@@ -41,7 +42,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 def serve_with(settings: Settings, store: LadybugStore, write: EmbeddingWriter) -> ServingHandle:
     write(1, users={"u1": np.ones(DIM)}, items={"i1": np.ones(DIM), "i2": -np.ones(DIM)})
-    return start_serving(settings, store)
+    return start_serving(ServingConfig.from_settings(settings), store)
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_tls_with_the_right_token_is_served(tls_server: ServingHandle, certifica
     cert, _ = certificate
     configured = settings.replace(grpc_addr=f"127.0.0.1:{tls_server.port}", tls_root_cert=str(cert),
                                   auth_token=TOKEN)
-    with RecommenderClient.from_settings(configured) as client:
+    with RecommenderClient.from_config(ClientConfig.from_settings(configured)) as client:
         client.wait_until_serving(timeout_s=10)
         assert [s.item_id for s in client.recommend("u1", k=1).items] == ["i1"]
         assert next(iter(client.watch("u1", k=1))).items[0].item_id == "i1"
@@ -108,4 +109,11 @@ def test_half_a_tls_configuration_is_refused(settings: Settings, ladybug_store: 
                                              certificate) -> None:
     cert, _ = certificate
     with pytest.raises(ServingStartError, match="IG_TLS_CERT and IG_TLS_KEY"):
-        start_serving(settings.replace(tls_cert=str(cert)), ladybug_store)
+        start_serving(ServingConfig.from_settings(settings.replace(tls_cert=str(cert))), ladybug_store)
+
+
+def test_the_auth_token_stays_out_of_the_configs_repr() -> None:
+    settings = Settings(auth_token=TOKEN)
+    for config in (ServingConfig.from_settings(settings), ClientConfig.from_settings(settings)):
+        assert config.auth_token == TOKEN
+        assert TOKEN not in repr(config)

@@ -17,6 +17,7 @@ from graph_store.base import GraphStoreError
 from graph_store.ladybug import LadybugStore
 from serving import SERVICE_NAME
 from serving.client import RecommenderClient, RecommenderError
+from serving.config import ServingConfig
 from serving.index import EmbeddingIndex
 from serving.server import ServingHandle, ServingStartError, create_server, start_serving
 from tests.serving.conftest import DIM, MAX_ID, MAX_K, N_ITEMS, N_USERS, EmbeddingWriter, expected_top
@@ -174,11 +175,12 @@ def test_reflection_lists_the_service(server: ServingHandle) -> None:
 def test_a_taken_port_is_a_clear_error(server: ServingHandle, ladybug_store: LadybugStore,
                                        settings: Settings) -> None:
     with pytest.raises(ServingStartError, match="cannot bind"):
-        create_server(f"127.0.0.1:{server.port}", EmbeddingIndex(), ladybug_store, settings)
+        create_server(f"127.0.0.1:{server.port}", EmbeddingIndex(), ladybug_store,
+                      ServingConfig.from_settings(settings))
 
 
 def test_servers_that_share_a_port_both_bind_it_and_answer(ladybug_store: LadybugStore, settings: Settings) -> None:
-    sharing = settings.replace(grpc_share_port=True)
+    sharing = ServingConfig.from_settings(settings.replace(grpc_share_port=True))
     first, port, _ = create_server("127.0.0.1:0", EmbeddingIndex(), ladybug_store, sharing)
     second, same_port, _ = create_server(f"127.0.0.1:{port}", EmbeddingIndex(), ladybug_store, sharing)
     assert same_port == port
@@ -198,7 +200,7 @@ def test_graceful_stop_reports_not_serving_then_refuses_calls(
 ) -> None:
     write_embeddings(1, users={"u1": np.ones(DIM)}, items={"i1": np.ones(DIM)})
     # As `interest-graph serve` runs it (interest_graph.launch): start, and on a signal stop within grace_s.
-    handle = start_serving(settings, ladybug_store)
+    handle = start_serving(ServingConfig.from_settings(settings), ladybug_store)
     stopping = threading.Thread(target=handle.stop, args=(settings.grace_s,))
     try:
         address = f"127.0.0.1:{handle.port}"

@@ -1,0 +1,87 @@
+"""Serving's own configuration: the settings the server and the client read, and nothing else.
+
+Every setting is declared once, in :mod:`core.settings`; :meth:`ServingConfig.from_settings` and
+:meth:`ClientConfig.from_settings` pick this room's fields at the top (``interest_graph``), and
+only these values travel down. This is the one module of ``serving`` that imports the settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ServingConfig:
+    """What :func:`~serving.server.start_serving` and the servicer read.
+
+    Attributes:
+        grpc_addr (str): Address the server binds (``IG_GRPC_ADDR``).
+        grpc_share_port (bool): SO_REUSEPORT (``IG_GRPC_SHARE_PORT``).
+        max_k (int): Largest k a client may ask for (``IG_MAX_K``).
+        max_id_length (int): Longest accepted user/item id (``IG_MAX_ID_LENGTH``), chars.
+        max_filter_values (int): Most categories one item filter may name (``IG_MAX_FILTER_VALUES``).
+        max_streams (int): Most concurrent WatchRecommendations streams (``IG_MAX_STREAMS``).
+        index_poll_s (float): How often the index loader pulls new embeddings (``IG_INDEX_POLL``), s.
+        grace_s (float): Grace period for in-flight RPCs on shutdown (``IG_GRACE``), s.
+        ann_min_items (int): Catalog size from which HNSW is used; 0 = never (``IG_ANN_MIN_ITEMS``).
+        ann_ef_search (int): HNSW efSearch (``IG_ANN_EF_SEARCH``).
+        tls_cert (str): Server certificate PEM file; with ``tls_key`` turns TLS on (``IG_TLS_CERT``).
+        tls_key (str): Server private key PEM file (``IG_TLS_KEY``).
+        auth_token (str): Bearer token every RPC must carry; empty = no auth (``IG_AUTH_TOKEN``).
+            A secret: kept out of ``repr``.
+    """
+
+    grpc_addr: str
+    grpc_share_port: bool
+    max_k: int
+    max_id_length: int
+    max_filter_values: int
+    max_streams: int
+    index_poll_s: float
+    grace_s: float
+    ann_min_items: int
+    ann_ef_search: int
+    tls_cert: str
+    tls_key: str
+    auth_token: str = field(repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServingConfig:
+        return cls(
+            grpc_addr=settings.grpc_addr,
+            grpc_share_port=settings.grpc_share_port,
+            max_k=settings.max_k,
+            max_id_length=settings.max_id_length,
+            max_filter_values=settings.max_filter_values,
+            max_streams=settings.max_streams,
+            index_poll_s=settings.index_poll_s,
+            grace_s=settings.grace_s,
+            ann_min_items=settings.ann_min_items,
+            ann_ef_search=settings.ann_ef_search,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+            auth_token=settings.auth_token,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """What :meth:`~serving.client.RecommenderClient.from_config` reads.
+
+    Attributes:
+        grpc_addr (str): Address of the server (``IG_GRPC_ADDR``).
+        tls_root_cert (str): CA certificate PEM file to trust; empty = plaintext (``IG_TLS_ROOT_CERT``).
+        auth_token (str): Bearer token sent with every call; empty = none (``IG_AUTH_TOKEN``).
+            A secret: kept out of ``repr``.
+    """
+
+    grpc_addr: str
+    tls_root_cert: str
+    auth_token: str = field(repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientConfig:
+        return cls(grpc_addr=settings.grpc_addr, tls_root_cert=settings.tls_root_cert,
+                   auth_token=settings.auth_token)
