@@ -46,6 +46,7 @@ import torch
 from core.domain import EmbeddingRows, NodeId, NodeKind, NodeRef, SourcePosition, TopicPartition
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
+from models.config import ModelConfig, RefreshConfig
 from models.methods import train_from_store
 from models.refresh import RefreshWorker
 from models.spectral.checkpoint import fit_spectral
@@ -171,8 +172,9 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
     started = time.perf_counter()
     for chunk in batches(history, 5000):
         feed(chunk)
-    checkpoint = train_from_store(store, settings, device="cpu")
-    worker = RefreshWorker(store, settings, settings.model_dir, device="cpu")  # threads: set above
+    checkpoint = train_from_store(store, ModelConfig.from_settings(settings), device="cpu")
+    # threads: set above
+    worker = RefreshWorker(store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
     worker.run_once()
     live = System("live (incremental refresh)", EmbeddingIndex())
     loader = IndexLoader(store, live.index)

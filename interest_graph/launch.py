@@ -80,12 +80,13 @@ def _refresh_thread(settings: Settings, store: GraphStore,
                     stop: threading.Event) -> Iterator[MeasuredRefreshWorker]:
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
     from models.cold_start.catalog import ColdItems
+    from models.config import ColdStartConfig, RefreshConfig
     from models.runtime import use_torch_threads
 
     # torch's thread count is process-wide: set it here, once, before the refresh thread runs a model.
     use_torch_threads()
-    worker = MeasuredRefreshWorker(store, settings, Path(settings.model_dir),
-                                   cold=ColdItems.from_settings(store, settings))
+    worker = MeasuredRefreshWorker(store, RefreshConfig.from_settings(settings), Path(settings.model_dir),
+                                   cold=ColdItems.from_config(store, ColdStartConfig.from_settings(settings)))
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="refresh", daemon=True)
     thread.start()
     try:

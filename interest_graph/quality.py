@@ -35,11 +35,13 @@ class ModelDirError(InterestGraphError, ValueError):
 
 def train_on_dataset(settings: Settings, *, data_dir: Path, out: Path, epochs: int | None = None) -> Checkpoint:
     """Fit ``settings.model_method`` on ``data_dir/train.txt`` and save it into the model dir ``out``."""
+    from models.config import ModelConfig
     from models.interactions import load_split, snapshot_from_matrix
     from models.methods import fit
 
     split = load_split(data_dir)
-    checkpoint = fit(snapshot_from_matrix(split.train, split.user_ids, split.item_ids), settings, epochs=epochs)
+    checkpoint = fit(snapshot_from_matrix(split.train, split.user_ids, split.item_ids),
+                     ModelConfig.from_settings(settings), epochs=epochs)
     checkpoint.meta.update(source="dataset", data_dir=str(data_dir), train_interactions=int(split.train.nnz))
     checkpoint.save(out)
     return checkpoint
@@ -59,14 +61,15 @@ def _load(model_dir: Path) -> Checkpoint:
 def _served(settings: Settings, checkpoint: Checkpoint, split: InteractionSplit,
             data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(user_emb, item_emb)`` of the training graph in the dataset's id order, as a full round makes them."""
+    from models.config import RefreshConfig
     from models.interactions import snapshot_from_matrix
     from models.methods import refresh_method
 
     if checkpoint.user_ids != split.user_ids or checkpoint.item_ids != split.item_ids:
         raise ModelDirError(f"model has {len(checkpoint.user_ids)} users x {len(checkpoint.item_ids)} items, "
                             f"{data_dir} has {split.num_users} x {split.num_items}")
-    rows = refresh_method(checkpoint, settings).full(snapshot_from_matrix(split.train, split.user_ids,
-                                                                          split.item_ids)).rows
+    method = refresh_method(checkpoint, RefreshConfig.from_settings(settings))
+    rows = method.full(snapshot_from_matrix(split.train, split.user_ids, split.item_ids)).rows
     vectors = {r.kind: np.asarray(r.vectors, dtype=np.float32) for r in rows}
     return vectors[NodeKind.USER], vectors[NodeKind.ITEM]
 

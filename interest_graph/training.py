@@ -23,6 +23,7 @@ TRAIN_SETTINGS = ("IG_MODEL_METHOD (spectral | lightgcn), IG_SPECTRAL_RANK and I
 
 def train_command(settings: Settings, *, data_dir: str | None, out: str | None, epochs: int | None) -> int:
     from graph_store import StoreConfig, open_store
+    from models.config import ModelConfig
     from models.methods import train_from_store
     from models.runtime import use_torch_threads
 
@@ -47,7 +48,7 @@ def train_command(settings: Settings, *, data_dir: str | None, out: str | None, 
         checkpoint = train_on_dataset(settings, data_dir=Path(data_dir), out=model_dir, epochs=epochs)
     else:
         with open_store(StoreConfig.from_settings(settings), read_only=True) as store:
-            checkpoint = train_from_store(store, settings, model_dir, epochs=epochs)
+            checkpoint = train_from_store(store, ModelConfig.from_settings(settings), model_dir, epochs=epochs)
     print(f"[train] {method} on {len(checkpoint.user_ids)} users x {len(checkpoint.item_ids)} items "
           f"(d={checkpoint.dim}) in {time.monotonic() - started:.1f} s -> {model_dir} v{checkpoint.version}",
           file=sys.stderr)

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from core.domain import EdgeSnapshot
-from core.settings import Settings
 from graph_store.base import GraphStore
+from models.config import ModelConfig, RefreshConfig
 from models.lightgcn.base_embeddings import BaseTable
 from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.lightgcn.refresh import LightGCNRefresh
@@ -29,30 +29,30 @@ from models.spectral.refresh import SpectralRefresh
 Checkpoint = LightGCNCheckpoint | SpectralCheckpoint
 
 
-def fit(snapshot: EdgeSnapshot, settings: Settings, *, method: str | None = None, epochs: int | None = None,
+def fit(snapshot: EdgeSnapshot, config: ModelConfig, *, method: str | None = None, epochs: int | None = None,
         device: torch.device | str | None = None) -> Checkpoint:
     """Fit ``method`` on every edge of ``snapshot`` (no saving).
 
     Args:
         snapshot (EdgeSnapshot): The graph.
-        settings (Settings): ``model_method``; ``spectral_rank`` and ``spectral_values`` (SpectralCF);
+        config (ModelConfig): ``model_method``; ``spectral_rank`` and ``spectral_values`` (SpectralCF);
             ``embedding_dim`` and ``num_layers`` (LightGCN).
-        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``settings.model_method``)
+        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``config.model_method``)
         epochs (int, optional): LightGCN epochs. (default: :class:`~models.lightgcn.train.TrainConfig`'s)
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
     """
-    method = method or settings.model_method
+    method = method or config.model_method
     if method == "spectral":
-        return fit_spectral(snapshot, rank=settings.spectral_rank, values=settings.spectral_values, device=device)
+        return fit_spectral(snapshot, rank=config.spectral_rank, values=config.spectral_values, device=device)
     if method == "lightgcn":
         defaults = TrainConfig()
-        return train_lightgcn(snapshot, dim=settings.embedding_dim, layers=settings.num_layers,
+        return train_lightgcn(snapshot, dim=config.embedding_dim, layers=config.num_layers,
                               epochs=defaults.epochs if epochs is None else epochs, lr=defaults.lr,
                               reg=defaults.reg, batch_size=defaults.batch_size, seed=defaults.seed, device=device)
     raise ValueError(f"model_method must be 'spectral' or 'lightgcn', got {method!r}")
 
 
-def train_from_store(store: GraphStore, settings: Settings, out_dir: str | Path | None = None, *,
+def train_from_store(store: GraphStore, config: ModelConfig, out_dir: str | Path | None = None, *,
                      epochs: int | None = None, device: torch.device | str | None = None,
                      source: str = "train", method: str | None = None) -> Checkpoint:
     """``interest-graph train``: snapshot the store, :func:`fit`, save into ``out_dir`` (default: ``model_dir``).
@@ -61,17 +61,17 @@ def train_from_store(store: GraphStore, settings: Settings, out_dir: str | Path 
 
     Args:
         store (GraphStore): Source of the snapshot.
-        settings (Settings): What :func:`fit` reads, and ``model_dir``.
-        out_dir (str or Path, optional): Model dir. (default: ``settings.model_dir``)
+        config (ModelConfig): What :func:`fit` reads, and ``model_dir``.
+        out_dir (str or Path, optional): Model dir. (default: ``config.model_dir``)
         epochs (int, optional): LightGCN epochs. (default: :class:`~models.lightgcn.train.TrainConfig`'s)
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
         source (str): Who trained, kept in ``meta["source"]``; the refresh worker only ever
             replaces checkpoints of its own (``"bootstrap"``). (default: ``"train"``)
-        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``settings.model_method``)
+        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``config.model_method``)
     """
-    checkpoint = fit(store.snapshot(), settings, method=method, epochs=epochs, device=device)
+    checkpoint = fit(store.snapshot(), config, method=method, epochs=epochs, device=device)
     checkpoint.meta["source"] = source
-    checkpoint.save(out_dir if out_dir is not None else settings.model_dir)
+    checkpoint.save(out_dir if out_dir is not None else config.model_dir)
     return checkpoint
 
 
@@ -86,11 +86,11 @@ def load_checkpoint(model_dir: str | os.PathLike[str], device: torch.device | st
     raise CheckpointError(f"{model_dir} holds a checkpoint of unknown method {method!r}")
 
 
-def refresh_method(checkpoint: Checkpoint | None, settings: Settings, device: str | None = None) -> RefreshMethod:
+def refresh_method(checkpoint: Checkpoint | None, config: RefreshConfig, device: str | None = None) -> RefreshMethod:
     """The refresh rounds of ``checkpoint``; without one, LightGCN over hashed bases
-    (``embedding_dim`` wide, ``num_layers`` deep). ``refresh_fanout`` caps LightGCN's reads."""
+    (``config.model.embedding_dim`` wide, ``num_layers`` deep). ``refresh_fanout`` caps LightGCN's reads."""
     if isinstance(checkpoint, SpectralCheckpoint):
         return SpectralRefresh(checkpoint)
-    table = BaseTable(checkpoint, dim=settings.embedding_dim)
-    layers = checkpoint.layers if checkpoint is not None else settings.num_layers
-    return LightGCNRefresh(table, layers, settings.refresh_fanout or None, device)
+    table = BaseTable(checkpoint, dim=config.model.embedding_dim)
+    layers = checkpoint.layers if checkpoint is not None else config.model.num_layers
+    return LightGCNRefresh(table, layers, config.refresh_fanout or None, device)

@@ -36,9 +36,9 @@ from pathlib import Path
 
 from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.retry import BACKOFF
-from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError
 from models.cold_start.catalog import ColdItems
+from models.config import RefreshConfig
 from models.methods import Checkpoint, load_checkpoint, refresh_method, train_from_store
 from models.model_dir import CheckpointError, manifest_version
 from models.protocol import RefreshMethod, RoundOutput
@@ -84,19 +84,20 @@ class RefreshWorker:
 
     Args:
         store (GraphStore): The graph; embeddings are written back to it.
-        settings (Settings): ``refresh_interval_s``, ``refresh_max_seeds``, ``refresh_fanout``
-            (LightGCN only), ``num_layers`` and ``embedding_dim`` (the last two only while there is
-            no checkpoint), ``bootstrap_*`` and what :func:`~models.methods.train_from_store` reads.
+        config (RefreshConfig): ``refresh_interval_s``, ``refresh_max_seeds``, ``refresh_fanout``
+            (LightGCN only), ``model.num_layers`` and ``model.embedding_dim`` (the last two only while
+            there is no checkpoint), ``bootstrap_*`` and ``model``, what
+            :func:`~models.methods.train_from_store` reads.
         checkpoint_dir (str or Path): A model dir (:mod:`models.model_dir`), watched for new versions.
         device (str, optional): Torch device. (default: CUDA if present, else CPU)
         cold (ColdItems, optional): embeds catalog items without interactions from their text,
             every ``cold_start_interval_s``; ``None`` = no cold start. (default: :obj:`None`)
     """
 
-    def __init__(self, store: GraphStore, settings: Settings, checkpoint_dir: str | Path,
+    def __init__(self, store: GraphStore, config: RefreshConfig, checkpoint_dir: str | Path,
                  device: str | None = None, cold: ColdItems | None = None) -> None:
         self.store = store
-        self.settings = settings
+        self.config = config
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = device
         self._method: RefreshMethod | None = None
@@ -122,7 +123,7 @@ class RefreshWorker:
     @property
     def layers(self) -> int:
         """Hops a change reaches: ``K`` for LightGCN, 1 for SpectralCF."""
-        return self._method.layers if self._method is not None else self.settings.num_layers
+        return self._method.layers if self._method is not None else self.config.model.num_layers
 
     @property
     def method(self) -> str:
@@ -137,9 +138,9 @@ class RefreshWorker:
         self._load_model()
         changes: ChangeSet | None = None
         if not self._needs_full:
-            changes = self.store.changes_since(self._cursor, limit=self.settings.refresh_max_seeds)
+            changes = self.store.changes_since(self._cursor, limit=self.config.refresh_max_seeds)
             # A cut change set means a backlog: one full pass beats many overlapping subgraphs.
-            self._needs_full = len(changes.nodes) >= self.settings.refresh_max_seeds
+            self._needs_full = len(changes.nodes) >= self.config.refresh_max_seeds
         if self._needs_full:
             report = self._full_round()
         elif changes:
@@ -196,7 +197,7 @@ class RefreshWorker:
                 if self._method is not None:
                     return
         self._checkpoint = checkpoint
-        self._method = refresh_method(checkpoint, self.settings, self.device)
+        self._method = refresh_method(checkpoint, self.config, self.device)
         self._model_version = version if checkpoint is not None else -1
         # Stored embeddings may come from another model (or none): publish this one everywhere.
         self._needs_full = True
@@ -207,7 +208,7 @@ class RefreshWorker:
         """Train a checkpoint of our own when there is none and the graph is big enough, or when
         ours has become small for the graph (half its edges); the next round loads it."""
         checkpoint = self._checkpoint
-        min_edges = self.settings.bootstrap_min_edges
+        min_edges = self.config.bootstrap_min_edges
         if min_edges <= 0 or (checkpoint is not None and checkpoint.meta.get("source") != "bootstrap"):
             return
         needed = min_edges if checkpoint is None else 2 * int(checkpoint.meta.get("edges", 0))
@@ -215,8 +216,8 @@ class RefreshWorker:
         if edges < max(needed, min_edges, self._bootstrap_after):
             return
         try:
-            trained = train_from_store(self.store, self.settings, self.checkpoint_dir, source="bootstrap",
-                                       epochs=self.settings.bootstrap_epochs, device=self.device)
+            trained = train_from_store(self.store, self.config.model, self.checkpoint_dir, source="bootstrap",
+                                       epochs=self.config.bootstrap_epochs, device=self.device)
         except (OSError, ValueError) as exc:
             # E.g. a read-only model dir: refreshing goes on; try again once the graph doubled.
             self._bootstrap_after = 2 * edges
@@ -277,7 +278,7 @@ class RefreshWorker:
     # --- the loop ---------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event) -> None:
         """Run rounds until ``stop`` is set; never dies on an error (it is logged, counted, retried)."""
-        interval = self.settings.refresh_interval_s
+        interval = self.config.refresh_interval_s
         retry, failures, delay = replace(BACKOFF, first_s=interval), 0, 0.0
         if self._cold is not None:
             threading.Thread(target=self._cold.run_forever, args=(stop,), name="cold-start", daemon=True).start()

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.domain import EmbeddingRows, NodeKind
-from core.settings import Settings
 from graph_store.base import GraphStore
 from models.cold_start.text import TextEncoder, TextProjection, embed_items, text_extra_installed
+from models.config import ColdStartConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,16 @@ class ColdItems:
         self._written.set()
 
     @classmethod
-    def from_settings(cls, store: GraphStore, settings: Settings) -> ColdItems | None:
-        """The cold-start pass ``settings`` ask for, or ``None`` if disabled or the ``text`` extra is missing."""
-        if settings.cold_start_interval_s <= 0:
+    def from_config(cls, store: GraphStore, config: ColdStartConfig) -> ColdItems | None:
+        """The cold-start pass ``config`` asks for, or ``None`` if disabled or the ``text`` extra is missing."""
+        if config.cold_start_interval_s <= 0:
             return None
         if not text_extra_installed():
             log.warning("cold start from text is off: the 'text' extra is not installed "
                         "(pip install -e '.[text]'); catalog items without interactions get no embedding")
             return None
-        return cls(store, TextEncoder(), fit_items=settings.cold_start_fit_items, batch=settings.cold_start_batch,
-                   interval_s=settings.cold_start_interval_s)
+        return cls(store, TextEncoder(), fit_items=config.cold_start_fit_items, batch=config.cold_start_batch,
+                   interval_s=config.cold_start_interval_s)
 
     @property
     def fitted(self) -> bool:

@@ -17,6 +17,7 @@ import torch
 from core.domain import EdgeDelta, NodeId, NodeKind, OffsetRange, TopicPartition, UpsertBatch
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
+from models.config import ModelConfig, RefreshConfig
 from models.lightgcn.base_embeddings import BaseTable
 from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.lightgcn.propagation import propagate_full
@@ -84,7 +85,8 @@ def test_without_checkpoint_a_new_user_is_served_after_one_batch(
     ladybug_store: LadybugStore, feed: Feed, tmp_path: Path, device: torch.device
 ) -> None:
     feed(CLUSTER_EDGES)
-    worker = RefreshWorker(ladybug_store, _settings(), tmp_path / "model", device=str(device))
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(_settings()),
+                           tmp_path / "model", device=str(device))
     first = worker.run_once()
     assert first.kind == "full" and first.nodes_refreshed == 12 + 12
     state = ladybug_store.refresh_state()
@@ -112,8 +114,8 @@ def test_checkpoint_bases_and_derived_bases_for_new_nodes(
 ) -> None:
     feed(CLUSTER_EDGES)
     settings = _settings(model_dir=str(tmp_path / "model"))
-    checkpoint = train_from_store(ladybug_store, settings, epochs=30, device=device)
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device=str(device))
+    checkpoint = train_from_store(ladybug_store, ModelConfig.from_settings(settings), epochs=30, device=device)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device=str(device))
     assert worker.run_once().kind == "full" and worker.stats.model_version == 1
 
     feed([("newbie", "a0"), ("newbie", "a1"), ("c0-0", "fresh-item")])
@@ -134,7 +136,7 @@ def test_checkpoint_bases_and_derived_bases_for_new_nodes(
         table.add_derived(ladybug_store.read_base_embeddings(kind))
     _assert_equals_full_propagation(ladybug_store, table, checkpoint.layers, str(device))
 
-    train_from_store(ladybug_store, settings, epochs=2, device=device)
+    train_from_store(ladybug_store, ModelConfig.from_settings(settings), epochs=2, device=device)
     retrained = worker.run_once()
     assert retrained.kind == "full" and worker.stats.model_version == 2
     assert retrained.version == report.version + 1
@@ -144,13 +146,15 @@ def test_restart_resumes_version_and_cursor(
     ladybug_store: LadybugStore, feed: Feed, tmp_path: Path, device: torch.device
 ) -> None:
     feed(CLUSTER_EDGES)
-    first = RefreshWorker(ladybug_store, _settings(refresh_fanout=2), tmp_path / "model", device=str(device))
+    first = RefreshWorker(ladybug_store, RefreshConfig.from_settings(_settings(refresh_fanout=2)),
+                          tmp_path / "model", device=str(device))
     first.run_once()
     feed([("u-late", "a0")])
     done = first.run_once()
 
     seq = feed([("u-while-down", "b1")])
-    again = RefreshWorker(ladybug_store, _settings(refresh_fanout=2), tmp_path / "model", device=str(device))
+    again = RefreshWorker(ladybug_store, RefreshConfig.from_settings(_settings(refresh_fanout=2)),
+                          tmp_path / "model", device=str(device))
     resumed = again.run_once()
     assert resumed.version == done.version + 1 and resumed.cursor == seq
     assert "u-while-down" in _stored(ladybug_store, NodeKind.USER)
@@ -172,8 +176,8 @@ def test_run_forever_serves_new_clicks_and_survives_a_broken_checkpoint(
 ) -> None:
     feed(CLUSTER_EDGES)
     settings = _settings(model_dir=str(tmp_path / "model"))
-    train_from_store(ladybug_store, settings, epochs=1, device=device)
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device=str(device))
+    train_from_store(ladybug_store, ModelConfig.from_settings(settings), epochs=1, device=device)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device=str(device))
     stop = threading.Event()
     thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     thread.start()
@@ -193,7 +197,7 @@ def test_run_forever_serves_new_clicks_and_survives_a_broken_checkpoint(
         feed([("while-broken", "a1")])  # rounds go on with the model that works
         _wait_for(lambda: "while-broken" in _stored(ladybug_store, NodeKind.USER))
         assert worker.stats.model_version == 1
-        train_from_store(ladybug_store, settings, epochs=1, device=device)
+        train_from_store(ladybug_store, ModelConfig.from_settings(settings), epochs=1, device=device)
         _wait_for(lambda: worker.stats.model_version == 3)
         feed([("second", "a3")])
         _wait_for(lambda: "second" in _stored(ladybug_store, NodeKind.USER))
@@ -207,7 +211,7 @@ def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
     ladybug_store: LadybugStore, feed: Feed, tmp_path: Path, device: torch.device
 ) -> None:
     settings = _settings(bootstrap_min_edges=30, bootstrap_epochs=20, model_dir=str(tmp_path / "model"))
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device=str(device))
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device=str(device))
     feed(CLUSTER_EDGES[:20])
     worker.run_once()
     assert worker.stats.bootstraps == 0  # 20 edges: too few to learn from
@@ -221,7 +225,8 @@ def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
     worker.run_once()
     assert worker.stats.bootstraps == 2 and worker.run_once().kind == "full"
 
-    train_from_store(ladybug_store, settings, epochs=1, device=device)  # an operator's checkpoint
+    # an operator's checkpoint
+    train_from_store(ladybug_store, ModelConfig.from_settings(settings), epochs=1, device=device)
     worker.run_once()
     feed([(f"c1-{u}", f"b-extra{u}-{k}") for u in range(6) for k in range(20)])
     worker.run_once()
@@ -232,7 +237,7 @@ def test_run_forever_keeps_retrying_when_the_store_fails(tmp_path: Path, device:
     store = LadybugStore(str(tmp_path / "graph.lbdb"))
     store.ensure_schema()
     store.close()  # every call now raises the store's own GraphStoreError
-    worker = RefreshWorker(store, _settings(), tmp_path / "model", device=str(device))
+    worker = RefreshWorker(store, RefreshConfig.from_settings(_settings()), tmp_path / "model", device=str(device))
     stop = threading.Event()
     thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
     thread.start()

@@ -12,6 +12,7 @@ import pytest
 from core.domain import NodeKind
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
+from models.config import ModelConfig, RefreshConfig
 from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.methods import load_checkpoint, train_from_store
 from models.model_dir import MANIFEST, CheckpointError
@@ -47,11 +48,11 @@ def test_train_fits_spectral_and_incremental_rounds_equal_a_full_recompute(
         ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
     feed(CLUSTER_EDGES)
     settings = _settings(tmp_path)
-    trained = train_from_store(ladybug_store, settings, device="cpu")
+    trained = train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
     assert isinstance(trained, SpectralCheckpoint) and trained.dim <= 12  # clipped to min(users, items)
     manifest = json.loads((Path(settings.model_dir) / MANIFEST).read_text())
     assert manifest["method"] == "spectral" and manifest["values"] == "weight" and manifest["version"] == 1
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device="cpu")
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
     assert worker.run_once().kind == "full" and worker.method == "spectral"
     assert _stored(ladybug_store, NodeKind.ITEM)["a0"].shape == (trained.dim,)
 
@@ -70,7 +71,8 @@ def test_train_fits_spectral_and_incremental_rounds_equal_a_full_recompute(
     _assert_equals_full_recompute(ladybug_store, trained)
 
     # A LightGCN checkpoint is the next version, and the worker serves it in full.
-    lightgcn = train_from_store(ladybug_store, settings.replace(embedding_dim=8), epochs=2, device="cpu",
+    lightgcn = train_from_store(ladybug_store, ModelConfig.from_settings(settings.replace(embedding_dim=8)),
+                                epochs=2, device="cpu",
                                 method="lightgcn")
     assert isinstance(lightgcn, LightGCNCheckpoint) and lightgcn.version == 2
     assert worker.run_once().kind == "full" and worker.method == "lightgcn"
@@ -80,7 +82,7 @@ def test_train_fits_spectral_and_incremental_rounds_equal_a_full_recompute(
 
 def test_worker_bootstraps_a_spectral_checkpoint(ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
     settings = _settings(tmp_path, bootstrap_min_edges=30)
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device="cpu")
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
     feed(CLUSTER_EDGES)
     worker.run_once()
     assert worker.stats.bootstraps == 1
@@ -95,7 +97,7 @@ def test_worker_bootstraps_a_spectral_checkpoint(ladybug_store: LadybugStore, fe
 def test_spectral_checkpoint_round_trip_and_method_checks(ladybug_store: LadybugStore, feed: Feed,
                                                           tmp_path: Path) -> None:
     feed(CLUSTER_EDGES)
-    saved = train_from_store(ladybug_store, _settings(tmp_path), device="cpu")
+    saved = train_from_store(ladybug_store, ModelConfig.from_settings(_settings(tmp_path)), device="cpu")
     loaded = SpectralCheckpoint.load(tmp_path / "model")
     assert loaded.user_ids == saved.user_ids and loaded.item_ids == saved.item_ids and loaded.version == 1
     assert saved.model.item_emb is not None and loaded.model.item_emb is not None
@@ -104,7 +106,7 @@ def test_spectral_checkpoint_round_trip_and_method_checks(ladybug_store: Ladybug
     with pytest.raises(CheckpointError, match="not a LightGCN"):
         LightGCNCheckpoint.load(tmp_path / "model")
     with pytest.raises(ValueError, match="model_method"):
-        train_from_store(ladybug_store, _settings(tmp_path), method="svd")
+        train_from_store(ladybug_store, ModelConfig.from_settings(_settings(tmp_path)), method="svd")
     (tmp_path / "model" / "spectral-1.npz").write_bytes(b"broken")
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "model")

@@ -14,6 +14,7 @@ from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from models.cold_start.catalog import ColdItems
 from models.cold_start.text import TextEncoder
+from models.config import ColdStartConfig, ModelConfig, RefreshConfig
 from models.methods import train_from_store
 from models.refresh import RefreshWorker
 from tests.models.test_refresh import Feed, _stored
@@ -71,9 +72,10 @@ def test_cold_items_get_text_embeddings_that_reach_their_audience(
     feed = Feed(ladybug_store)
     feed(_clicks())
     settings = Settings(model_dir=str(tmp_path / "model"), bootstrap_min_edges=0)
-    train_from_store(ladybug_store, settings, device="cpu")
+    train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
     cold = ColdItems(ladybug_store, encoder, fit_items=2 * ITEMS, batch=1, interval_s=0.0)
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device="cpu", cold=cold)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings),
+                           settings.model_dir, device="cpu", cold=cold)
 
     assert worker.run_once().kind == "full"
     assert set(COLD).isdisjoint(_stored(ladybug_store, NodeKind.ITEM))  # no edges, no embedding yet
@@ -95,14 +97,15 @@ def test_cold_items_get_text_embeddings_that_reach_their_audience(
     assert ladybug_store.cold_catalog_items(written_up_to=10**9, limit=10) == [COLD["fear-new"]]
 
     # A new model: the projection is refitted and the items still cold are embedded again under it.
-    train_from_store(ladybug_store, settings, device="cpu")
+    train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
     assert worker.run_once().kind == "full"
     _drain(worker, cold)
     assert worker.stats.cold_items == 3 and cold.fitted_for == worker.stats.model_version == 2
 
 
 def test_cold_start_is_off_when_disabled(ladybug_store: LadybugStore) -> None:
-    assert ColdItems.from_settings(ladybug_store, Settings(cold_start_interval_s=0)) is None
+    config = ColdStartConfig.from_settings(Settings(cold_start_interval_s=0))
+    assert ColdItems.from_config(ladybug_store, config) is None
 
 
 def test_too_few_warm_items_with_text_leave_cold_items_waiting(
@@ -110,9 +113,10 @@ def test_too_few_warm_items_with_text_leave_cold_items_waiting(
     ladybug_store.upsert_items(list(COLD.values()))  # catalog text only for the cold items
     Feed(ladybug_store)(_clicks())
     settings = Settings(model_dir=str(tmp_path / "model"), bootstrap_min_edges=0)
-    train_from_store(ladybug_store, settings, device="cpu")
+    train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
     cold = ColdItems(ladybug_store, encoder, fit_items=2 * ITEMS, batch=8, interval_s=0.0)
-    worker = RefreshWorker(ladybug_store, settings, settings.model_dir, device="cpu", cold=cold)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings),
+                           settings.model_dir, device="cpu", cold=cold)
     worker.run_once()
     _drain(worker, cold)
     assert not cold.fitted and cold.fitted_for == 1 and worker.stats.cold_items == 0 and cold.errors == 0
