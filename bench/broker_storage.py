@@ -46,6 +46,7 @@ from ingest import TimedStore, ingest_run, zipf_events  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
 from interest_graph.embedded_broker import TansuBroker, free_port  # noqa: E402
+from streams.config import IngestConfig  # noqa: E402
 from streams.kafka_admin import create_topics  # noqa: E402
 from streams.replay import replay  # noqa: E402
 
@@ -156,7 +157,8 @@ def measure(storage: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         store = TimedStore(str(workdir / "graph.lbdb"))
         store.ensure_schema()
         try:
-            ingest, _, _ = ingest_run(settings, store, args.events, str(workdir / "faust"), timeout_s=1800)
+            ingest, _, _ = ingest_run(IngestConfig.from_settings(settings), store, args.events,
+                                      str(workdir / "faust"), timeout_s=1800)
         finally:
             store.close()
         acked, kept = crash_cycles(engine, args.kills)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import sys
@@ -56,6 +57,7 @@ from graph_store.ladybug import LadybugStore  # noqa: E402
 from interest_graph.embedded_broker import TansuBroker  # noqa: E402
 from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
 from streams.app import IngestApp  # noqa: E402
+from streams.config import EventContract, IngestConfig  # noqa: E402
 from streams.datasets import SYNTHETIC_TYPE_MIX, KeyedEvent  # noqa: E402
 from streams.kafka_admin import create_topics  # noqa: E402
 from streams.kafka_transport import kafka_transport  # noqa: E402
@@ -135,17 +137,17 @@ def run_app(app: faust.App, done: Callable[[], bool], timeout_s: float) -> float
         asyncio.set_event_loop(None)
 
 
-def noop_faust_ceiling(settings: Settings, topic: str, count: int, datadir: str, *, ours: bool = False) -> float:
+def noop_faust_ceiling(config: IngestConfig, topic: str, count: int, datadir: str, *, ours: bool = False) -> float:
     """Events/s of a Faust agent that only take(5000)s, json-decodes and acks.
 
     ``ours``: with our transport (:mod:`streams.kafka_transport`) instead of Faust's stock one.
     """
-    app = faust.App(f"bench-noop-{uuid.uuid4().hex[:8]}", broker=settings.broker_url, datadir=datadir,
+    app = faust.App(f"bench-noop-{uuid.uuid4().hex[:8]}", broker=config.broker_url, datadir=datadir,
                     web_enabled=False, autodiscover=False, consumer_auto_offset_reset="earliest",
                     broker_max_poll_records=5000, broker_session_timeout=2.0, broker_rebalance_timeout=2.0,
                     broker_heartbeat_interval=0.3)
     if ours:
-        app.transport = kafka_transport(settings.broker_fetch_max_wait_s)(app.conf.broker_consumer, app)
+        app.transport = kafka_transport(config.broker_fetch_max_wait_s)(app.conf.broker_consumer, app)
     source = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
     state = {"seen": 0, "first": 0.0}
 
@@ -176,7 +178,7 @@ class TimedStore(LadybugStore):
         return seq
 
 
-def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, timeout_s: float,
+def ingest_run(config: IngestConfig, store: TimedStore, count: int, datadir: str, timeout_s: float,
                when_ready: Callable[[], None] | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """Run the real ingest app until ``count`` events are accepted.
 
@@ -185,7 +187,7 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
     load starts then, so freshness measures the app keeping up with it, not catching up after
     the group join).
     """
-    ingest = IngestApp(settings, store, datadir=datadir)
+    ingest = IngestApp(config, store, datadir=datadir)
     first: list[tuple[float, int]] = []  # (time, events accepted) at the first commit
     sent_ms: list[np.ndarray] = []
     freshness: list[np.ndarray] = []
@@ -217,20 +219,20 @@ def ingest_run(settings: Settings, store: TimedStore, count: int, datadir: str, 
     return rate, np.concatenate(sent_ms), np.concatenate(freshness)
 
 
-def planned_batches(events: list[KeyedEvent], batch_size: int, settings: Settings) -> list[UpsertBatch]:
+def planned_batches(events: list[KeyedEvent], batch_size: int, contract: EventContract) -> list[UpsertBatch]:
     """``events`` as one partition's records, planned (decode, validate, aggregate) ``batch_size`` at a time."""
     tp = TopicPartition("store-only", 0)
     now = int(time.time() * 1000) + 10**9
     records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, k), timestamp_ms=e.ts_ms)
                for k, e in enumerate(events)]
-    return [plan_batch(records[k:k + batch_size], {}, settings, "store-only", now).batch
+    return [plan_batch(records[k:k + batch_size], {}, contract, "store-only", now).batch
             for k in range(0, len(records), batch_size)]
 
 
-def store_only(events: list[KeyedEvent], batch_size: int, path: str, settings: Settings) -> tuple[float, float]:
+def store_only(events: list[KeyedEvent], batch_size: int, path: str, contract: EventContract) -> tuple[float, float]:
     """(plan events/s, apply events/s): the agent's two halves without Kafka or Faust, one batch at a time."""
     started = time.perf_counter()
-    plans = planned_batches(events, batch_size, settings)
+    plans = planned_batches(events, batch_size, contract)
     planned = time.perf_counter()
     with LadybugStore(path) as store:
         store.ensure_schema()
@@ -267,13 +269,13 @@ def main() -> None:
 
     with TansuBroker() as broker, tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         backlog, live = f"bench-events-{uuid.uuid4().hex[:6]}", f"bench-live-{uuid.uuid4().hex[:6]}"
-        settings = Settings(broker_url=broker.url, events_topic=backlog, items_topic=f"{backlog}-items",
-                            dead_letter_topic=f"{backlog}-dead", consumer_group=f"bench-{uuid.uuid4().hex[:6]}",
-                            topic_partitions=PARTITIONS, batch_max_events=args.batch_max_events,
-                            batch_window_s=args.batch_window,
-                            broker_session_timeout_s=2.0, broker_rebalance_timeout_s=2.0)
-        create_topics(broker.bootstrap, {backlog: PARTITIONS, live: PARTITIONS, settings.items_topic: 1,
-                                         settings.dead_letter_topic: 1})
+        config = IngestConfig.from_settings(Settings(
+            broker_url=broker.url, events_topic=backlog, items_topic=f"{backlog}-items",
+            dead_letter_topic=f"{backlog}-dead", consumer_group=f"bench-{uuid.uuid4().hex[:6]}",
+            topic_partitions=PARTITIONS, batch_max_events=args.batch_max_events, batch_window_s=args.batch_window,
+            broker_session_timeout_s=2.0, broker_rebalance_timeout_s=2.0))
+        create_topics(broker.bootstrap, {backlog: PARTITIONS, live: PARTITIONS, config.items_topic: 1,
+                                         config.dead_letter_topic: 1})
         started = time.perf_counter()
         replay(zipf_events(args.events, args.users, args.items, seed=1), broker.bootstrap, backlog)
         print(f"published {args.events:,} events in {time.perf_counter() - started:.1f} s "
@@ -281,16 +283,16 @@ def main() -> None:
 
         raw = asyncio.run(aiokafka_ceiling(broker.bootstrap, backlog, args.events))
         print(f"ceiling  aiokafka consumer      {raw:10,.0f} events/s", flush=True)
-        noop = noop_faust_ceiling(settings, backlog, args.events, f"{tmp}/noop")
+        noop = noop_faust_ceiling(config, backlog, args.events, f"{tmp}/noop")
         print(f"ceiling  no-op Faust take(5000)  {noop:10,.0f} events/s   (Faust's stock transport)", flush=True)
-        noop_ours = noop_faust_ceiling(settings, backlog, args.events, f"{tmp}/noop-ours", ours=True)
+        noop_ours = noop_faust_ceiling(config, backlog, args.events, f"{tmp}/noop-ours", ours=True)
         print(f"         no-op Faust take(5000)  {noop_ours:10,.0f} events/s   (our transport: "
               f"streams.kafka_transport, {noop_ours / noop:.2f}x stock)", flush=True)
 
         store = TimedStore(f"{tmp}/graph.lbdb")
         store.ensure_schema()
         try:
-            rate, _, _ = ingest_run(settings, store, args.events, f"{tmp}/ingest", timeout_s=7200)
+            rate, _, _ = ingest_run(config, store, args.events, f"{tmp}/ingest", timeout_s=7200)
             print(f"sustained ingest into LadybugDB  {rate:10,.0f} events/s "
                   f"({rate / noop:.0%} of no-op Faust, {rate / noop_ours:.0%} of it on our transport)"
                   f"   upsert batch ms {quantiles(store.batch_seconds, 1e3)} "
@@ -298,7 +300,7 @@ def main() -> None:
 
             faust_batch = max(1, round(args.events / max(len(store.batch_seconds), 1)))
             plan_rate, apply_rate = store_only(list(zipf_events(args.events, args.users, args.items, seed=1)),
-                                               faust_batch, f"{tmp}/store-only.lbdb", settings)
+                                               faust_batch, f"{tmp}/store-only.lbdb", config.contract)
             print(f"store alone (no Kafka, no Faust; batches of {faust_batch:,} events as Faust handed them): "
                   f"plan_batch {plan_rate:10,.0f} events/s   apply_batch {apply_rate:10,.0f} events/s", flush=True)
 
@@ -306,7 +308,7 @@ def main() -> None:
             producer = multiprocessing.get_context("spawn").Process(
                 target=publish_paced, args=(broker.bootstrap, live, live_count, args.rate, args.users, args.items, 2))
             store.batch_seconds.clear()
-            live_settings = settings.replace(events_topic=live, consumer_group=f"{settings.consumer_group}-live")
+            live_config = dataclasses.replace(config, events_topic=live, consumer_group=f"{config.consumer_group}-live")
             load_started_ms = 0.0
 
             def start_load() -> None:
@@ -315,7 +317,7 @@ def main() -> None:
                 producer.start()
 
             try:
-                _, sent_ms, fresh = ingest_run(live_settings, store, live_count, f"{tmp}/live",
+                _, sent_ms, fresh = ingest_run(live_config, store, live_count, f"{tmp}/live",
                                                timeout_s=args.freshness_seconds * 4 + 120, when_ready=start_load)
             finally:
                 if producer.pid is not None:

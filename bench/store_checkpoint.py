@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from ingest import planned_batches, zipf_events  # noqa: E402
 
 from core.domain import UpsertBatch  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from graph_store.ladybug import LadybugStore  # noqa: E402
+from streams.config import EventContract  # noqa: E402
 
 
 def apply_all(batches: list[UpsertBatch], checkpoint_bytes: int) -> np.ndarray:
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--stall-ms", type=float, default=150.0, help="a batch slower than this counts as "
                         "a stall (default: 150 ms)")
     args = parser.parse_args()
-    batches = planned_batches(list(zipf_events(args.events, 100_000, 20_000, seed=1)), args.batch, Settings())
+    batches = planned_batches(list(zipf_events(args.events, 100_000, 20_000, seed=1)), args.batch, EventContract())
     print(f"{args.events:,} Zipf events in {len(batches)} batches of {args.batch:,}")
     for mb in args.thresholds_mb:
         ms = apply_all(batches, round(mb * 1024 * 1024))

@@ -54,6 +54,7 @@ from models.spectral.refresh import SpectralRefresh
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.loader import IndexLoader
 from streams.aggregate import SourceRecord, plan_batch
+from streams.config import EventContract
 from streams.datasets import Rating, movielens_ratings
 
 TP = TopicPartition("ig-events", 0)
@@ -63,8 +64,8 @@ GROUP = "streaming-eval"
 class Feeder:
     """Applies ratings to the store the way the ingest agent does: one planned batch per call."""
 
-    def __init__(self, store: LadybugStore, settings: Settings) -> None:
-        self.store, self.settings, self.offset = store, settings, 0
+    def __init__(self, store: LadybugStore, contract: EventContract) -> None:
+        self.store, self.contract, self.offset = store, contract, 0
 
     def __call__(self, ratings: Sequence[Rating]) -> None:
         records = []
@@ -72,7 +73,7 @@ class Feeder:
             event = rating.event()
             records.append(SourceRecord(event.value, event.key, SourcePosition(TP, self.offset + n), event.ts_ms))
         # Every batch holds offsets no earlier batch applied, so nothing is skipped: no applied offsets.
-        plan = plan_batch(records, {}, self.settings, GROUP, int(time.time() * 1000))
+        plan = plan_batch(records, {}, self.contract, GROUP, int(time.time() * 1000))
         if plan.rejected:
             raise ValueError(f"{len(plan.rejected)} MovieLens ratings are invalid events, first: {plan.rejected[0][1]}")
         self.store.apply_batch(plan.batch)
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
                         bootstrap_min_edges=0, refresh_max_seeds=100_000, model_method=args.method)
     store = LadybugStore(settings.store_path)
     store.ensure_schema()
-    feed = Feeder(store, settings)
+    feed = Feeder(store, EventContract.from_settings(settings))
     started = time.perf_counter()
     for chunk in batches(history, 5000):
         feed(chunk)

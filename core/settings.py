@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-from core.domain import EventType
 from core.errors import InterestGraphError
 
 T = TypeVar("T")
@@ -243,17 +242,6 @@ class Settings:
 
     def replace(self, **overrides: Any) -> Settings:
         return type(self)(**{**self._values, **overrides})
-
-    def default_weight(self, event_type: EventType) -> float:
-        """Edge weight of an event of this type that carries no explicit weight or rating."""
-        return {
-            EventType.VIEW: self.weight_view,
-            EventType.CLICK: self.weight_click,
-            EventType.ADD_TO_CART: self.weight_add_to_cart,
-            EventType.PURCHASE: self.weight_purchase,
-            EventType.LIKE: self.weight_like,
-            EventType.RATING: self.weight_rating_per_star * 4.0,
-        }[event_type]
 
     @property
     def bootstrap_servers(self) -> list[str]:

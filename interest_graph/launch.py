@@ -138,6 +138,7 @@ def _faust_datadir(settings: Settings) -> str:
 
 def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
     """``interest-graph up``: every component in this process until Ctrl-C / SIGTERM."""
+    from streams.config import IngestConfig
     from streams.ingest import IngestStats
     from streams.worker import run_ingest_worker
 
@@ -152,12 +153,14 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
             stats = IngestStats(on_applied=freshness.batch_applied)
             _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
                                               grpc=grpc_metrics, freshness=freshness, store=store))
-            return run_ingest_worker(settings, store, datadir=_faust_datadir(settings), stats=stats)
+            return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),
+                                     stats=stats)
     return 0
 
 
 def run_ingest(settings: Settings) -> int:
     """``interest-graph ingest``: the Faust worker alone."""
+    from streams.config import IngestConfig
     from streams.ingest import IngestStats
     from streams.worker import run_ingest_worker
 
@@ -166,7 +169,8 @@ def run_ingest(settings: Settings) -> int:
         store.ensure_schema()
         ensure_topics(settings)
         _metrics(settings, StackCollector(settings, ingest=stats))
-        return run_ingest_worker(settings, store, datadir=_faust_datadir(settings), stats=stats)
+        return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),
+                                 stats=stats)
 
 
 def _wait_for_signal(stop: threading.Event) -> None:

@@ -25,7 +25,7 @@ from core.domain import (
     TopicPartition,
     UpsertBatch,
 )
-from core.settings import Settings
+from streams.config import EventContract
 from streams.validation import Rejection, validate_event
 
 
@@ -126,14 +126,14 @@ def aggregate(events: Sequence[tuple[InteractionEvent, SourcePosition]], group: 
     return UpsertBatch(edges=edges, offsets=offset_ranges(positions), group=group)
 
 
-def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition, int], settings: Settings,
-               group: str, now_ms: int) -> BatchPlan:
+def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition, int],
+               contract: EventContract, group: str, now_ms: int) -> BatchPlan:
     """Filter, validate and aggregate one batch of records (everything but the I/O).
 
     Args:
         records (Sequence[SourceRecord]): the batch, in delivery order.
         applied (Mapping[TopicPartition, int]): the store's applied offsets for ``group``.
-        settings (Settings): validation limits and default weights.
+        contract (EventContract): validation limits and default weights.
         group (str): consumer group the offsets belong to.
         now_ms (int): current time in epoch ms (bounds future timestamps).
     """
@@ -142,7 +142,7 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
     rejected: list[tuple[SourceRecord, Rejection]] = []
     accepted_ts: list[int] = []
     for record in fresh:
-        outcome = validate_event(record.value, settings, now_ms)
+        outcome = validate_event(record.value, contract, now_ms)
         if isinstance(outcome, Rejection):
             rejected.append((record, outcome))
         else:

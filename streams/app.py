@@ -1,18 +1,19 @@
 """The Faust app: two thin agents that batch Kafka records and hand them to the ingestors.
 
-* ``ingest_events`` reads ``settings.events_topic`` in batches of up to ``batch_max_events``
+* ``ingest_events`` reads ``config.events_topic`` in batches of up to ``batch_max_events``
   records or ``batch_window_s`` seconds, and applies each batch through
   :class:`~streams.ingest.EventIngestor` (validate, aggregate, dead-letter, one store transaction).
-* ``ingest_items`` reads ``settings.items_topic`` and upserts catalog attributes.
+* ``ingest_items`` reads ``config.items_topic`` and upserts catalog attributes.
 
 Acks: the agents iterate with ``noack_take`` and ack a batch's records only after the store write,
 so Faust commits no offset whose effect is not in the store. Faust's own commits are a shortcut
 for restarts; correctness comes from the store's applied offsets (see :mod:`streams.aggregate`),
 kept under :func:`~streams.ingest.offsets_group` (consumer group + Kafka cluster id).
 
-Settings are declared once in :class:`~core.settings.Settings` and mapped to Faust's
-here. The group session timeout matters for restarts: Tansu answers a JoinGroup only after about
-half the session timeout, and a crashed member holds its partitions until the timeout expires.
+Settings are declared once in :class:`~core.settings.Settings`; the ingest stage's are an
+:class:`~streams.config.IngestConfig`, mapped to Faust's here. The group session timeout matters
+for restarts: Tansu answers a JoinGroup only after about half the session timeout, and a crashed
+member holds its partitions until the timeout expires.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from faust.types import EventT, StreamT
 
 from core.domain import SourcePosition, TopicPartition
 from core.retry import BACKOFF
-from core.settings import Settings
 from graph_store.base import GraphStore
 from streams.aggregate import SourceRecord
+from streams.config import IngestConfig
 from streams.dead_letter import DeadLetter, check_record_limits
 from streams.dead_letter_publisher import DeadLetterPublisher
 from streams.ingest import EventIngestor, IngestStats, ItemIngestor, StoreWriter, offsets_group
@@ -42,26 +43,31 @@ from streams.write_behind import WriteBehind
 log = logging.getLogger(__name__)
 
 
-def faust_settings(settings: Settings, datadir: str) -> dict[str, Any]:
-    """Faust configuration derived from our settings (the one place they are mapped)."""
-    session = settings.broker_session_timeout_s
+def faust_settings(config: IngestConfig, datadir: str) -> dict[str, Any]:
+    """Faust configuration derived from ours (the one place it is mapped).
+
+    Args:
+        config (IngestConfig): broker, group timeouts, batch size and the broker's message limit.
+        datadir (str): Faust's data directory.
+    """
+    session = config.broker_session_timeout_s
     return {
-        "broker": settings.broker_url,
+        "broker": config.broker_url,
         "datadir": datadir,
         "web_enabled": False,
         "autodiscover": False,
         "broker_session_timeout": session,
-        "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,
+        "broker_rebalance_timeout": config.broker_rebalance_timeout_s,
         # Kafka requires heartbeats well inside the session timeout.
         "broker_heartbeat_interval": max(session / 6, 0.1),
         "broker_commit_interval": 1.0,
-        "broker_max_poll_records": max(settings.batch_max_events, 500),
+        "broker_max_poll_records": max(config.batch_max_events, 500),
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         # Sizes agree with the broker's limit (streams.dead_letter.check_record_limits): nothing we
         # accept or dead-letter is refused by our producer, and any record the broker holds can be fetched.
-        "producer_max_request_size": settings.broker_max_message_bytes,
-        "consumer_max_fetch_size": settings.broker_max_message_bytes,
+        "producer_max_request_size": config.broker_max_message_bytes,
+        "consumer_max_fetch_size": config.broker_max_message_bytes,
         "topic_replication_factor": 1,
     }
 
@@ -78,7 +84,7 @@ class IngestApp:
     """The Faust app with its ingestors, stats and store executor.
 
     Args:
-        settings (Settings): broker, topics, group, batching and validation settings.
+        config (IngestConfig): broker, topics, group, batching and validation settings.
         store (GraphStore): where batches are applied.
         datadir (str): Faust's data directory (no tables are kept there, only its bookkeeping).
         stats (IngestStats, optional): counters to update; ``None`` creates fresh ones (default: ``None``).
@@ -87,28 +93,28 @@ class IngestApp:
         BrokerUnavailableError: the broker did not tell its cluster id (retryable).
     """
 
-    def __init__(self, settings: Settings, store: GraphStore, *, datadir: str,
+    def __init__(self, config: IngestConfig, store: GraphStore, *, datadir: str,
                  stats: IngestStats | None = None) -> None:
-        check_record_limits(settings)
-        self.settings = settings
+        check_record_limits(config)
+        self.config = config
         self.stats = stats if stats is not None else IngestStats()
         self._crashing: asyncio.Future[None] | None = None
-        self.app = faust.App(settings.consumer_group, **faust_settings(settings, datadir))
+        self.app = faust.App(config.consumer_group, **faust_settings(config, datadir))
         # Before any topic exists: declaring one builds the transport (streams.kafka_transport).
-        self.app.transport = kafka_transport(settings.broker_fetch_max_wait_s)(self.app.conf.broker_consumer,
+        self.app.transport = kafka_transport(config.broker_fetch_max_wait_s)(self.app.conf.broker_consumer,
                                                                                 self.app)
         # One thread: store writes happen in batch order, and the store is single-threaded.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-store")
         writer = StoreWriter(store, self.executor, self.stats)
         #: Key of this pipeline's applied offsets in the store (consumer group on this cluster).
-        self.offsets_group = offsets_group(settings.consumer_group, cluster_id(settings.bootstrap_servers))
-        self.events = EventIngestor(settings, writer, self.send_dead_letters, self.stats, self.offsets_group,
-                                    before_skipping=self.check_cluster)
-        self.items = ItemIngestor(settings, writer, self.send_dead_letters, self.stats)
-        self.events_topic = self._raw_topic(settings.events_topic)
-        self.items_topic = self._raw_topic(settings.items_topic)
-        self.dead_letter_topic = self._raw_topic(settings.dead_letter_topic)
-        self.dead_letters = DeadLetterPublisher(self._send_dead_letter, settings.dead_letter_max_original_bytes)
+        self.offsets_group = offsets_group(config.consumer_group, cluster_id(config.bootstrap_servers))
+        self.events = EventIngestor(config.contract, writer, self.send_dead_letters, self.stats,
+                                    self.offsets_group, before_skipping=self.check_cluster)
+        self.items = ItemIngestor(config.contract, writer, self.send_dead_letters, self.stats)
+        self.events_topic = self._raw_topic(config.events_topic)
+        self.items_topic = self._raw_topic(config.items_topic)
+        self.dead_letter_topic = self._raw_topic(config.dead_letter_topic)
+        self.dead_letters = DeadLetterPublisher(self._send_dead_letter, config.dead_letter_max_original_bytes)
         self._declare_agents()
         self.app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]  # mode's handler alias defeats mypy
 
@@ -117,7 +123,7 @@ class IngestApp:
                               key_serializer="raw")
 
     def _declare_agents(self) -> None:
-        batch_max, window = self.settings.batch_max_events, self.settings.batch_window_s
+        batch_max, window = self.config.batch_max_events, self.config.batch_window_s
 
         # CrashingSupervisor: a failing agent must stop the worker, not restart behind a lost batch.
         @self.app.agent(self.events_topic, name="ingest_events", concurrency=1,
@@ -176,7 +182,7 @@ class IngestApp:
         the new cluster can arrive before the group's rebalance tells us of it.
         """
         current = await self._current_cluster()
-        group = offsets_group(self.settings.consumer_group, current)
+        group = offsets_group(self.config.consumer_group, current)
         if group == self.offsets_group:
             return True
         log.warning("Kafka cluster changed (%s -> %s): applied offsets now kept under %r",
@@ -196,7 +202,7 @@ class IngestApp:
             log.warning("cannot read the Kafka cluster id (%s); retrying in %.1f s", exc, wait)
 
         return await BACKOFF.call_async(
-            lambda: loop.run_in_executor(None, cluster_id, self.settings.bootstrap_servers), on_retry=unavailable)
+            lambda: loop.run_in_executor(None, cluster_id, self.config.bootstrap_servers), on_retry=unavailable)
 
     async def send_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Publish dead letters now and wait until the broker has acknowledged every one (never raises

@@ -15,24 +15,25 @@ import json
 from typing import Any
 
 from core.domain import IdProblem, InvalidIdError, ItemMeta, NodeId, check_id
+from streams.config import EventContract
 from streams.validation import Rejection, RejectReason, too_large
 
 #: Longest title/text kept; longer values are producer bugs that would bloat every response.
 MAX_TEXT_LENGTH = 10_000
 
 
-def validate_item(raw: bytes | None, max_id_length: int, max_bytes: int) -> ItemMeta | Rejection:
+def validate_item(raw: bytes | None, contract: EventContract) -> ItemMeta | Rejection:
     """Parse one items-topic value into :class:`ItemMeta`, or say why it is invalid.
 
     Args:
         raw (bytes, optional): the record value (``None`` is rejected as ``bad_json``).
-        max_id_length (int): longest accepted ``item_id``.
-        max_bytes (int): longest accepted value (``IG_MAX_ITEM_BYTES``); longer ones are not decoded.
+        contract (EventContract): ``max_id_length``, the longest accepted ``item_id``, and
+            ``max_item_bytes``, the longest accepted value (longer ones are not decoded).
     """
     if raw is None:
         return Rejection(RejectReason.BAD_JSON, "empty record value (tombstone)")
-    if len(raw) > max_bytes:
-        return too_large(raw, max_bytes, "IG_MAX_ITEM_BYTES")
+    if len(raw) > contract.max_item_bytes:
+        return too_large(raw, contract.max_item_bytes, "IG_MAX_ITEM_BYTES")
     try:
         obj = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -41,7 +42,7 @@ def validate_item(raw: bytes | None, max_id_length: int, max_bytes: int) -> Item
         return Rejection(RejectReason.BAD_JSON, f"not JSON: {exc}")
     if not isinstance(obj, dict):
         return Rejection(RejectReason.NOT_OBJECT, f"expected a JSON object, got {type(obj).__name__}")
-    return _item_from_object(obj, max_id_length)
+    return _item_from_object(obj, contract.max_id_length)
 
 
 def _item_from_object(obj: dict[str, Any], max_id_length: int) -> ItemMeta | Rejection:

@@ -13,7 +13,7 @@ UTF-8 (JSON strings carry them exactly), else as ``*_b64``. A value longer than
 ``IG_DEAD_LETTER_MAX_ORIGINAL_BYTES`` (a key longer than :data:`MAX_KEY_BYTES`) is cut, and
 ``*_truncated`` says so; ``*_length`` and ``*_sha256`` always describe the whole record, so a cut
 one can still be matched to its producer's copy. So a dead letter never outgrows the broker's
-message limit, whatever the record: :func:`check_record_limits` checks the settings at start.
+message limit, whatever the record: :func:`check_record_limits` checks the configuration at start.
 
 When even that cannot be sent (a broker with a lower limit than configured), a **minimal** record
 goes instead: ``"minimal": true``, reason, message, position, length and sha256, without key or value.
@@ -31,8 +31,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from core.settings import Settings, SettingsError
 from streams.aggregate import SourceRecord
+from streams.config import IngestConfig, SettingsError
 from streams.validation import Rejection
 
 #: Version of the dead-letter record format written now.
@@ -98,18 +98,22 @@ def worst_case_bytes(max_original_bytes: int) -> int:
     return _WORST_JSON_EXPANSION * (max_original_bytes + MAX_KEY_BYTES + MAX_MESSAGE_CHARS * 4) + _ENVELOPE_BYTES
 
 
-def check_record_limits(settings: Settings) -> None:
+def check_record_limits(config: IngestConfig) -> None:
     """Refuse size settings under which a record could be accepted or dead-lettered but not sent or read.
+
+    Args:
+        config (IngestConfig): the broker's message limit, the contract's record limits and the
+            dead letters' cut.
 
     Raises:
         SettingsError: a record limit or the worst-case dead letter does not fit the broker's limit.
     """
-    limit = settings.broker_max_message_bytes
-    for env, value in (("IG_MAX_EVENT_BYTES", settings.max_event_bytes),
-                       ("IG_MAX_ITEM_BYTES", settings.max_item_bytes)):
+    limit = config.broker_max_message_bytes
+    for env, value in (("IG_MAX_EVENT_BYTES", config.contract.max_event_bytes),
+                       ("IG_MAX_ITEM_BYTES", config.contract.max_item_bytes)):
         if not 0 < value <= limit:
             raise SettingsError(f"{env}={value} must be > 0 and at most IG_BROKER_MAX_MESSAGE_BYTES={limit}")
-    cut = settings.dead_letter_max_original_bytes
+    cut = config.dead_letter_max_original_bytes
     if cut <= 0 or worst_case_bytes(cut) > limit:
         raise SettingsError(f"IG_DEAD_LETTER_MAX_ORIGINAL_BYTES={cut} lets a dead letter reach "
                             f"{worst_case_bytes(cut)} bytes, over IG_BROKER_MAX_MESSAGE_BYTES={limit}")

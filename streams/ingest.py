@@ -32,10 +32,10 @@ import numpy as np
 from core.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
 from core.histogram import Histogram
 from core.retry import BACKOFF, RetryPolicy
-from core.settings import Settings
 from graph_store.base import GraphStore, StaleBatchError
 from streams.aggregate import BatchPlan, SourceRecord, plan_batch
 from streams.catalog import validate_item
+from streams.config import EventContract
 from streams.dead_letter import DeadLetter, dead_letter_from
 from streams.validation import Rejection
 
@@ -203,7 +203,7 @@ class EventIngestor:
     """Applies batches of event records to the store with exactly-once effect.
 
     Args:
-        settings (Settings): validation limits and default weights.
+        contract (EventContract): validation limits and default weights.
         writer (StoreWriter): blocking store access with retries.
         dead_letter (DeadLetterSink): sends rejected records to the dead-letter topic.
         stats (IngestStats): counters to update.
@@ -212,9 +212,9 @@ class EventIngestor:
             records as already applied (default: ``None``, no check).
     """
 
-    def __init__(self, settings: Settings, writer: StoreWriter, dead_letter: DeadLetterSink,
+    def __init__(self, contract: EventContract, writer: StoreWriter, dead_letter: DeadLetterSink,
                  stats: IngestStats, group: str, before_skipping: OffsetsCheck | None = None) -> None:
-        self.settings = settings
+        self.contract = contract
         self.group = group
         self.applied: dict[TopicPartition, int] = {}
         self._writer = writer
@@ -241,7 +241,7 @@ class EventIngestor:
         started = time.perf_counter()
         sent: set[SourcePosition] = set()
         while True:
-            plan = plan_batch(records, self.applied, self.settings, self.group, now_ms())
+            plan = plan_batch(records, self.applied, self.contract, self.group, now_ms())
             # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
             # Kafka cluster that restarted empty would skip its new records, so confirm them first.
             # Replan if the offsets were rebound meanwhile, even if the check itself found nothing
@@ -295,15 +295,15 @@ class ItemIngestor:
     """Upserts catalog records (idempotent: last write wins, so at-least-once is enough).
 
     Args:
-        settings (Settings): id length limit.
+        contract (EventContract): id length and record size limits.
         writer (StoreWriter): blocking store access with retries.
         dead_letter (DeadLetterSink): sends invalid catalog records to the dead-letter topic.
         stats (IngestStats): counters to update.
     """
 
-    def __init__(self, settings: Settings, writer: StoreWriter, dead_letter: DeadLetterSink,
+    def __init__(self, contract: EventContract, writer: StoreWriter, dead_letter: DeadLetterSink,
                  stats: IngestStats) -> None:
-        self.settings = settings
+        self.contract = contract
         self._writer = writer
         self._dead_letter = dead_letter
         self._stats = stats
@@ -313,7 +313,7 @@ class ItemIngestor:
         letters = []
         at = now_ms()
         for record in records:
-            outcome = validate_item(record.value, self.settings.max_id_length, self.settings.max_item_bytes)
+            outcome = validate_item(record.value, self.contract)
             if isinstance(outcome, Rejection):
                 letters.append(dead_letter_from(record, outcome, at))
             else:

@@ -15,7 +15,7 @@ Decisions the contract makes:
   JavaScript producers write ``1.7e12``); booleans, fractions, NaN and infinities are rejected;
 * ``weight`` must be finite, ``> 0`` and at most :data:`MAX_EVENT_WEIGHT`;
 * ``rating`` must be finite with ``0 < rating <= 5``; a rating event without one gets the rating
-  default weight (``settings.default_weight(EventType.RATING)``), so a producer that forgets the
+  default weight (``contract.default_weight(EventType.RATING)``), so a producer that forgets the
   stars still records the interaction;
 * weight resolution: explicit ``weight``, else ``rating * weight_rating_per_star`` for rating
   events, else the type's default weight.
@@ -43,7 +43,7 @@ from core.domain import (
     NodeId,
     check_id,
 )
-from core.settings import Settings
+from streams.config import EventContract
 
 #: Largest accepted explicit weight: one event outweighing a million clicks is a producer bug, and
 #: it would swamp the normalised edge weights LightGCN propagates over.
@@ -89,25 +89,25 @@ class _Invalid(Exception):
         self.rejection = Rejection(reason, message, field)
 
 
-def validate_event(raw: bytes | None, settings: Settings, now_ms: int) -> InteractionEvent | Rejection:
+def validate_event(raw: bytes | None, contract: EventContract, now_ms: int) -> InteractionEvent | Rejection:
     """Parse and check one Kafka value against the event contract (see the module docstring).
 
     Args:
         raw (bytes, optional): the record value; ``None`` (a tombstone) is rejected as ``bad_json``.
-        settings (Settings): id length limit, timestamp bounds and default weights.
+        contract (EventContract): size and id length limits, timestamp bounds and default weights.
         now_ms (int): the current time in epoch ms (passed in so validation stays pure).
     """
-    if raw is not None and len(raw) > settings.max_event_bytes:
-        return too_large(raw, settings.max_event_bytes, "IG_MAX_EVENT_BYTES")
+    if raw is not None and len(raw) > contract.max_event_bytes:
+        return too_large(raw, contract.max_event_bytes, "IG_MAX_EVENT_BYTES")
     try:
         obj = _parse_object(raw)
         _check_version(obj)
         for name in _REQUIRED:
             if obj.get(name) is None:
                 raise _Invalid(RejectReason.MISSING_FIELD, f"required field {name!r} is missing", name)
-        ids = [_check_id(obj[name], name, settings.max_id_length) for name in _ID_FIELDS]
+        ids = [_check_id(obj[name], name, contract.max_id_length) for name in _ID_FIELDS]
         event_type = _check_type(obj["type"])
-        ts_ms = _check_ts(obj["ts"], settings, now_ms)
+        ts_ms = _check_ts(obj["ts"], contract, now_ms)
         weight = _optional_number(obj, "weight", RejectReason.BAD_WEIGHT, _weight_ok,
                                   f"must be finite, > 0 and <= {MAX_EVENT_WEIGHT:g}")
         rating = _optional_number(obj, "rating", RejectReason.BAD_RATING, _rating_ok,
@@ -116,7 +116,7 @@ def validate_event(raw: bytes | None, settings: Settings, now_ms: int) -> Intera
         return invalid.rejection
     return InteractionEvent(
         event_id=ids[0], user_id=NodeId(ids[1]), item_id=NodeId(ids[2]), type=event_type, ts_ms=ts_ms,
-        weight=resolve_weight(event_type, weight, rating, settings), rating=rating,
+        weight=resolve_weight(event_type, weight, rating, contract), rating=rating,
     )
 
 
@@ -127,13 +127,13 @@ def too_large(raw: bytes, limit: int, setting: str) -> Rejection:
 
 
 def resolve_weight(event_type: EventType, weight: float | None, rating: float | None,
-                   settings: Settings) -> float:
+                   contract: EventContract) -> float:
     """Edge weight of an event: explicit weight, else rating-derived, else the type default."""
     if weight is not None:
         return weight
     if event_type is EventType.RATING and rating is not None:
-        return rating * settings.weight_rating_per_star
-    return settings.default_weight(event_type)
+        return rating * contract.weight_rating_per_star
+    return contract.default_weight(event_type)
 
 
 def _parse_object(raw: bytes | None) -> dict[str, Any]:
@@ -180,17 +180,17 @@ def _check_type(value: Any) -> EventType:
                        f"unknown event type {value[:64]!r} (known: {known})", "type") from None
 
 
-def _check_ts(value: Any, settings: Settings, now_ms: int) -> int:
+def _check_ts(value: Any, contract: EventContract, now_ms: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Invalid(RejectReason.WRONG_TYPE, f"ts must be epoch milliseconds, got {type(value).__name__}",
                        "ts")
     if isinstance(value, float) and not value.is_integer():
         raise _Invalid(RejectReason.WRONG_TYPE, f"ts must be whole milliseconds, got {value!r}", "ts")
     ts_ms = int(value)
-    latest = now_ms + int(settings.max_future_skew_s * 1000)
-    if ts_ms < settings.min_event_ts_ms or ts_ms > latest:
+    latest = now_ms + int(contract.max_future_skew_s * 1000)
+    if ts_ms < contract.min_event_ts_ms or ts_ms > latest:
         raise _Invalid(RejectReason.ABSURD_TS,
-                       f"ts {ts_ms} is outside [{settings.min_event_ts_ms}, {latest}] epoch ms", "ts")
+                       f"ts {ts_ms} is outside [{contract.min_event_ts_ms}, {latest}] epoch ms", "ts")
     return ts_ms
 
 

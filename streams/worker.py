@@ -18,9 +18,9 @@ from typing import Any
 import faust
 import mode
 
-from core.settings import Settings
 from graph_store.base import GraphStore
 from streams.app import IngestApp
+from streams.config import IngestConfig
 from streams.ingest import IngestStats
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,14 @@ def _install_hooks(ingest: IngestApp, on_started: Hook | None, on_stopping: Hook
             await asyncio.get_running_loop().run_in_executor(None, on_stopping)
 
 
-def run_ingest_worker(settings: Settings, store: GraphStore, datadir: str, *,
+def run_ingest_worker(config: IngestConfig, store: GraphStore, datadir: str, *,
                       stats: IngestStats | None = None, on_started: Hook | None = None,
                       on_stopping: Hook | None = None, services: Sequence[mode.ServiceT] = (),
                       loglevel: str = "warning") -> int:
     """Run the ingest agents until SIGINT/SIGTERM; returns the process exit code.
 
     Args:
-        settings (Settings): broker, topics, group, batching and validation settings.
+        config (IngestConfig): broker, topics, group, batching and validation settings.
         store (GraphStore): where batches are applied (schema already ensured; the caller closes it).
         datadir (str): Faust's data directory (created if missing).
         stats (IngestStats, optional): counters for the caller's metrics (default: ``None``).
@@ -91,7 +91,7 @@ def run_ingest_worker(settings: Settings, store: GraphStore, datadir: str, *,
     # The Worker closes its loop on exit; a fresh one lets a process run the worker more than once.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    ingest = IngestApp(settings, store, datadir=datadir, stats=stats)
+    ingest = IngestApp(config, store, datadir=datadir, stats=stats)
     quiet_rebalance_sensor_warning(ingest.app)
     _install_hooks(ingest, on_started, on_stopping)
     worker = faust.Worker(ingest.app, *services, loop=loop, loglevel=loglevel, quiet=True,

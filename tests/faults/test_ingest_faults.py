@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from graph_store.ladybug import LadybugStore
 from interest_graph.metrics import StackCollector
 from interest_graph.status_metrics import parse_exposition
+from streams.config import EventContract
 from streams.datasets import KeyedEvent
 from streams.replay import replay
 from streams.validation import Rejection, validate_event
@@ -64,9 +65,10 @@ def test_fuzzed_bad_events_are_all_dead_lettered_with_their_reason(kafka_topics:
                                                                    tmp_path: Path) -> None:
     settings = kafka_topics.settings(batch_max_events=50)
     now = int(time.time() * 1000)
-    bad = [raw for raw in bad_payloads(seed=41) if isinstance(validate_event(raw, settings, now), Rejection)]
+    contract = EventContract.from_settings(settings)
+    bad = [raw for raw in bad_payloads(seed=41) if isinstance(validate_event(raw, contract, now), Rejection)]
     assert len(bad) > 80
-    expected_reasons = Counter(str(validate_event(raw, settings, now).reason) for raw in bad)  # type: ignore[union-attr]
+    expected_reasons = Counter(str(validate_event(raw, contract, now).reason) for raw in bad)  # type: ignore[union-attr]
     good, expected = make_events(500, users=8, items=8, seed=42)
     mixed = list(good)
     rng = random.Random(43)

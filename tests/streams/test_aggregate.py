@@ -16,15 +16,15 @@ from core.domain import (
     SourcePosition,
     TopicPartition,
 )
-from core.settings import Settings
 from streams.aggregate import SourceRecord, aggregate, filter_applied, offset_ranges, plan_batch
+from streams.config import EventContract
 from streams.dead_letter import dead_letter_from, decode_dead_letter, encode_dead_letter
 from streams.validation import RejectReason, encode_event
 
 NOW = 1_700_000_000_000
 TP0 = TopicPartition("ev", 0)
 TP1 = TopicPartition("ev", 1)
-SETTINGS = Settings()
+CONTRACT = EventContract()
 
 
 def event(user: str, item: str, weight: float, ts: int = NOW,
@@ -78,18 +78,18 @@ def test_plan_batch_validates_aggregates_and_covers_rejects() -> None:
         record(TP1, 0, encode_event("u1", "i1", "rating", NOW, event_id="b", rating=3.0)),
         record(TP1, 1, None),
     ]
-    plan = plan_batch(records, {TP0: 10}, SETTINGS, "g", NOW)
+    plan = plan_batch(records, {TP0: 10}, CONTRACT, "g", NOW)
     assert (plan.accepted, plan.skipped) == (2, 1)
     assert [(r.position.offset, rej.reason) for r, rej in plan.rejected] == [
         (12, RejectReason.BAD_JSON), (1, RejectReason.BAD_JSON)]
     assert len(plan.batch.edges) == 1
-    assert plan.batch.edges[0].weight == SETTINGS.weight_purchase + 3.0 * SETTINGS.weight_rating_per_star
+    assert plan.batch.edges[0].weight == CONTRACT.weight_purchase + 3.0 * CONTRACT.weight_rating_per_star
     assert plan.batch.offsets == {TP0: OffsetRange(11, 12), TP1: OffsetRange(0, 1)}
     assert plan.needs_write
 
 
 def test_plan_of_an_applied_batch_needs_no_write() -> None:
-    plan = plan_batch([record(TP0, 1, b"x"), record(TP0, 2, b"y")], {TP0: 2}, SETTINGS, "g", NOW)
+    plan = plan_batch([record(TP0, 1, b"x"), record(TP0, 2, b"y")], {TP0: 2}, CONTRACT, "g", NOW)
     assert not plan.needs_write
     assert (plan.accepted, plan.skipped, plan.rejected) == (0, 2, [])
 
@@ -120,7 +120,7 @@ def test_batching_does_not_change_totals(rows: list[tuple[int, int, float, int]]
 
 def test_dead_letter_round_trips_bytes_and_readable_text() -> None:
     rejected = record(TP1, 7, b'{"weight": -1}', key=b"u1")
-    plan = plan_batch([rejected, record(TP1, 8, b"\xff\x00")], {}, SETTINGS, "g", NOW)
+    plan = plan_batch([rejected, record(TP1, 8, b"\xff\x00")], {}, CONTRACT, "g", NOW)
     letters = [dead_letter_from(r, rej, NOW) for r, rej in plan.rejected]
     decoded = [decode_dead_letter(encode_dead_letter(letter, 1024)) for letter in letters]
     assert decoded == letters

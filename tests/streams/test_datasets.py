@@ -10,7 +10,7 @@ import pytest
 
 import streams.replay as replay_module
 from core.domain import EventType, InteractionEvent, NodeId
-from core.settings import Settings
+from streams.config import EventContract
 from streams.datasets import MOVIELENS_DIR, ClusteredInterests, movielens_events, movielens_items
 from streams.replay import RatePacer
 from streams.validation import validate_event
@@ -19,11 +19,11 @@ DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 needs_movielens = pytest.mark.skipif(not (DATASETS / MOVIELENS_DIR / "ratings.csv").exists(),
                                      reason=f"MovieLens not found under {DATASETS}")
 NOW = 2_000_000_000_000
-SETTINGS = Settings()
+CONTRACT = EventContract()
 
 
 def valid(value: bytes) -> InteractionEvent:
-    event = validate_event(value, SETTINGS, NOW)
+    event = validate_event(value, CONTRACT, NOW)
     assert isinstance(event, InteractionEvent), event
     return event
 
@@ -37,7 +37,7 @@ def test_movielens_events_are_valid_ratings_in_time_order() -> None:
     first = decoded[0]
     assert first.type is EventType.RATING and first.rating is not None
     assert first.event_id == f"ml-{first.user_id}-{first.item_id}-{first.ts_ms}"
-    assert first.weight == first.rating * SETTINGS.weight_rating_per_star
+    assert first.weight == first.rating * CONTRACT.weight_rating_per_star
     assert all(e.key == d.user_id.encode() for e, d in zip(events, decoded, strict=True))
     assert movielens_events(DATASETS, limit=50) == events[:50]  # deterministic
 

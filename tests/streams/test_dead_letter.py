@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from core.domain import SourcePosition, TopicPartition
 from core.settings import Settings, SettingsError
 from streams.aggregate import SourceRecord
+from streams.config import IngestConfig
 from streams.dead_letter import (
     MAX_KEY_BYTES,
     DeadLetter,
@@ -94,8 +95,8 @@ def test_version_1_records_are_still_read() -> None:
 
 
 def test_size_settings_must_fit_the_broker_limit() -> None:
-    check_record_limits(Settings())  # the defaults are consistent
+    check_record_limits(IngestConfig.from_settings(Settings()))  # the defaults are consistent
     for bad in ({"max_event_bytes": 2_000_000}, {"max_item_bytes": 0},
                 {"dead_letter_max_original_bytes": 200_000}, {"broker_max_message_bytes": 50_000}):
         with pytest.raises(SettingsError, match="IG_"):
-            check_record_limits(Settings(**bad))
+            check_record_limits(IngestConfig.from_settings(Settings(**bad)))

@@ -16,17 +16,17 @@ import pytest
 
 from core.domain import NodeId, SourcePosition, TopicPartition, UpsertBatch
 from core.retry import RetryPolicy
-from core.settings import Settings
 from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
 from graph_store.ladybug import LadybugStore
 from streams.aggregate import SourceRecord
+from streams.config import EventContract
 from streams.dead_letter import DeadLetter
 from streams.ingest import EventIngestor, IngestStats, StoreWriter
 from streams.validation import encode_event
 
 T0 = 1_700_000_000_000
 TP = TopicPartition("ev", 0)
-SETTINGS = Settings()
+CONTRACT = EventContract()
 
 
 class FlakyStore(LadybugStore):
@@ -68,7 +68,7 @@ def make_ingestor(store: GraphStore, executor: ThreadPoolExecutor, stats: Ingest
                   sink: Collected | None = None) -> EventIngestor:
     stats = stats if stats is not None else IngestStats()
     writer = StoreWriter(store, executor, stats, retry=RetryPolicy(first_s=0.01))
-    return EventIngestor(SETTINGS, writer, sink if sink is not None else Collected(), stats, group="g")
+    return EventIngestor(CONTRACT, writer, sink if sink is not None else Collected(), stats, group="g")
 
 
 def weight_of(store: GraphStore) -> float:
@@ -158,7 +158,7 @@ def test_skipping_asks_first_and_a_changed_cluster_applies_the_records(
         await ingestor.load_offsets()
         return False
 
-    ingestor = EventIngestor(SETTINGS, writer, Collected(), stats, group="g", before_skipping=cluster_changed)
+    ingestor = EventIngestor(CONTRACT, writer, Collected(), stats, group="g", before_skipping=cluster_changed)
     asyncio.run(ingestor.ingest(records(0, 9)))
     assert asked == []  # nothing to skip, nothing asked
     asyncio.run(ingestor.ingest(records(0, 4, weight=2.0)))  # offsets 0-4 again, on the new cluster
@@ -175,7 +175,7 @@ def test_skipping_on_the_same_cluster_skips(ladybug_store: LadybugStore, executo
     async def same_cluster() -> bool:
         return True
 
-    ingestor = EventIngestor(SETTINGS, writer, Collected(), stats, group="g", before_skipping=same_cluster)
+    ingestor = EventIngestor(CONTRACT, writer, Collected(), stats, group="g", before_skipping=same_cluster)
     asyncio.run(ingestor.ingest(records(0, 9)))
     asyncio.run(ingestor.ingest(records(5, 9)))
     assert weight_of(ladybug_store) == 10.0 and stats.snapshot().events_skipped == 5
@@ -195,7 +195,7 @@ def test_a_plan_made_before_a_concurrent_rebind_is_made_again(ladybug_store: Lad
             await ingestor.load_offsets()
         return True  # asked now, the broker is the cluster the (new) offsets belong to
 
-    ingestor = EventIngestor(SETTINGS, writer, Collected(), stats, group="g",
+    ingestor = EventIngestor(CONTRACT, writer, Collected(), stats, group="g",
                              before_skipping=assignment_got_there_first)
     asyncio.run(ingestor.ingest(records(0, 9)))
     asyncio.run(ingestor.ingest(records(0, 4, weight=2.0)))

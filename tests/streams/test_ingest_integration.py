@@ -28,6 +28,7 @@ from graph_store.base import GraphStore
 from graph_store.ladybug import LadybugStore
 from interest_graph.embedded_broker import TansuBroker
 from streams.app import IngestApp
+from streams.config import IngestConfig
 from streams.datasets import KeyedEvent
 from streams.dead_letter import DeadLetter, decode_dead_letter
 from streams.kafka_admin import create_topics
@@ -105,7 +106,7 @@ def running_ingest(settings: Settings, store: GraphStore, datadir: Path,
     ``commit_interval_s`` overrides how often Faust commits offsets to Kafka."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    ingest = IngestApp(settings, store, datadir=str(datadir))
+    ingest = IngestApp(IngestConfig.from_settings(settings), store, datadir=str(datadir))
     if commit_interval_s is not None:
         ingest.app.conf.broker_commit_interval = commit_interval_s
     loop.run_until_complete(ingest.app.start())

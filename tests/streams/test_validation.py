@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.domain import EventType, IdProblem, InteractionEvent, InvalidIdError, ItemMeta, NodeId, check_id
-from core.settings import Settings
 from streams.catalog import encode_item, validate_item
+from streams.config import EventContract
 from streams.validation import (
     MAX_EVENT_WEIGHT,
     Rejection,
@@ -21,7 +22,8 @@ from streams.validation import (
 )
 
 NOW = 1_700_000_000_000
-SETTINGS = Settings(max_id_length=16)
+CONTRACT = EventContract(max_id_length=16)
+ITEM_CONTRACT = EventContract(max_id_length=16, max_item_bytes=4096)
 
 
 def body(**fields: object) -> dict[str, object]:
@@ -38,13 +40,13 @@ def raw(obj: object) -> bytes:
 
 
 def reject(value: bytes | None) -> Rejection:
-    outcome = validate_event(value, SETTINGS, NOW)
+    outcome = validate_event(value, CONTRACT, NOW)
     assert isinstance(outcome, Rejection), outcome
     return outcome
 
 
 def accept(value: bytes) -> InteractionEvent:
-    outcome = validate_event(value, SETTINGS, NOW)
+    outcome = validate_event(value, CONTRACT, NOW)
     assert isinstance(outcome, InteractionEvent), outcome
     return outcome
 
@@ -119,13 +121,13 @@ def test_version_is_checked_before_the_fields() -> None:
 
 def test_minimal_event_gets_the_type_default_weight() -> None:
     event = accept(raw(body()))
-    expected = InteractionEvent("e1", NodeId("u1"), NodeId("i1"), EventType.CLICK, NOW, SETTINGS.weight_click)
+    expected = InteractionEvent("e1", NodeId("u1"), NodeId("i1"), EventType.CLICK, NOW, CONTRACT.weight_click)
     assert event == expected
 
 
 @pytest.mark.parametrize("event_type", list(EventType))
 def test_each_type_has_its_default_weight(event_type: EventType) -> None:
-    assert accept(raw(body(type=event_type.value))).weight == SETTINGS.default_weight(event_type)
+    assert accept(raw(body(type=event_type.value))).weight == CONTRACT.default_weight(event_type)
 
 
 def test_explicit_weight_wins_over_rating_and_default() -> None:
@@ -135,19 +137,19 @@ def test_explicit_weight_wins_over_rating_and_default() -> None:
 
 def test_rating_event_weight_is_stars_times_per_star() -> None:
     event = accept(raw(body(type="rating", rating=3.5)))
-    assert event.weight == 3.5 * SETTINGS.weight_rating_per_star
+    assert event.weight == 3.5 * CONTRACT.weight_rating_per_star
     assert event.rating == 3.5
 
 
 def test_rating_event_without_rating_gets_the_rating_default() -> None:
     event = accept(raw(body(type="rating")))
-    assert event.weight == SETTINGS.default_weight(EventType.RATING)
+    assert event.weight == CONTRACT.default_weight(EventType.RATING)
     assert event.rating is None
 
 
 def test_rating_on_other_types_is_kept_but_does_not_set_the_weight() -> None:
     event = accept(raw(body(type="like", rating=5)))
-    assert (event.rating, event.weight) == (5.0, SETTINGS.weight_like)
+    assert (event.rating, event.weight) == (5.0, CONTRACT.weight_like)
 
 
 def test_lenient_but_well_defined_forms_are_accepted() -> None:
@@ -155,7 +157,7 @@ def test_lenient_but_well_defined_forms_are_accepted() -> None:
     assert event.ts_ms == NOW and isinstance(event.ts_ms, int)
     assert accept(raw(body(weight=3))).weight == 3.0  # integer weights are fine
     assert accept(raw(body(ts=NOW + 86_400_000))).ts_ms == NOW + 86_400_000  # exactly at the skew bound
-    assert accept(raw(body(ts=SETTINGS.min_event_ts_ms))).ts_ms == SETTINGS.min_event_ts_ms
+    assert accept(raw(body(ts=CONTRACT.min_event_ts_ms))).ts_ms == CONTRACT.min_event_ts_ms
 
 
 def test_ids_are_verbatim_unicode_and_limited_in_characters_not_bytes() -> None:
@@ -165,7 +167,7 @@ def test_ids_are_verbatim_unicode_and_limited_in_characters_not_bytes() -> None:
 
 
 def test_settings_bound_future_timestamps() -> None:
-    strict = SETTINGS.replace(max_future_skew_s=1.0)
+    strict = dataclasses.replace(CONTRACT, max_future_skew_s=1.0)
     assert isinstance(validate_event(raw(body(ts=NOW + 1001)), strict, NOW), Rejection)
     assert isinstance(validate_event(raw(body(ts=NOW + 1000)), strict, NOW), InteractionEvent)
 
@@ -174,7 +176,7 @@ def test_settings_bound_future_timestamps() -> None:
     user=st.text(min_size=1, max_size=16).filter(str.strip),
     item=st.text(min_size=1, max_size=16).filter(str.strip),
     event_type=st.sampled_from(list(EventType)),
-    ts=st.integers(SETTINGS.min_event_ts_ms, NOW),
+    ts=st.integers(CONTRACT.min_event_ts_ms, NOW),
     weight=st.none() | st.floats(min_value=1e-6, max_value=MAX_EVENT_WEIGHT),
     rating=st.none() | st.floats(min_value=0.5, max_value=5.0),
 )
@@ -185,8 +187,8 @@ def test_encoded_events_validate_back(user: str, item: str, event_type: EventTyp
     assert (event.user_id, event.item_id, event.type, event.ts_ms) == (user, item, event_type, ts)
     assert event.rating == rating
     expected = weight if weight is not None else (
-        rating * SETTINGS.weight_rating_per_star if event_type is EventType.RATING and rating is not None
-        else SETTINGS.default_weight(event_type))
+        rating * CONTRACT.weight_rating_per_star if event_type is EventType.RATING and rating is not None
+        else CONTRACT.default_weight(event_type))
     assert event.weight == expected
 
 
@@ -200,8 +202,8 @@ def test_encode_event_draws_unique_ids_and_keys_by_user() -> None:
 
 def test_catalog_records_round_trip_and_reject_bad_input() -> None:
     item = ItemMeta(NodeId("i1"), "Toy Story (1995)", ("Animation", "Comedy"), "pixar")
-    assert validate_item(encode_item(item), 16, 4096) == item
-    assert validate_item(b'{"item_id": "i2"}', 16, 4096) == ItemMeta(NodeId("i2"))
+    assert validate_item(encode_item(item), ITEM_CONTRACT) == item
+    assert validate_item(b'{"item_id": "i2"}', ITEM_CONTRACT) == ItemMeta(NodeId("i2"))
     cases = {
         b"nope": RejectReason.BAD_JSON,
         b"[1]": RejectReason.NOT_OBJECT,
@@ -214,7 +216,7 @@ def test_catalog_records_round_trip_and_reject_bad_input() -> None:
         b'{"item_id": "i", "text": "' + b"t" * 4096 + b'"}': RejectReason.TOO_LARGE,
     }
     for value, reason in cases.items():
-        outcome = validate_item(value, 16, 4096)
+        outcome = validate_item(value, ITEM_CONTRACT)
         assert isinstance(outcome, Rejection) and outcome.reason is reason, (value, outcome)
 
 
@@ -227,8 +229,8 @@ def test_events_and_catalog_records_apply_the_shared_id_rule(value: str) -> None
     except InvalidIdError as exc:
         reason = RejectReason.EMPTY_ID if exc.problem is IdProblem.BLANK else RejectReason.ID_TOO_LONG
         expected = (reason, str(exc))
-    event = validate_event(raw(body(item_id=value)), SETTINGS, NOW)
-    item = validate_item(json.dumps({"item_id": value}).encode(), 16, 4096)
+    event = validate_event(raw(body(item_id=value)), CONTRACT, NOW)
+    item = validate_item(json.dumps({"item_id": value}).encode(), ITEM_CONTRACT)
     for outcome in (event, item):
         if expected is None:
             assert not isinstance(outcome, Rejection), outcome
@@ -237,7 +239,7 @@ def test_events_and_catalog_records_apply_the_shared_id_rule(value: str) -> None
 
 
 def test_an_event_over_max_event_bytes_is_too_large_and_not_decoded() -> None:
-    limit = Settings(max_event_bytes=1000)
+    limit = EventContract(max_event_bytes=1000)
     at_limit = raw(body(user_id="u" * 100))
     padded = at_limit[:-1] + b" " * (1000 - len(at_limit)) + b"}"  # valid JSON of exactly 1,000 bytes
     assert len(padded) == 1000 and not isinstance(validate_event(padded, limit, NOW), Rejection)
