@@ -66,7 +66,7 @@ class _LadybugRunner:
         try:
             return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
         finally:
-            result.close()  # type: ignore[union-attr]
+            result.close()  # type: ignore[union-attr]  # one statement, one result (not a list)
 
 
 def _arrow_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -158,7 +158,7 @@ class LadybugStore(CypherGraphStore):
             for ddl in cypher.LADYBUG_SCHEMA:
                 # Each DDL statement commits on its own (``IF NOT EXISTS`` makes reruns no-ops).
                 try:
-                    conn.execute(ddl).close()  # type: ignore[union-attr]
+                    conn.execute(ddl).close()  # type: ignore[union-attr]  # one statement, one result
                 except RuntimeError as exc:
                     raise _store_error("creating the schema failed", exc) from exc
         self._check_edge_layout()
@@ -190,7 +190,7 @@ class LadybugStore(CypherGraphStore):
         try:
             return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
         finally:
-            result.close()  # type: ignore[union-attr]
+            result.close()  # type: ignore[union-attr]  # one statement, one result (not a list)
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file and empty it (LadybugDB's ``CHECKPOINT``).
@@ -207,7 +207,7 @@ class LadybugStore(CypherGraphStore):
         with self._write_lock:
             try:
                 # Outside any explicit transaction: CHECKPOINT is a statement of its own.
-                self._connection().execute("CHECKPOINT").close()  # type: ignore[union-attr]
+                self._connection().execute("CHECKPOINT").close()  # type: ignore[union-attr]  # one statement, one result
             except RuntimeError as exc:
                 raise _store_error("checkpoint failed", exc) from exc
 

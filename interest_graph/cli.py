@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Where the stack listens is worth seeing without -v, but it is no WARNING: ops read that as trouble.
-    for announcer in ("interest_graph.launch", "interest_graph.metrics"):
+    for announcer in ("interest_graph.launch", "interest_graph.metrics", "serving.server"):
         logging.getLogger(announcer).setLevel(logging.INFO)
     try:
         return int(args.func(args))

@@ -107,7 +107,6 @@ def _serving(settings: Settings, store: GraphStore,
     config = ServingConfig.from_settings(settings)
     interceptor = MetricsInterceptor()
     handle = start_serving(config, store, interceptors=[interceptor])
-    log.info("gRPC server listening on port %d", handle.port)
     try:
         yield handle, interceptor
     finally:
