@@ -8,6 +8,7 @@ reference table generated from these declarations, so the docs cannot drift from
 from __future__ import annotations
 
 import builtins  # the Setting field named 'type' shadows the builtin in its class body
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any, Generic, TypeVar, overload
 from core.errors import InterestGraphError
 
 T = TypeVar("T")
+#: A room's config dataclass (see :meth:`Settings.section`).
+C = TypeVar("C")
 
 
 class SettingsError(InterestGraphError, ValueError):
@@ -239,6 +242,23 @@ class Settings:
     def __repr__(self) -> str:
         shown = {name: ("***" if getattr(type(self), name).secret else value) for name, value in self._values.items()}
         return f"Settings({', '.join(f'{name}={value!r}' for name, value in sorted(shown.items()))})"
+
+    def section(self, config: builtins.type[C], **given: Any) -> C:
+        """A room's config dataclass filled from these settings: each field named like a setting
+        takes its value; ``given`` supplies the rest (renamed or nested fields).
+
+        Raises:
+            SettingsError: a field is neither a setting nor given (a config out of step with them).
+        """
+        values = dict(given)
+        for name in (f.name for f in dataclasses.fields(config)):  # type: ignore[arg-type]  # C is a dataclass
+            if name in values:
+                continue
+            declared = getattr(type(self), name, None)
+            if not isinstance(declared, Setting):
+                raise SettingsError(f"{config.__name__}.{name} is not a setting; pass it to section()")
+            values[name] = getattr(self, name)
+        return config(**values)
 
     def replace(self, **overrides: Any) -> Settings:
         return type(self)(**{**self._values, **overrides})

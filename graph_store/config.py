@@ -35,12 +35,5 @@ class StoreConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreConfig:
-        return cls(
-            backend=settings.store_backend,
-            path=settings.store_path,
-            checkpoint_mb=settings.store_checkpoint_mb,
-            neo4j_uri=settings.neo4j_uri,
-            neo4j_user=settings.neo4j_user,
-            neo4j_password=settings.neo4j_password,
-            neo4j_database=settings.neo4j_database,
-        )
+        return settings.section(cls, backend=settings.store_backend, path=settings.store_path,
+                                checkpoint_mb=settings.store_checkpoint_mb)

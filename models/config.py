@@ -34,14 +34,7 @@ class ModelConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelConfig:
-        return cls(
-            model_dir=settings.model_dir,
-            model_method=settings.model_method,
-            spectral_rank=settings.spectral_rank,
-            spectral_values=settings.spectral_values,
-            embedding_dim=settings.embedding_dim,
-            num_layers=settings.num_layers,
-        )
+        return settings.section(cls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +61,7 @@ class RefreshConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RefreshConfig:
-        return cls(
-            model=ModelConfig.from_settings(settings),
-            refresh_interval_s=settings.refresh_interval_s,
-            refresh_fanout=settings.refresh_fanout,
-            refresh_max_seeds=settings.refresh_max_seeds,
-            bootstrap_min_edges=settings.bootstrap_min_edges,
-            bootstrap_epochs=settings.bootstrap_epochs,
-        )
+        return settings.section(cls, model=ModelConfig.from_settings(settings))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +81,4 @@ class ColdStartConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ColdStartConfig:
-        return cls(
-            cold_start_interval_s=settings.cold_start_interval_s,
-            cold_start_fit_items=settings.cold_start_fit_items,
-            cold_start_batch=settings.cold_start_batch,
-        )
+        return settings.section(cls)

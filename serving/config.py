@@ -49,21 +49,7 @@ class ServingConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServingConfig:
-        return cls(
-            grpc_addr=settings.grpc_addr,
-            grpc_share_port=settings.grpc_share_port,
-            max_k=settings.max_k,
-            max_id_length=settings.max_id_length,
-            max_filter_values=settings.max_filter_values,
-            max_streams=settings.max_streams,
-            index_poll_s=settings.index_poll_s,
-            grace_s=settings.grace_s,
-            ann_min_items=settings.ann_min_items,
-            ann_ef_search=settings.ann_ef_search,
-            tls_cert=settings.tls_cert,
-            tls_key=settings.tls_key,
-            auth_token=settings.auth_token,
-        )
+        return settings.section(cls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,5 +69,4 @@ class ClientConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientConfig:
-        return cls(grpc_addr=settings.grpc_addr, tls_root_cert=settings.tls_root_cert,
-                   auth_token=settings.auth_token)
+        return settings.section(cls)

@@ -22,3 +22,20 @@ def test_environment_round_trips_every_other_setting() -> None:
     for declared in Settings.declared():
         if not declared.secret:
             assert getattr(again, declared.name) == getattr(settings, declared.name), declared.name
+
+
+def test_section_fills_a_room_config_from_settings_named_like_its_fields() -> None:
+    import dataclasses
+
+    import pytest
+
+    from core.settings import SettingsError
+
+    @dataclasses.dataclass(frozen=True)
+    class Limits:
+        max_k: int
+        grace: float
+
+    assert Settings(max_k=7).section(Limits, grace=1.5) == Limits(max_k=7, grace=1.5)
+    with pytest.raises(SettingsError, match=r"Limits\.grace is not a setting"):
+        Settings().section(Limits)
