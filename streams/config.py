@@ -62,14 +62,7 @@ class EventContract:
         Args:
             settings (Settings): the process's settings.
         """
-        return cls(
-            max_id_length=settings.max_id_length, max_event_bytes=settings.max_event_bytes,
-            max_item_bytes=settings.max_item_bytes, max_future_skew_s=settings.max_future_skew_s,
-            min_event_ts_ms=settings.min_event_ts_ms, weight_view=settings.weight_view,
-            weight_click=settings.weight_click, weight_add_to_cart=settings.weight_add_to_cart,
-            weight_purchase=settings.weight_purchase, weight_like=settings.weight_like,
-            weight_rating_per_star=settings.weight_rating_per_star,
-        )
+        return settings.section(cls)
 
     def default_weight(self, event_type: EventType) -> float:
         """Edge weight of an event of this type that carries no explicit weight or rating.
@@ -144,18 +137,7 @@ class IngestConfig:
         Args:
             settings (Settings): the process's settings.
         """
-        return cls(
-            broker_url=settings.broker_url, events_topic=settings.events_topic,
-            items_topic=settings.items_topic, dead_letter_topic=settings.dead_letter_topic,
-            topic_partitions=settings.topic_partitions, consumer_group=settings.consumer_group,
-            broker_session_timeout_s=settings.broker_session_timeout_s,
-            broker_rebalance_timeout_s=settings.broker_rebalance_timeout_s,
-            broker_fetch_max_wait_s=settings.broker_fetch_max_wait_s,
-            broker_max_message_bytes=settings.broker_max_message_bytes,
-            batch_max_events=settings.batch_max_events, batch_window_s=settings.batch_window_s,
-            dead_letter_max_original_bytes=settings.dead_letter_max_original_bytes,
-            stall_after_s=settings.stall_after_s, contract=EventContract.from_settings(settings),
-        )
+        return settings.section(cls, contract=EventContract.from_settings(settings))
 
     @property
     def bootstrap_servers(self) -> list[str]:
