@@ -93,7 +93,9 @@ def _refresh_thread(settings: Settings, store: GraphStore,
         yield worker
     finally:
         stop.set()
-        thread.join(timeout=30)
+        thread.join(timeout=90)
+        if thread.is_alive():
+            log.warning("the refresh worker did not stop within 90 s")
 
 
 @contextlib.contextmanager

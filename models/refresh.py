@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
-from core.retry import BACKOFF
+from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, GraphStoreError
 from models.cold_start.catalog import ColdItems
 from models.config import RefreshConfig
@@ -44,6 +44,9 @@ from models.model_dir import CheckpointError, manifest_version
 from models.protocol import RefreshMethod, RoundOutput
 
 log = logging.getLogger(__name__)
+
+#: How long stopping waits for the cold-start thread to finish the batch it is encoding, in seconds.
+COLD_JOIN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,9 +282,23 @@ class RefreshWorker:
     def run_forever(self, stop: threading.Event) -> None:
         """Run rounds until ``stop`` is set; never dies on an error (it is logged, counted, retried)."""
         interval = self.config.refresh_interval_s
-        retry, failures, delay = replace(BACKOFF, first_s=interval), 0, 0.0
+        retry = replace(BACKOFF, first_s=interval)
+        cold = None
         if self._cold is not None:
-            threading.Thread(target=self._cold.run_forever, args=(stop,), name="cold-start", daemon=True).start()
+            cold = threading.Thread(target=self._cold.run_forever, args=(stop,), name="cold-start", daemon=True)
+            cold.start()
+        try:
+            self._rounds(stop, interval, retry)
+        finally:
+            # Joined before the store closes and the process exits: an encoder left running inside torch
+            # while the interpreter finalises aborts the process ("terminate called without an active exception").
+            if cold is not None:
+                cold.join(COLD_JOIN_S)
+                if cold.is_alive():
+                    log.warning("cold start still encoding %.0f s after stop; leaving it", COLD_JOIN_S)
+
+    def _rounds(self, stop: threading.Event, interval: float, retry: RetryPolicy) -> None:
+        failures, delay = 0, 0.0
         while not stop.wait(delay):
             try:
                 report = self.run_once()
