@@ -59,6 +59,7 @@ from streams.aggregate import SourceRecord, plan_batch  # noqa: E402
 from streams.app import IngestApp  # noqa: E402
 from streams.config import EventContract, IngestConfig  # noqa: E402
 from streams.datasets import SYNTHETIC_TYPE_MIX, KeyedEvent  # noqa: E402
+from streams.ingest import AppliedBatch  # noqa: E402
 from streams.kafka_admin import create_topics  # noqa: E402
 from streams.kafka_transport import kafka_transport  # noqa: E402
 from streams.replay import replay  # noqa: E402
@@ -193,11 +194,11 @@ def ingest_run(config: IngestConfig, store: TimedStore, count: int, datadir: str
     freshness: list[np.ndarray] = []
     ready_hook = when_ready
 
-    def applied(seq: int, event_ms: np.ndarray) -> None:
+    def applied(batch: AppliedBatch) -> None:
         if not first:
             first.append((time.perf_counter(), ingest.stats.snapshot().events_accepted))
-        sent_ms.append(event_ms)
-        freshness.append(time.time() * 1000 - event_ms)
+        sent_ms.append(batch.event_ms)
+        freshness.append(batch.committed_ms - batch.event_ms)
 
     def done() -> bool:
         nonlocal ready_hook

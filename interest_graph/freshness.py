@@ -1,4 +1,4 @@
-"""End-to-end freshness: from an event entering Kafka to serving holding an embedding that covers it.
+"""End-to-end freshness: from an event entering Kafka to serving answering from embeddings that cover it.
 
 Definition (README, "Metrics"): the freshness of an accepted event is
 
@@ -6,19 +6,27 @@ Definition (README, "Metrics"): the freshness of an accepted event is
      past the change-log sequence of the store batch that applied the event)
   - (the event's Kafka record timestamp, i.e. when the producer sent it)
 
-so it spans broker queueing, the ingest batch and its store write, the wait for and the duration of
-the refresh round, the embedding write and the index loader's poll. The event's own ``ts`` field is
-*not* used: replays carry historical times. Measured per event, not per batch.
+The event's own ``ts`` field is *not* used: replays carry historical times. Measured per event,
+never estimated, and split into the stages it passed (``ig_freshness_stage_seconds{stage}``), which
+add up to it exactly:
 
-How, honestly and cheaply:
+==================  ================================================================================
+``broker_to_agent``  Kafka record timestamp -> the agent hands the batch holding it to the ingest step
+``batch_plan``       decode, validate, aggregate the batch
+``store_commit``     the batch's store transaction
+``refresh_wait``     commit -> the refresh round that covers it reads the changes
+``refresh_round``    that round's subgraph read and embedding computation
+``embedding_handoff`` the round's embedding write to the store
+``index_swap``       write -> the serving index holds that version (direct hand-off or loader poll)
+==================  ================================================================================
 
-1. the ingest agent reports each committed batch as (sequence, Kafka timestamps of its accepted
-   records) through :attr:`streams.ingest.IngestStats.on_applied` → :meth:`FreshnessTracker.batch_applied`;
-2. a :class:`ServingWatch` thread polls, every ``poll_s``, the embedding version the server's index
-   holds and the (version, cursor) pairs the refresh worker has written; once the index holds a
-   version whose cursor covers a pending batch, that batch's events are observed with "now" as the
-   load time. The load time is therefore late by at most one poll (default 20 ms), which the
-   histogram's buckets (50 ms and up) absorb; freshness is never under-reported.
+How: the ingest agent reports each committed batch (:class:`streams.ingest.AppliedBatch`) to
+:meth:`FreshnessTracker.batch_applied`; the refresh worker reports each embedding write
+(:class:`models.refresh.WrittenRound`) to :meth:`~FreshnessTracker.round_written`; the serving
+index reports each version it swaps in to :meth:`~FreshnessTracker.index_holds` (an update listener,
+called right after the swap). A batch is observed once, when the first index swap holding the first
+round whose cursor covers it happens. A restart starts with nothing pending, so it neither resets
+nor skews what was observed before it (counters restart with the process, as Prometheus expects).
 
 This needs ingest, refresh and serving in one process, which is what ``interest-graph up`` runs
 (the embedded LadybugDB store admits one writer process). A split deployment exports the parts
@@ -35,58 +43,113 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.histogram import FRESHNESS_BUCKETS, Histogram
+from core.histogram import FRESHNESS_BUCKETS, Histogram, LabelledHistograms, RecentQuantiles
 
-if TYPE_CHECKING:  # both run in the process that measures freshness, which imports them itself
-    from models.refresh import RefreshWorker
-    from serving.index import EmbeddingIndex
+if TYPE_CHECKING:  # all run in the process that measures freshness, which imports them itself
+    from models.refresh import RefreshWorker, WrittenRound
+    from serving.index import EmbeddingIndex, IndexUpdate
+    from streams.ingest import AppliedBatch
 
 log = logging.getLogger(__name__)
 
 #: Most committed batches remembered while waiting for a refresh; older ones are dropped (counted).
 MAX_PENDING_BATCHES = 20_000
+#: The stages of :data:`ig_freshness_stage_seconds`, in the order an event passes them.
+STAGES = ("broker_to_agent", "batch_plan", "store_commit", "refresh_wait", "refresh_round",
+          "embedding_handoff", "index_swap")
+#: Exact quantiles kept over this window for ``status`` (``ig_freshness_last_minute_seconds``).
+RECENT_WINDOW_S = 60.0
 
 
 class FreshnessTracker:
-    """Pending batches by change-log sequence, observed into a histogram when serving covers them.
+    """Pending batches by change-log sequence, observed when the serving index holds a round covering them.
 
     Args:
         max_pending (int): batches kept while no refresh covers them (default: :data:`MAX_PENDING_BATCHES`).
+        window_s (float): window of the exact recent quantiles (default: :data:`RECENT_WINDOW_S`).
     """
 
-    def __init__(self, max_pending: int = MAX_PENDING_BATCHES) -> None:
+    def __init__(self, max_pending: int = MAX_PENDING_BATCHES, window_s: float = RECENT_WINDOW_S) -> None:
         self.histogram = Histogram(FRESHNESS_BUCKETS)
+        self.stages = LabelledHistograms(("stage",), FRESHNESS_BUCKETS)
+        self.recent = RecentQuantiles(window_s)
         self.max_pending = max_pending
-        #: (sequence, commit epoch ms, Kafka timestamps of the batch's events in epoch ms)
-        self._pending: collections.deque[tuple[int, int, np.ndarray]] = collections.deque()
+        self._pending: collections.deque[AppliedBatch] = collections.deque()
+        #: Rounds written, not yet seen in the index, oldest first.
+        self._rounds: collections.deque[WrittenRound] = collections.deque(maxlen=4096)
+        self._served_version = 0
         self.dropped_batches = 0
         self.covered_seq = 0
         self._lock = threading.Lock()
 
-    def batch_applied(self, seq: int, event_ms: np.ndarray) -> None:
-        """Remember a committed batch (called on the ingest agent's thread)."""
-        known = event_ms[event_ms > 0]  # records without a Kafka timestamp are not measured
+    # --- the three reports -----------------------------------------------------------------------
+    def batch_applied(self, batch: AppliedBatch) -> None:
+        """A committed batch (called on the ingest agent's thread)."""
         with self._lock:
-            self._pending.append((seq, int(time.time() * 1000), known))
+            self._pending.append(batch)
             if len(self._pending) > self.max_pending:
                 self._pending.popleft()
                 self.dropped_batches += 1
 
-    def covered(self, cursor: int, loaded_ms: int) -> int:
-        """Serving holds embeddings covering every batch with sequence ``<= cursor`` since ``loaded_ms``.
+    def round_written(self, written: WrittenRound) -> None:
+        """The refresh worker wrote embeddings (called on its thread, right after the commit)."""
+        with self._lock:
+            if written.update.version <= self._served_version:
+                # The loader saw the write in the store before this report arrived: served since
+                # some moment before now, so "now" is late, never early.
+                self._cover(written, _now_ms())
+            else:
+                self._rounds.append(written)
+
+    def index_holds(self, version: int, at_ms: int | None = None) -> int:
+        """The serving index swapped in embedding ``version`` at ``at_ms`` (default now).
 
         Returns how many events were observed.
         """
-        done: list[np.ndarray] = []
+        at = _now_ms() if at_ms is None else at_ms
+        observed = 0
         with self._lock:
-            self.covered_seq = max(self.covered_seq, cursor)
-            while self._pending and self._pending[0][0] <= cursor:
-                done.append(self._pending.popleft()[2])
-        if not done:
+            self._served_version = max(self._served_version, version)
+            while self._rounds and self._rounds[0].update.version <= version:
+                observed += self._cover(self._rounds.popleft(), at)
+        return observed
+
+    # --- observing -------------------------------------------------------------------------------
+    def _cover(self, written: WrittenRound, served_ms: int) -> int:
+        """Observe every pending batch ``written`` covers (the caller holds the lock)."""
+        cursor = written.update.cursor
+        self.covered_seq = max(self.covered_seq, cursor)
+        observed = 0
+        while self._pending and self._pending[0].seq <= cursor:
+            observed += self._observe(self._pending.popleft(), written, served_ms)
+        return observed
+
+    def _observe(self, batch: AppliedBatch, written: WrittenRound, served_ms: int) -> int:
+        event_ms = batch.event_ms[batch.event_ms > 0]  # records without a Kafka timestamp are not measured
+        if not event_ms.size:
             return 0
-        ages = (loaded_ms - np.concatenate(done)) / 1000.0
-        self.histogram.observe_many(np.maximum(ages, 0.0))
-        return int(ages.size)
+        # Each boundary is clamped to the one before it, so the stages are never negative and sum
+        # exactly to the total (a round may read the changes just before the commit report arrives).
+        marks = np.maximum.accumulate(np.asarray(
+            [batch.received_ms, batch.planned_ms, batch.committed_ms, written.started_ms, written.computed_ms,
+             written.written_ms, served_ms], dtype=np.int64))
+        first = np.maximum(marks[0] - event_ms, 0) / 1000.0
+        rest = np.diff(marks) / 1000.0
+        total = np.maximum(served_ms - event_ms, 0) / 1000.0
+        self.histogram.observe_many(total)
+        self.stages.child(STAGES[0]).observe_many(first)
+        series = {"total": total, STAGES[0]: first}
+        for stage, seconds in zip(STAGES[1:], rest.tolist(), strict=True):
+            values = np.full(event_ms.size, seconds)
+            self.stages.child(stage).observe_many(values)
+            series[stage] = values
+        self.recent.observe(series)
+        return int(event_ms.size)
+
+    # --- reading -----------------------------------------------------------------------------------
+    def recent_quantiles(self, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, list[float]]:
+        """Exact quantiles over the last window: ``"total"`` and each stage."""
+        return self.recent.quantiles(qs)
 
     def oldest_pending_age_s(self, now_ms: int | None = None) -> float:
         """Seconds since the oldest batch that serving does not cover yet was committed (0 if none).
@@ -96,56 +159,22 @@ class FreshnessTracker:
         with self._lock:
             if not self._pending:
                 return 0.0
-            committed = self._pending[0][1]
-        return max(0.0, ((now_ms if now_ms is not None else int(time.time() * 1000)) - committed) / 1000.0)
+            committed = self._pending[0].committed_ms
+        return max(0.0, ((now_ms if now_ms is not None else _now_ms()) - committed) / 1000.0)
 
     @property
     def pending_batches(self) -> int:
         return len(self._pending)
 
 
-class ServingWatch:
-    """Tells a :class:`FreshnessTracker` when the server's index covers a refresh cursor.
+def watch_serving(tracker: FreshnessTracker, refresh: RefreshWorker, index: EmbeddingIndex) -> None:
+    """Wire ``tracker`` to the worker's writes and the index's swaps (both report as they happen)."""
+    def swapped(_change: IndexUpdate) -> None:
+        tracker.index_holds(index.version)
 
-    Args:
-        tracker (FreshnessTracker): where covered batches are observed.
-        refresh (RefreshWorker): the refresh worker (its ``stats.version``/``stats.cursor`` follow each write).
-        index (EmbeddingIndex): the serving index (its ``version`` is what requests are answered from).
-        poll_s (float): seconds between polls (default: ``0.02``).
-    """
+    refresh.subscribe(tracker.round_written)
+    index.subscribe_updates(swapped)
 
-    def __init__(self, tracker: FreshnessTracker, refresh: RefreshWorker, index: EmbeddingIndex,
-                 poll_s: float = 0.02) -> None:
-        self.tracker, self.refresh, self.index = tracker, refresh, index
-        self.poll_s = poll_s
-        #: (embedding version, refresh cursor) written by the refresh worker, not yet seen served.
-        self._written: collections.deque[tuple[int, int]] = collections.deque(maxlen=1024)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="freshness-watch", daemon=True)
 
-    def poll_once(self) -> None:
-        stats = self.refresh.stats
-        if not self._written or self._written[-1][0] != stats.version:
-            self._written.append((stats.version, stats.cursor))
-        served = self.index.version
-        cursor = None
-        while self._written and self._written[0][0] <= served:
-            cursor = self._written.popleft()[1]
-        if cursor is not None:
-            self.tracker.covered(cursor, int(time.time() * 1000))
-
-    def start(self) -> ServingWatch:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.poll_once()
-            except Exception:  # a metrics helper must never take the stack down; say so and go on
-                log.exception("freshness watch failed; retrying")
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -24,9 +24,10 @@ from interest_graph.metrics import StackCollector, start_metrics_server
 if TYPE_CHECKING:  # each component's room is imported when that component starts (``--help`` stays fast)
     from interest_graph.freshness import FreshnessTracker
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
-    from models.refresh import RefreshWorker
+    from models.refresh import RefreshWorker, WrittenRound
     from serving.interceptors import MetricsInterceptor
     from serving.server import ServingHandle
+    from streams.ingest import AppliedBatch, AppliedHook
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +116,31 @@ def _serving(settings: Settings, store: GraphStore,
         handle.stop(config.grace_s)
 
 
-@contextlib.contextmanager
-def _freshness(refresh: RefreshWorker, serving: ServingHandle) -> Iterator[FreshnessTracker]:
-    """End-to-end freshness: needs ingest, refresh and serving in this process (see interest_graph.freshness)."""
-    from interest_graph.freshness import FreshnessTracker, ServingWatch
+def _hand_over(refresh: RefreshWorker, serving: ServingHandle) -> FreshnessTracker:
+    """Join the refresh worker to serving inside this process, and time the whole path.
+
+    Each embedding write goes straight to the serving index (the loader's poll of the store stays,
+    as a safety net and for what other processes write); freshness hears of every write and every
+    index swap (see interest_graph.freshness).
+    """
+    from interest_graph.freshness import FreshnessTracker, watch_serving
 
     tracker = FreshnessTracker()
-    watch = ServingWatch(tracker, refresh, serving.index).start()
-    try:
-        yield tracker
-    finally:
-        watch.stop()
+    watch_serving(tracker, refresh, serving.index)  # first, so a round is known before its swap
+    def hand_over(written: WrittenRound) -> None:
+        serving.loader.take(written.update)
+
+    refresh.subscribe(hand_over)
+    return tracker
+
+
+def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker) -> AppliedHook:
+    """What a committed ingest batch sets off in ``up``: its freshness timing, and the next refresh round now."""
+    def applied(batch: AppliedBatch) -> None:
+        freshness.batch_applied(batch)
+        refresh.wake()
+
+    return applied
 
 
 def _metrics(settings: Settings, collector: StackCollector) -> None:
@@ -149,9 +164,9 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
         store.ensure_schema()
         ensure_topics(settings)
         with (_refresh_thread(settings, store, stop) as refresh,
-              _serving(settings, store, stop) as (serving, grpc_metrics),
-              _freshness(refresh, serving) as freshness):
-            stats = IngestStats(on_applied=freshness.batch_applied)
+              _serving(settings, store, stop) as (serving, grpc_metrics)):
+            freshness = _hand_over(refresh, serving)
+            stats = IngestStats(on_applied=_on_commit(freshness, refresh))
             _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
                                               grpc=grpc_metrics, freshness=freshness, store=store))
             return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),

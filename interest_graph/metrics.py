@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Lag probes talk to the broker and backlog reads the store; scrapes every few seconds must not hammer them.
 LAG_CACHE_S = 2.0
+#: Quantiles of the last minute's freshness exported as gauges (``status`` shows them).
+RECENT_QUANTILES = (0.5, 0.99)
 #: Most changed nodes counted for ``ig_changed_node_backlog`` (the count saturates there).
 BACKLOG_COUNT_LIMIT = 100_000
 
@@ -183,6 +185,22 @@ class StackCollector(Collector):
     def _freshness(self, freshness: FreshnessTracker) -> Iterator[Metric]:
         yield _histogram("ig_freshness_seconds", "Kafka record time of an event to serving holding an embedding "
                          "that covers it.", {(): freshness.histogram.snapshot()})
+        yield _histogram("ig_freshness_stage_seconds", "The part of ig_freshness_seconds an event spent in one "
+                         "stage (they add up to it; see README, Metrics).", freshness.stages.snapshots(),
+                         labels=("stage",))
+        recent = freshness.recent_quantiles(RECENT_QUANTILES)
+        total = GaugeMetricFamily("ig_freshness_last_minute_seconds", "Exact quantiles of ig_freshness_seconds "
+                                  "over the events observed in the last minute.", labels=["quantile"])
+        stages = GaugeMetricFamily("ig_freshness_stage_last_minute_seconds", "Exact quantiles of each stage over "
+                                   "the events observed in the last minute.", labels=["stage", "quantile"])
+        for series, values in recent.items():
+            for q, value in zip(RECENT_QUANTILES, values, strict=True):
+                if series == "total":
+                    total.add_metric([str(q)], value)
+                else:
+                    stages.add_metric([series, str(q)], value)
+        yield total
+        yield stages
         yield _gauge("ig_embedding_staleness_seconds", "Age of the oldest committed change serving does not "
                      "cover yet (0 = all covered).", freshness.oldest_pending_age_s())
 

@@ -98,8 +98,8 @@ def _delta(now: HistogramSnapshot | None, before: HistogramSnapshot | None) -> H
                              now.total - before.total, now.count - before.count)
 
 
-def _ms(seconds: float) -> str:
-    return "-" if math.isnan(seconds) else f"{seconds * 1000:.0f} ms"
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None or math.isnan(seconds) else f"{seconds * 1000:.0f} ms"
 
 
 def _quantiles(snap: HistogramSnapshot | None) -> str:
@@ -166,6 +166,10 @@ def render_metrics(now: MetricsReading, before: MetricsReading | None = None, *,
     for label, name in rows:
         hist = _delta(now.histogram(name), before.histogram(name) if before else None)
         lines.append(f"{label:<14}{_quantiles(hist)}   [{window}]")
+    recent = now.by_label("ig_freshness_last_minute_seconds", "quantile")
+    if recent:
+        lines.append(f"{'freshness':<14}p50 {_ms(recent.get('0.5'))}  p99 {_ms(recent.get('0.99'))}   "
+                     "[last minute, exact]")
     backlog = now.value("ig_changed_node_backlog")
     shown_backlog = f"   backlog {backlog:.0f} nodes" if with_backlog and not math.isnan(backlog) else ""
     lines.append(f"refresh       nodes {_rate(now, before, 'ig_refresh_nodes_total')}{shown_backlog}   staleness "

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,6 +62,27 @@ class RefreshReport:
     version: int = 0
     cursor: int = 0
     ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRound:
+    """Embeddings the worker has just written to the store, with the moments the round passed.
+
+    Args:
+        update (EmbeddingUpdate): what was written (version, cursor, rows).
+        started_ms (int): when the round read the changes (epoch ms).
+        computed_ms (int): when the method had computed the embeddings (epoch ms).
+        written_ms (int): when the store write committed (epoch ms).
+    """
+
+    update: EmbeddingUpdate
+    started_ms: int
+    computed_ms: int
+    written_ms: int
+
+
+#: Told of each store write of embeddings, on the worker's thread, right after it committed.
+WriteListener = Callable[[WrittenRound], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +139,19 @@ class RefreshWorker:
         self._cold = cold
         #: Item embeddings of the last full round (what a cold-start projection is fitted on).
         self._full_items: EmbeddingRows | None = None
+        self._listeners: list[WriteListener] = []
+        self._wake = threading.Event()
+        self._round_started_ms = 0
+        self._computed_ms = 0
+
+    def subscribe(self, listener: WriteListener) -> None:
+        """Call ``listener`` after every embedding write (in ``up``: the serving index and freshness)."""
+        self._listeners.append(listener)
+
+    def wake(self) -> None:
+        """Start the next round now instead of after ``refresh_interval_s`` (a batch was just committed
+        by an agent in this process, so there are changes to refresh)."""
+        self._wake.set()
 
     @property
     def stats(self) -> RefreshStats:
@@ -139,6 +174,7 @@ class RefreshWorker:
         started = time.perf_counter()
         self._load_state()
         self._load_model()
+        self._round_started_ms = _now_ms()
         changes: ChangeSet | None = None
         if not self._needs_full:
             changes = self.store.changes_since(self._cursor, limit=self.config.refresh_max_seeds)
@@ -169,6 +205,7 @@ class RefreshWorker:
         if ready is None:
             return
         if ready.model_version == self._model_version and ready.rows.ids:
+            self._round_started_ms = self._computed_ms = _now_ms()
             self._write([ready.rows], [], self._cursor)
             with self._lock:
                 self._stats = replace(self._stats, cold_items=self._stats.cold_items + len(ready.rows.ids),
@@ -236,6 +273,7 @@ class RefreshWorker:
         assert self._method is not None
         snapshot = self.store.snapshot()
         out = self._method.full(snapshot)
+        self._computed_ms = _now_ms()
         cursor = max(self._cursor, snapshot.seq)
         self._write(out.rows, out.derived, cursor)
         self._needs_full = False
@@ -247,6 +285,7 @@ class RefreshWorker:
         assert method is not None
         sub = self.store.k_hop_subgraph(list(changes.nodes), hops=method.read_hops, fanout=method.fanout)
         out = method.incremental(sub)
+        self._computed_ms = _now_ms()
         self._write(out.rows, out.derived, changes.upto)
         return self._report("incremental", out, len(changes.nodes), changes.upto)
 
@@ -261,6 +300,12 @@ class RefreshWorker:
                                  created_ms=int(time.time() * 1000))
         self.store.write_embeddings(update)
         self._version, self._cursor = update.version, cursor
+        written = WrittenRound(update, self._round_started_ms, self._computed_ms, _now_ms())
+        for listener in self._listeners:
+            try:
+                listener(written)
+            except Exception:  # the write is durable; serving's loader still picks it up from the store
+                log.exception("embedding write listener %r failed", listener)
 
     def _count(self, report: RefreshReport) -> None:
         with self._lock:
@@ -297,9 +342,24 @@ class RefreshWorker:
                 if cold.is_alive():
                     log.warning("cold start still encoding %.0f s after stop; leaving it", COLD_JOIN_S)
 
+    def _sleep(self, stop: threading.Event, delay: float, wakeable: bool) -> bool:
+        """Wait ``delay`` seconds, or until :meth:`wake` when ``wakeable`` (a failing store backs off
+        however often batches commit); ``False`` once ``stop`` is set."""
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            # Short slices, so a stop is seen quickly even by a worker that nobody wakes.
+            woken = self._wake.wait(min(max(left, 0.0), 0.1)) and wakeable
+            if left <= 0 or woken:
+                self._wake.clear()
+                return not stop.is_set()
+            if not wakeable:
+                stop.wait(min(max(left, 0.0), 0.1))
+        return False
+
     def _rounds(self, stop: threading.Event, interval: float, retry: RetryPolicy) -> None:
         failures, delay = 0, 0.0
-        while not stop.wait(delay):
+        while self._sleep(stop, delay, wakeable=not failures):
             try:
                 report = self.run_once()
             except GraphStoreError as exc:
@@ -318,3 +378,6 @@ class RefreshWorker:
                           report.nodes_refreshed, report.ms)
             delay, failures = interval, 0
 
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

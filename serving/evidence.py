@@ -136,6 +136,7 @@ def rank_friends(
     me = users.vectors[users.row(user_id)]
     norms = np.linalg.norm(users.vectors, axis=1)
     cosine = (users.vectors @ me) / np.maximum(norms * float(np.linalg.norm(me)), 1e-12)
+    cosine[~users.live_mask()] = -np.inf  # rows rewritten since, kept for older snapshots' readers
     cosine[users.row(user_id)] = -np.inf
     take = min(candidates, len(users) - 1)
     nearest = np.argpartition(-cosine, take - 1)[:take] if take > 0 else np.zeros(0, np.int64)

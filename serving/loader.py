@@ -14,7 +14,9 @@ import threading
 import time
 from dataclasses import replace
 
-from core.domain import NodeKind
+import numpy as np
+
+from core.domain import EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.retry import BACKOFF
 from graph_store.base import GraphStore, GraphStoreError
 from serving.index import EmbeddingDimensionError, EmbeddingIndex
@@ -49,10 +51,16 @@ class IndexLoader:
         self.last_error: str = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: One applier at a time: a poll that read version v must not land after a hand-off of v+1.
+        self._take_lock = threading.RLock()
 
     # --- one poll --------------------------------------------------------------------------------
     def poll_once(self) -> bool:
         """Apply embeddings newer than the index's version; ``True`` if the index changed."""
+        with self._take_lock:
+            return self._poll_locked()
+
+    def _poll_locked(self) -> bool:
         state = self.store.refresh_state()
         version, written_ms = state.version, state.written_ms
         held = self.index.version
@@ -82,6 +90,29 @@ class IndexLoader:
             version, len(snapshot.users), len(snapshot.items), len(users.ids), len(items.ids),
         )
         return True
+
+    # --- direct hand-off ---------------------------------------------------------------------------
+    def take(self, update: EmbeddingUpdate) -> bool:
+        """Apply an update the refresh worker in this process has just written to the store, without
+        reading it back (``up``: the worker hands each write over, the poll stays as a safety net).
+
+        The store stays the durable record: the rows are the ones written, and a version the index
+        already holds (the poll got there first) is skipped. ``True`` if the index changed.
+        """
+        with self._take_lock:
+            if update.version <= self.index.version:
+                return False
+            users = _rows_of(update, NodeKind.USER)
+            items = _rows_of(update, NodeKind.ITEM)
+            catalog = self.index.snapshot().catalog.meta
+            new_items = [i for i in items.ids if i not in catalog]
+            meta = self.store.item_meta(new_items) if new_items else {}
+            try:
+                self.index.apply(users, items, version=update.version, written_ms=update.created_ms, meta=meta)
+            except EmbeddingDimensionError:
+                # A new model's first (full) round at a new width: only the store holds all of it.
+                self.poll_once()
+            return True
 
     # --- the thread ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -135,3 +166,13 @@ class IndexLoader:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+def _rows_of(update: EmbeddingUpdate, kind: NodeKind) -> EmbeddingRows:
+    """The update's rows of one kind as one block (an update may carry several)."""
+    blocks = [rows for rows in update.rows if rows.kind == kind and rows.ids]
+    if len(blocks) == 1:
+        return blocks[0]
+    if not blocks:
+        return EmbeddingRows(kind, [], np.zeros((0, 0), np.float32))
+    return EmbeddingRows(kind, [i for b in blocks for i in b.ids], np.concatenate([b.vectors for b in blocks]))

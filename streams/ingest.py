@@ -51,13 +51,35 @@ DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 #: new cluster's offsets and must plan again).
 OffsetsCheck = Callable[[], Awaitable[bool]]
 
-#: Told of every committed batch: its change-log sequence and its accepted records' Kafka
-#: timestamps (epoch ms); :class:`interest_graph.freshness.FreshnessTracker` listens.
-AppliedHook = Callable[[int, np.ndarray], None]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    """One committed event batch with the moments it passed, for end-to-end freshness.
+
+    Args:
+        seq (int): the change-log sequence of its store write.
+        event_ms (np.ndarray): ``int64`` Kafka record timestamps of its accepted records (epoch ms;
+            0 where a record had none).
+        received_ms (int): when the agent handed the batch to the ingest step (epoch ms).
+        planned_ms (int): when it was decoded, validated and aggregated (epoch ms).
+        committed_ms (int): when its store transaction committed (epoch ms).
+    """
+
+    seq: int
+    event_ms: np.ndarray
+    received_ms: int
+    planned_ms: int
+    committed_ms: int
+
+
+#: Told of every committed batch (on the agent's thread, so it must be quick):
+#: :class:`interest_graph.freshness.FreshnessTracker` times it, the refresh worker in ``up`` wakes up.
+AppliedHook = Callable[[AppliedBatch], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +260,11 @@ class EventIngestor:
 
     async def ingest(self, records: Sequence[SourceRecord]) -> None:
         """Apply one batch; returns once its effect is in the store (or it was all applied before)."""
-        started = time.perf_counter()
+        started, received_ms = time.perf_counter(), now_ms()
         sent: set[SourcePosition] = set()
         while True:
             plan = plan_batch(records, self.applied, self.contract, self.group, now_ms())
+            planned_ms = now_ms()
             # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
             # Kafka cluster that restarted empty would skip its new records, so confirm them first.
             # Replan if the offsets were rebound meanwhile, even if the check itself found nothing
@@ -265,7 +288,8 @@ class EventIngestor:
             self._stats.upsert_seconds.observe(time.perf_counter() - write_started)
             self._record(plan, started)
             if self._stats.on_applied is not None and plan.accepted_ts_ms:
-                self._stats.on_applied(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64))
+                self._stats.on_applied(AppliedBatch(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64),
+                                                    received_ms, planned_ms, now_ms()))
             return
 
     async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:

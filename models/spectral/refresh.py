@@ -43,6 +43,10 @@ class SpectralEmbedder:
         self._user_col = {node: n for n, node in enumerate(checkpoint.user_ids)}
         self._item_col = {node: n for n, node in enumerate(checkpoint.item_ids)}
 
+    def fitted_items(self, ids: Sequence[NodeId]) -> np.ndarray:
+        """``bool [len(ids)]``: which items the checkpoint was fitted on (their vectors never change)."""
+        return _lookup(self._item_col, ids) >= 0
+
     def users(self, sub: Subgraph, select: np.ndarray) -> np.ndarray:
         """``[n, d]`` vectors of the users ``select`` (local indices) from their edges in ``sub``."""
         fitted = _lookup(self._item_col, sub.item_ids)
@@ -109,7 +113,12 @@ class SpectralRefresh:
         return RoundOutput(rows, [], sub)
 
     def incremental(self, sub: Subgraph) -> RoundOutput:
-        rows = self.embedder.embed(sub, np.flatnonzero(sub.user_hops == 0), np.flatnonzero(sub.item_hops == 0))
+        # Fitted items never move (their vector is the fitted row), so only folded-in seeds are
+        # recomputed and published: republishing a constant vector would cost the store write,
+        # the index copy and an HNSW rescore for nothing.
+        seeds = np.flatnonzero(sub.item_hops == 0)
+        folded = seeds[~self.embedder.fitted_items([sub.item_ids[k] for k in seeds])]
+        rows = self.embedder.embed(sub, np.flatnonzero(sub.user_hops == 0), folded)
         return RoundOutput(rows, [], sub)
 
 

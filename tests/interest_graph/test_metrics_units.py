@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from core.domain import EmbeddingUpdate
 from core.histogram import Histogram
 from core.settings import Settings
 from interest_graph.freshness import FreshnessTracker
 from interest_graph.metrics import StackCollector
 from interest_graph.status_metrics import parse_exposition, render_metrics
-from streams.ingest import IngestSnapshot, IngestStats
+from models.refresh import WrittenRound
+from streams.ingest import AppliedBatch, IngestSnapshot, IngestStats
 from streams.stall import StallDetector
 
 
@@ -29,16 +33,53 @@ def test_histogram_bulk_and_single_observations_agree_and_quantiles_interpolate(
     assert snap.quantile(1.0) == 4.0 and math.isnan(Histogram().snapshot().quantile(0.5))
 
 
-def test_freshness_observes_each_event_once_when_its_batch_is_covered() -> None:
+def _batch(seq: int, event_ms: list[int], at: int) -> AppliedBatch:
+    """A batch received at ``at``, planned 10 ms and committed 30 ms later."""
+    return AppliedBatch(seq, np.asarray(event_ms, dtype=np.int64), received_ms=at, planned_ms=at + 10,
+                        committed_ms=at + 30)
+
+
+def _round(version: int, cursor: int, started: int) -> WrittenRound:
+    """A round that read changes at ``started``, computed 100 ms and wrote 150 ms later."""
+    update = EmbeddingUpdate(version=version, cursor=cursor, rows=[])
+    return WrittenRound(update, started_ms=started, computed_ms=started + 100, written_ms=started + 150)
+
+
+def test_freshness_observes_each_event_once_when_the_index_holds_a_round_covering_it() -> None:
     tracker = FreshnessTracker()
-    tracker.batch_applied(1, np.array([1_000, 1_500], dtype=np.int64))
-    tracker.batch_applied(2, np.array([2_000, 0], dtype=np.int64))  # 0 = no Kafka timestamp: not measured
-    assert tracker.covered(1, 3_000) == 2
-    assert tracker.covered(1, 9_000) == 0
-    assert tracker.covered(5, 4_000) == 1
+    tracker.batch_applied(_batch(1, [1_000, 1_500], at=1_600))
+    tracker.batch_applied(_batch(2, [2_000, 0], at=2_100))  # 0 = no Kafka timestamp: not measured
+    tracker.round_written(_round(version=1, cursor=1, started=1_700))
+    assert tracker.index_holds(1, at_ms=3_000) == 2
+    assert tracker.index_holds(1, at_ms=9_000) == 0  # observed once
+    tracker.round_written(_round(version=2, cursor=5, started=2_200))
+    assert tracker.index_holds(2, at_ms=4_000) == 1
     snap = tracker.histogram.snapshot()
     assert snap.count == 3 and snap.total == 2.0 + 1.5 + 2.0
     assert tracker.pending_batches == 0 and tracker.oldest_pending_age_s() == 0.0
+
+
+def test_freshness_stages_add_up_to_the_total() -> None:
+    tracker = FreshnessTracker()
+    tracker.batch_applied(_batch(7, [1_000], at=1_200))
+    tracker.round_written(_round(version=3, cursor=9, started=1_250))
+    tracker.index_holds(3, at_ms=1_480)
+    stages = {values[0]: snap.total for values, snap in tracker.stages.snapshots().items()}
+    assert stages == pytest.approx({"broker_to_agent": 0.2, "batch_plan": 0.01, "store_commit": 0.02,
+                                    "refresh_wait": 0.02, "refresh_round": 0.1, "embedding_handoff": 0.05,
+                                    "index_swap": 0.08})
+    assert sum(stages.values()) == pytest.approx(tracker.histogram.snapshot().total) == 0.48
+    recent = tracker.recent_quantiles((0.5,))
+    assert recent["total"] == pytest.approx([0.48]) and recent["refresh_round"] == pytest.approx([0.1])
+
+
+def test_freshness_of_a_round_the_loader_served_before_its_report_is_observed_late_not_early() -> None:
+    tracker = FreshnessTracker()
+    tracker.batch_applied(_batch(1, [int(time.time() * 1000) - 500], at=int(time.time() * 1000) - 400))
+    tracker.index_holds(4)  # the loader read version 4 from the store first
+    tracker.round_written(_round(version=4, cursor=1, started=int(time.time() * 1000) - 300))
+    snap = tracker.histogram.snapshot()
+    assert snap.count == 1 and snap.total >= 0.5
 
 
 def test_stall_needs_pending_lag_and_no_write_for_the_whole_period() -> None:

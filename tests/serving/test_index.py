@@ -38,6 +38,46 @@ def test_upsert_replaces_and_appends_without_touching_the_old_table() -> None:
         new.vectors[0, 0] = 5.0
 
 
+def _vector(table: EmbeddingTable, node_id: str) -> np.ndarray:
+    row = table.row(NodeId(node_id))
+    assert row is not None
+    return table.vectors[row]
+
+
+def test_appends_share_the_buffer_and_older_tables_never_see_them() -> None:
+    first = EmbeddingTable().upsert(items(np.zeros((3, 2))), refreshed_ms=100)
+    grown = first.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("new")], np.ones((1, 2), np.float32)), 200)
+    assert np.shares_memory(first.vectors, grown.vectors)  # no copy for new ids
+    assert len(first.vectors) == 3 and "new" not in first.rows and grown.ids[-1] == "new"
+    # A second table grown from the older one must not write over rows the first grown one shows.
+    other = first.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("other")], np.full((1, 2), 7, np.float32)), 300)
+    np.testing.assert_array_equal(_vector(grown, "new"), [1, 1])
+    np.testing.assert_array_equal(_vector(other, "other"), [7, 7])
+    assert not np.shares_memory(grown.vectors, other.vectors)
+
+
+def test_append_only_rewrites_take_new_rows_and_compact_past_the_dead_share() -> None:
+    table = EmbeddingTable(append_only=True).upsert(users(np.zeros((8, 2))), refreshed_ms=1)
+    held = table
+    for step in range(1, 20):
+        table = table.upsert(EmbeddingRows(NodeKind.USER, [NodeId("u3"), NodeId("u3")],
+                                           np.asarray([[0, 0], [step, step]], np.float32)), refreshed_ms=step)
+        np.testing.assert_array_equal(_vector(table, "u3"), [step, step])  # the last vector of an id wins
+        assert len(table) == 8 and table.dead <= 0.25 * len(table.ids)
+        assert int(table.live_mask().sum()) == 8
+    np.testing.assert_array_equal(_vector(held, "u3"), [0, 0])  # what a reader held never moved
+    np.testing.assert_array_equal(held.vectors, np.zeros((8, 2)))
+    assert {table.ids[r] for r in np.flatnonzero(table.live_mask())} == {f"u{i}" for i in range(8)}
+
+
+def test_rewriting_items_keeps_their_rows() -> None:
+    table = EmbeddingTable().upsert(items(np.zeros((4, 2))), refreshed_ms=1)
+    again = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i2")], np.ones((1, 2), np.float32)), 2)
+    assert again.ids == table.ids and again.dead == 0 and again.row(NodeId("i2")) == 2
+    np.testing.assert_array_equal(again.vectors[2], [1, 1])
+    np.testing.assert_array_equal(table.vectors[2], [0, 0])
+
+
 def test_width_change_is_rejected_and_changes_nothing() -> None:
     index = EmbeddingIndex()
     index.apply(users(np.ones((2, 4))), items(np.ones((3, 4))), version=1, written_ms=0)
