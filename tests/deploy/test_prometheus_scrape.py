@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from interest_graph.embedded_broker import free_port
+from interest_graph.freshness import STAGES
 from serving.client import RecommenderClient
 from streams.datasets import ClusteredInterests, KeyedEvent
 from streams.replay import replay
@@ -119,6 +120,19 @@ def test_prometheus_scrapes_lag_and_every_dashboard_metric(stack: UpProcess, tmp
         assert accepted[0]["metric"]["job"] == "interest-graph"
         fresh = eventually("freshness observations", lambda: prometheus.query("ig_freshness_seconds_count > 0"))
         assert float(fresh[0]["value"][1]) == accepted_events  # every accepted event measured once
+
+        def stage_counts() -> dict[str, float] | None:
+            counts = {s["metric"]["stage"]: float(s["value"][1])
+                      for s in prometheus.query("ig_freshness_stage_seconds_count")}
+            return counts if set(counts.values()) == {accepted_events} else None
+
+        # Every event passed every stage once, and its stages add up to its freshness.
+        assert set(eventually("every stage counted", stage_counts, timeout_s=15)) == set(STAGES)
+        stage_total = sum(float(s["value"][1]) for s in prometheus.query("ig_freshness_stage_seconds_sum"))
+        [total] = prometheus.query("ig_freshness_seconds_sum")
+        assert stage_total == pytest.approx(float(total["value"][1]), rel=1e-6, abs=1e-3)
+        recent = prometheus.query("ig_freshness_last_minute_seconds")
+        assert {s["metric"]["quantile"] for s in recent} == {"0.5", "0.99"}
         eventually("the gRPC histogram", lambda: prometheus.query(
             'ig_grpc_server_handling_seconds_count{method="GetStatus", code="OK"}'), timeout_s=15)
         exported = {m["metric"]["__name__"] for m in prometheus.query('{__name__=~"ig_.+"}')}

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from core.domain import EmbeddingUpdate
 from core.histogram import Histogram
 from core.settings import Settings
-from interest_graph.freshness import FreshnessTracker
+from interest_graph.freshness import STAGES, FreshnessTracker
 from interest_graph.metrics import StackCollector
 from interest_graph.status_metrics import parse_exposition, render_metrics
 from models.refresh import WrittenRound
@@ -119,3 +119,19 @@ def test_status_renders_several_grpc_series() -> None:
     lines = [line for line in render_metrics(reading) if line.startswith("grpc ")]
     assert [line.split()[1:3] for line in lines] == [
         ["GetStatus", "OK"], ["Recommend", "NOT_FOUND"], ["Recommend", "OK"]]
+
+
+def test_status_shows_the_last_minute_of_freshness_and_every_stage_is_exported() -> None:
+    tracker = FreshnessTracker()
+    now = int(time.time() * 1000)
+    tracker.batch_applied(_batch(1, [now - 900, now - 700], at=now - 600))
+    tracker.round_written(_round(version=1, cursor=1, started=now - 500))
+    tracker.index_holds(1, at_ms=now - 200)
+    registry = CollectorRegistry()
+    registry.register(StackCollector(Settings(), freshness=tracker, probe_lag=False))
+    reading = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
+    assert reading.by_label("ig_freshness_last_minute_seconds", "quantile") == pytest.approx(
+        {"0.5": 0.6, "0.99": 0.698})
+    assert set(reading.by_label("ig_freshness_stage_last_minute_seconds", "stage")) == set(STAGES)
+    line = next(line for line in render_metrics(reading) if "last minute" in line)
+    assert "p50 600 ms" in line and "p99 698 ms" in line

@@ -23,7 +23,7 @@ from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.lightgcn.propagation import propagate_full
 from models.methods import train_from_store
 from models.model_dir import MANIFEST
-from models.refresh import RefreshWorker
+from models.refresh import RefreshWorker, WrittenRound
 
 pytestmark = pytest.mark.integration
 
@@ -248,3 +248,30 @@ def test_run_forever_keeps_retrying_when_the_store_fails(tmp_path: Path, device:
         stop.set()
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+def test_a_woken_worker_refreshes_at_once_and_tells_its_listeners(
+    ladybug_store: LadybugStore, feed: Feed, tmp_path: Path, device: torch.device
+) -> None:
+    feed(CLUSTER_EDGES)
+    # An hour between polls: only wake() can start the rounds this test waits for.
+    settings = _settings(model_dir=str(tmp_path / "model"), refresh_interval_s=3600.0)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device=str(device))
+    heard: list[WrittenRound] = []
+    worker.subscribe(heard.append)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        _wait_for(lambda: worker.stats.version == 1)  # the first round runs at start
+        seq = feed([("woken", "a2")])
+        worker.wake()
+        _wait_for(lambda: worker.stats.cursor >= seq)
+        assert "woken" in _stored(ladybug_store, NodeKind.USER)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()  # a stop is seen without a wake, long before the hour
+    assert [w.update.version for w in heard] == [1, 2] and heard[-1].update.cursor >= seq
+    assert all(w.started_ms <= w.computed_ms <= w.written_ms for w in heard)
+    assert "woken" in heard[-1].update.rows[0].ids

@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pytest
 
+from core.domain import EmbeddingUpdate, ItemMeta, NodeId, NodeKind
 from graph_store.ladybug import LadybugStore
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
-from tests.serving.conftest import EmbeddingWriter
+from tests.serving.conftest import EmbeddingWriter, embedding_rows
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +125,23 @@ def test_store_failures_keep_the_last_good_version(
         assert loader.running and index.version == 1 and index.ready
     finally:
         loader.stop()
+
+
+def test_a_handed_over_write_is_served_without_reading_it_back(
+    ladybug_store: LadybugStore, write_embeddings: EmbeddingWriter
+) -> None:
+    index = EmbeddingIndex()
+    loader = IndexLoader(ladybug_store, index)
+    ladybug_store.upsert_items([ItemMeta(NodeId("i1"), "First item", ("a",))])
+    update = EmbeddingUpdate(version=1, cursor=0, created_ms=1234, rows=[
+        embedding_rows(NodeKind.USER, {"u1": vec(1, 0)}), embedding_rows(NodeKind.ITEM, {"i1": vec(1, 1)})])
+    ladybug_store.write_embeddings(update)  # the worker writes first, then hands the same update over
+    assert loader.take(update) is True
+    snap = index.snapshot()
+    assert snap.version == 1 and snap.items.refreshed_ms[0] == 1234 and snap.catalog.title("i1") == "First item"
+    assert loader.poll_once() is False  # the store holds nothing newer than what was handed over
+    assert loader.take(update) is False  # a version the index holds already is skipped
+    write_embeddings(2, users={"u1": vec(0, 1)})
+    assert loader.poll_once() is True and index.version == 2
+    assert loader.take(update) is False  # an older hand-off never moves the index back
+    np.testing.assert_array_equal(index.snapshot().users.vectors[index.snapshot().users.row("u1")], [0, 1])
