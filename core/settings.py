@@ -164,6 +164,10 @@ class Settings:
                              "neighbours")
     refresh_max_seeds = Setting(int, "IG_REFRESH_MAX_SEEDS", 2000,
                                 "Most changed nodes taken into one refresh round.", "nodes")
+    persist_interval_s = Setting(float, "IG_PERSIST_INTERVAL", 1.0,
+                                 "In `up`, refreshed embeddings reach serving at once and the store behind it, "
+                                 "coalesced, this often; 0 = every round, before serving (as `refresh` always does).",
+                                 "s")
     bootstrap_min_edges = Setting(int, "IG_BOOTSTRAP_MIN_EDGES", 1000,
                                   "Without a checkpoint the refresh worker trains its own once the graph has "
                                   "this many edges, and retrains it whenever the graph doubles; 0 = never.",

@@ -16,8 +16,9 @@ add up to it exactly:
 ``store_commit``     the batch's store transaction
 ``refresh_wait``     commit -> the refresh round that covers it reads the changes
 ``refresh_round``    that round's subgraph read and embedding computation
-``embedding_handoff`` the round's embedding write to the store
-``index_swap``       write -> the serving index holds that version (direct hand-off or loader poll)
+``embedding_handoff`` computed -> handed over: to the serving index in ``up`` (the store is written behind
+                     it, :mod:`models.persister`), else the store write
+``index_swap``       hand-over -> the serving index holds that version (direct hand-off or loader poll)
 ==================  ================================================================================
 
 How: the ingest agent reports each committed batch (:class:`streams.ingest.AppliedBatch`) to

@@ -77,8 +77,8 @@ def ensure_topics(settings: Settings) -> None:
 
 
 @contextlib.contextmanager
-def _refresh_thread(settings: Settings, store: GraphStore,
-                    stop: threading.Event) -> Iterator[MeasuredRefreshWorker]:
+def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event,
+                    write_behind: bool = False) -> Iterator[MeasuredRefreshWorker]:
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
     from models.cold_start.catalog import ColdItems
     from models.config import ColdStartConfig, RefreshConfig
@@ -87,7 +87,8 @@ def _refresh_thread(settings: Settings, store: GraphStore,
     # torch's thread count is process-wide: set it here, once, before the refresh thread runs a model.
     use_torch_threads()
     worker = MeasuredRefreshWorker(store, RefreshConfig.from_settings(settings), Path(settings.model_dir),
-                                   cold=ColdItems.from_config(store, ColdStartConfig.from_settings(settings)))
+                                   cold=ColdItems.from_config(store, ColdStartConfig.from_settings(settings)),
+                                   write_behind=write_behind)
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="refresh", daemon=True)
     thread.start()
     try:
@@ -148,6 +149,19 @@ def _metrics(settings: Settings, collector: StackCollector) -> None:
         start_metrics_server(settings, collector)
 
 
+def _single_threaded_blas() -> None:
+    """One BLAS thread per caller, for the whole process.
+
+    numpy's OpenBLAS starts as many threads as there are cores for every product, and each gRPC
+    worker thread scores its request with one: on a 2-core machine a dozen concurrent
+    matrix-vector products then fight over two cores with spinning BLAS workers (``bench/freshness.py``
+    saw Recommend p99 near 2 s on an idle stack). gRPC's thread pool is the parallelism that matters.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _faust_datadir(settings: Settings) -> str:
     return str(Path(settings.store_path).parent / "faust")
 
@@ -159,11 +173,13 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
     from streams.worker import run_ingest_worker
 
     Path(settings.store_path).parent.mkdir(parents=True, exist_ok=True)
+    _single_threaded_blas()
     stop = threading.Event()
     with _broker(settings, start_broker) as settings, _open_store_waiting(settings) as store:
         store.ensure_schema()
         ensure_topics(settings)
-        with (_refresh_thread(settings, store, stop) as refresh,
+        # Write-behind: serving is a listener of the worker here, so rounds reach it before the store.
+        with (_refresh_thread(settings, store, stop, write_behind=True) as refresh,
               _serving(settings, store, stop) as (serving, grpc_metrics)):
             freshness = _hand_over(refresh, serving)
             stats = IngestStats(on_applied=_on_commit(freshness, refresh))
@@ -209,6 +225,7 @@ def run_refresh(settings: Settings) -> int:
 
 def run_serve(settings: Settings) -> int:
     """``interest-graph serve``: the gRPC server alone."""
+    _single_threaded_blas()
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _serving(settings, store, stop) as (serving, grpc_metrics):
         _metrics(settings, StackCollector(settings, serving=serving, grpc=grpc_metrics, store=store))

@@ -47,6 +47,8 @@ class RefreshConfig:
         refresh_interval_s (float): How often the worker polls (``IG_REFRESH_INTERVAL``), s.
         refresh_fanout (int): Most neighbours per node a LightGCN refresh reads; 0 = no cap (``IG_REFRESH_FANOUT``).
         refresh_max_seeds (int): Most changed nodes in one round (``IG_REFRESH_MAX_SEEDS``).
+        persist_interval_s (float): With write-behind (``up``), seconds between store writes of the
+            refreshed embeddings; 0 = write each round (``IG_PERSIST_INTERVAL``).
         bootstrap_min_edges (int): Edges from which the worker fits its own checkpoint; 0 = never
             (``IG_BOOTSTRAP_MIN_EDGES``).
         bootstrap_epochs (int): LightGCN epochs of those fits (``IG_BOOTSTRAP_EPOCHS``).
@@ -56,6 +58,7 @@ class RefreshConfig:
     refresh_interval_s: float
     refresh_fanout: int
     refresh_max_seeds: int
+    persist_interval_s: float
     bootstrap_min_edges: int
     bootstrap_epochs: int
 

@@ -37,11 +37,12 @@ from pathlib import Path
 
 from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.retry import BACKOFF, RetryPolicy
-from graph_store.base import GraphStore, GraphStoreError
+from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
 from models.cold_start.catalog import ColdItems
 from models.config import RefreshConfig
 from models.methods import Checkpoint, load_checkpoint, refresh_method, train_from_store
 from models.model_dir import CheckpointError, manifest_version
+from models.persister import EmbeddingPersister
 from models.protocol import RefreshMethod, RoundOutput
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class WrittenRound:
         update (EmbeddingUpdate): what was written (version, cursor, rows).
         started_ms (int): when the round read the changes (epoch ms).
         computed_ms (int): when the method had computed the embeddings (epoch ms).
-        written_ms (int): when the store write committed (epoch ms).
+        written_ms (int): when the round was handed over: its store write committed, or, with
+            write-behind, it was queued for the store (epoch ms).
     """
 
     update: EmbeddingUpdate
@@ -81,7 +83,8 @@ class WrittenRound:
     written_ms: int
 
 
-#: Told of each store write of embeddings, on the worker's thread, right after it committed.
+#: Told of each round's embeddings on the worker's thread, right after its store write committed
+#: (with write-behind: right after it was queued for the store).
 WriteListener = Callable[[WrittenRound], None]
 
 
@@ -117,10 +120,14 @@ class RefreshWorker:
         device (str, optional): Torch device. (default: CUDA if present, else CPU)
         cold (ColdItems, optional): embeds catalog items without interactions from their text,
             every ``cold_start_interval_s``; ``None`` = no cold start. (default: :obj:`None`)
+        write_behind (bool, optional): hand each round to the listeners first and write the store
+            behind them, coalesced every ``persist_interval_s`` (:mod:`models.persister`); for ``up``,
+            whose serving index is a listener. Otherwise every round is written before anyone hears
+            of it, as serving processes that read the store need. (default: :obj:`False`)
     """
 
     def __init__(self, store: GraphStore, config: RefreshConfig, checkpoint_dir: str | Path,
-                 device: str | None = None, cold: ColdItems | None = None) -> None:
+                 device: str | None = None, cold: ColdItems | None = None, write_behind: bool = False) -> None:
         self.store = store
         self.config = config
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -140,6 +147,8 @@ class RefreshWorker:
         #: Item embeddings of the last full round (what a cold-start projection is fitted on).
         self._full_items: EmbeddingRows | None = None
         self._listeners: list[WriteListener] = []
+        self.persister = (EmbeddingPersister(store, config.persist_interval_s)
+                          if write_behind and config.persist_interval_s > 0 else None)
         self._wake = threading.Event()
         self._round_started_ms = 0
         self._computed_ms = 0
@@ -204,13 +213,16 @@ class RefreshWorker:
         ready = cold.take_ready()
         if ready is None:
             return
-        if ready.model_version == self._model_version and ready.rows.ids:
-            self._round_started_ms = self._computed_ms = _now_ms()
-            self._write([ready.rows], [], self._cursor)
-            with self._lock:
-                self._stats = replace(self._stats, cold_items=self._stats.cold_items + len(ready.rows.ids),
-                                      version=self._version)
-        cold.mark_written()
+        try:
+            if ready.model_version == self._model_version and ready.rows.ids:
+                self._round_started_ms = self._computed_ms = _now_ms()
+                # Durable at once: the next cold batch is looked up in the store, which must know this one.
+                self._write([ready.rows], [], self._cursor, durable=True)
+                with self._lock:
+                    self._stats = replace(self._stats, cold_items=self._stats.cold_items + len(ready.rows.ids),
+                                          version=self._version)
+        finally:
+            cold.mark_written()  # written, stale or failed: either way the store says what is still cold
 
     def _load_state(self) -> None:
         if not self._state_loaded:
@@ -294,11 +306,18 @@ class RefreshWorker:
                              subgraph_nodes=len(out.subgraph.user_ids) + len(out.subgraph.item_ids),
                              subgraph_edges=out.subgraph.num_edges, version=self._version, cursor=cursor)
 
-    def _write(self, rows: list[EmbeddingRows], derived: list[EmbeddingRows], cursor: int) -> None:
-        """One store write; the in-memory version and cursor move only once it succeeded."""
+    def _write(self, rows: list[EmbeddingRows], derived: list[EmbeddingRows], cursor: int,
+               durable: bool = False) -> None:
+        """One store write (or, with write-behind, one offer to the persister; ``durable`` flushes it
+        too); the in-memory version and cursor move only once it succeeded."""
         update = EmbeddingUpdate(version=self._version + 1, cursor=cursor, rows=rows, base=derived,
                                  created_ms=int(time.time() * 1000))
-        self.store.write_embeddings(update)
+        if self.persister is None:
+            self.store.write_embeddings(update)
+        else:
+            self.persister.offer(update)
+            if durable and not self.persister.flush():
+                raise StoreUnavailableError(f"writing embeddings failed: {self.persister.last_error}")
         self._version, self._cursor = update.version, cursor
         written = WrittenRound(update, self._round_started_ms, self._computed_ms, _now_ms())
         for listener in self._listeners:
@@ -328,6 +347,8 @@ class RefreshWorker:
         """Run rounds until ``stop`` is set; never dies on an error (it is logged, counted, retried)."""
         interval = self.config.refresh_interval_s
         retry = replace(BACKOFF, first_s=interval)
+        if self.persister is not None:
+            self.persister.start()
         cold = None
         if self._cold is not None:
             cold = threading.Thread(target=self._cold.run_forever, args=(stop,), name="cold-start", daemon=True)
@@ -341,6 +362,8 @@ class RefreshWorker:
                 cold.join(COLD_JOIN_S)
                 if cold.is_alive():
                     log.warning("cold start still encoding %.0f s after stop; leaving it", COLD_JOIN_S)
+            if self.persister is not None:
+                self.persister.close()
 
     def _sleep(self, stop: threading.Event, delay: float, wakeable: bool) -> bool:
         """Wait ``delay`` seconds, or until :meth:`wake` when ``wakeable`` (a failing store backs off

@@ -10,6 +10,7 @@ idempotent).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import replace
@@ -22,6 +23,10 @@ from graph_store.base import GraphStore, GraphStoreError
 from serving.index import EmbeddingDimensionError, EmbeddingIndex
 
 log = logging.getLogger(__name__)
+
+#: Seconds between polls while the refresh worker hands its writes over (:meth:`IndexLoader.take`):
+#: the poll is then only a safety net, and reading every write back would double the work.
+HANDED_OVER_POLL_S = 2.0
 
 
 class IndexLoader:
@@ -53,6 +58,7 @@ class IndexLoader:
         self._thread: threading.Thread | None = None
         #: One applier at a time: a poll that read version v must not land after a hand-off of v+1.
         self._take_lock = threading.RLock()
+        self._last_take = -math.inf
 
     # --- one poll --------------------------------------------------------------------------------
     def poll_once(self) -> bool:
@@ -64,7 +70,8 @@ class IndexLoader:
         state = self.store.refresh_state()
         version, written_ms = state.version, state.written_ms
         held = self.index.version
-        if version == held:
+        if version == held or (version < held and self.fed):
+            # Fed: the writer hands its rounds over first and stores them behind (models.persister).
             return False
         if version < held:
             # The store went back in time (restored or recreated): start over from what it holds.
@@ -100,6 +107,7 @@ class IndexLoader:
         already holds (the poll got there first) is skipped. ``True`` if the index changed.
         """
         with self._take_lock:
+            self._last_take = time.monotonic()
             if update.version <= self.index.version:
                 return False
             users = _rows_of(update, NodeKind.USER)
@@ -134,7 +142,8 @@ class IndexLoader:
 
     def _next_wait_s(self) -> float:
         if not self.failures:
-            return self.poll_s
+            handed_over = time.monotonic() - self._last_take < 2 * HANDED_OVER_POLL_S
+            return max(self.poll_s, HANDED_OVER_POLL_S) if handed_over else self.poll_s
         return replace(BACKOFF, first_s=self.poll_s, max_s=max(BACKOFF.max_s, self.poll_s)).delay(self.failures)
 
     def resync_catalog(self) -> None:
@@ -162,6 +171,11 @@ class IndexLoader:
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         log.log(level, "loading embeddings failed (%d in a row): %s", self.failures, exc, exc_info=exc_info)
+
+    @property
+    def fed(self) -> bool:
+        """Whether the refresh worker of this process hands its writes over (:meth:`take`)."""
+        return self._last_take > -math.inf
 
     @property
     def running(self) -> bool:

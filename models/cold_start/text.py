@@ -14,6 +14,7 @@ model's warm items) and kept in memory.
 
 from __future__ import annotations
 
+import collections
 import importlib.util
 import json
 import os
@@ -61,6 +62,9 @@ class TextEncoder:
         batch_size (int, optional): texts per forward pass. (default: :obj:`128`)
         device (torch.device or str, optional): where to run; CUDA when available.
             (default: :obj:`None`)
+        cache_size (int, optional): most texts whose vectors are kept, least recently used out
+            first (1.5 KiB each). Text vectors do not depend on the served model, so a new model's
+            refit re-encodes nothing it has seen. (default: :obj:`50_000`)
     """
 
     def __init__(
@@ -68,13 +72,18 @@ class TextEncoder:
         model_path: str | Path | None = None,
         batch_size: int = 128,
         device: torch.device | str | None = None,
+        cache_size: int = 50_000,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size < 1 or cache_size < 0:
+            raise ValueError(f"batch_size must be >= 1 and cache_size >= 0, got {batch_size}, {cache_size}")
         self.model_path = None if model_path is None else Path(model_path)
         self.batch_size = batch_size
         self.device = resolve_device(device)
+        self.cache_size = cache_size
         self._model: Any = None
+        self._cache: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        #: Texts run through the model (cache misses), for tests and logs.
+        self.encoded = 0
 
     @property
     def dim(self) -> int:
@@ -89,11 +98,31 @@ class TextEncoder:
             raise TypeError("encode() takes a sequence of strings, not one string")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh = self._run(missing) if missing else np.zeros((0, 0), np.float32)
+        found = dict(zip(missing, fresh, strict=True))
+        out = np.stack([found[t] if t in found else self._cached(t) for t in texts])
+        for text, vector in found.items():
+            self._remember(text, vector)
+        return out
+
+    def _run(self, texts: list[str]) -> np.ndarray:
         vectors = self._load().encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
+            texts, batch_size=self.batch_size, convert_to_numpy=True, normalize_embeddings=True,
             show_progress_bar=False,
         )
+        self.encoded += len(texts)
         return np.asarray(vectors, dtype=np.float32)
+
+    def _cached(self, text: str) -> np.ndarray:
+        self._cache.move_to_end(text)
+        return self._cache[text]
+
+    def _remember(self, text: str, vector: np.ndarray) -> None:
+        if self.cache_size:
+            self._cache[text] = vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
     def encode_items(self, metas: Sequence[ItemMeta]) -> np.ndarray:
         """Encode catalog items by :func:`item_text`."""

