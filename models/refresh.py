@@ -16,7 +16,9 @@ whole graph, so serving holds embeddings of one model for every node, with bases
 for nodes the checkpoint never saw. (Stored derived rows cannot be tied to the model that made
 them, so the worker persists them for inspection but never reads them back.) A restart thus
 costs one full round, then continues with the stored version and cursor. When more changes are
-pending than one round takes, a full round is also cheaper than many subgraphs.
+pending than one round takes, a LightGCN worker runs a full round (cheaper than many overlapping
+K-hop subgraphs); a SpectralCF one works the backlog off in rounds of ``refresh_max_seeds`` nodes,
+whose cost grows with the changes, not with the graph.
 
 Before any checkpoint exists, every node gets an id-hashed base propagated by LightGCN
 (:mod:`models.lightgcn.base_embeddings`), so embeddings, and popularity-like recommendations, exist from the
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: How long stopping waits for the cold-start thread to finish the batch it is encoding, in seconds.
 COLD_JOIN_S = 60.0
+#: How long stopping waits for a bootstrap fit to finish, in seconds (a torch thread left running
+#: while the interpreter finalises aborts the process, see COLD_JOIN_S).
+BOOTSTRAP_JOIN_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,7 @@ class RefreshWorker:
         #: Item embeddings of the last full round (what a cold-start projection is fitted on).
         self._full_items: EmbeddingRows | None = None
         self._listeners: list[WriteListener] = []
+        self._bootstrap: threading.Thread | None = None
         self.persister = (EmbeddingPersister(store, config.persist_interval_s)
                           if write_behind and config.persist_interval_s > 0 else None)
         self._wake = threading.Event()
@@ -187,8 +193,11 @@ class RefreshWorker:
         changes: ChangeSet | None = None
         if not self._needs_full:
             changes = self.store.changes_since(self._cursor, limit=self.config.refresh_max_seeds)
-            # A cut change set means a backlog: one full pass beats many overlapping subgraphs.
-            self._needs_full = len(changes.nodes) >= self.config.refresh_max_seeds
+            # A cut change set means a backlog. Where a change reaches past its own node (LightGCN's
+            # K hops) one full pass beats many overlapping subgraphs; where each node depends on its
+            # own edges only (SpectralCF) the backlog is worked off a prefix at a time, so a round
+            # costs what its changes cost, never what the graph costs.
+            self._needs_full = len(changes.nodes) >= self.config.refresh_max_seeds and self.layers > 1
         if self._needs_full:
             report = self._full_round()
         elif changes:
@@ -258,21 +267,30 @@ class RefreshWorker:
 
     def _maybe_bootstrap(self) -> None:
         """Train a checkpoint of our own when there is none and the graph is big enough, or when
-        ours has become small for the graph (half its edges); the next round loads it."""
+        ours has become small for the graph (half its edges). The fit runs in a thread of its own
+        (a SpectralCF fit of a growing graph takes seconds, a LightGCN one longer) while rounds go on
+        with the current model; the round after it lands loads it."""
         checkpoint = self._checkpoint
         min_edges = self.config.bootstrap_min_edges
         if min_edges <= 0 or (checkpoint is not None and checkpoint.meta.get("source") != "bootstrap"):
+            return
+        if self._bootstrap is not None and self._bootstrap.is_alive():
             return
         needed = min_edges if checkpoint is None else 2 * int(checkpoint.meta.get("edges", 0))
         edges = self.store.counts()["edges"]
         if edges < max(needed, min_edges, self._bootstrap_after):
             return
+        # Not again for this graph size, whatever the fit's outcome (a failed one says so below).
+        self._bootstrap_after = 2 * edges
+        self._bootstrap = threading.Thread(target=self._train_bootstrap, name="bootstrap-fit", daemon=True)
+        self._bootstrap.start()
+
+    def _train_bootstrap(self) -> None:
         try:
             trained = train_from_store(self.store, self.config.model, self.checkpoint_dir, source="bootstrap",
                                        epochs=self.config.bootstrap_epochs, device=self.device)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, GraphStoreError) as exc:
             # E.g. a read-only model dir: refreshing goes on; try again once the graph doubled.
-            self._bootstrap_after = 2 * edges
             self._fail(exc)
             log.error("refresh worker could not train its own checkpoint: %s", exc)
             return
@@ -280,6 +298,13 @@ class RefreshWorker:
                  trained.meta["edges"], trained.meta["train_seconds"])
         with self._lock:
             self._stats = replace(self._stats, bootstraps=self._stats.bootstraps + 1)
+        self.wake()  # load it now
+
+    def join_bootstrap(self, timeout_s: float | None = None) -> bool:
+        """Wait for a running bootstrap fit; ``True`` when none is left running."""
+        if self._bootstrap is not None:
+            self._bootstrap.join(timeout_s)
+        return self._bootstrap is None or not self._bootstrap.is_alive()
 
     def _full_round(self) -> RefreshReport:
         assert self._method is not None
@@ -362,6 +387,8 @@ class RefreshWorker:
                 cold.join(COLD_JOIN_S)
                 if cold.is_alive():
                     log.warning("cold start still encoding %.0f s after stop; leaving it", COLD_JOIN_S)
+            if not self.join_bootstrap(BOOTSTRAP_JOIN_S):
+                log.warning("the bootstrap fit is still running %.0f s after stop; leaving it", BOOTSTRAP_JOIN_S)
             if self.persister is not None:
                 self.persister.close()
 

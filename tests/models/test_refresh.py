@@ -217,12 +217,14 @@ def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
     assert worker.stats.bootstraps == 0  # 20 edges: too few to learn from
     feed(CLUSTER_EDGES[20:])
     worker.run_once()
+    assert worker.join_bootstrap(30)  # the fit runs beside the rounds
     assert worker.stats.bootstraps == 1
     assert LightGCNCheckpoint.load(settings.model_dir).meta["source"] == "bootstrap"
     assert worker.run_once().kind == "full" and worker.stats.model_version == 1
 
     feed([(f"c0-{u}", f"a-extra{u}-{k}") for u in range(6) for k in range(7)])  # 36 -> 78 edges
     worker.run_once()
+    assert worker.join_bootstrap(30)
     assert worker.stats.bootstraps == 2 and worker.run_once().kind == "full"
 
     # an operator's checkpoint
@@ -230,6 +232,7 @@ def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
     worker.run_once()
     feed([(f"c1-{u}", f"b-extra{u}-{k}") for u in range(6) for k in range(20)])
     worker.run_once()
+    assert worker.join_bootstrap(30)
     assert worker.stats.bootstraps == 2 and worker.stats.model_version == 3  # never replaced
 
 

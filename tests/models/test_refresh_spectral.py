@@ -86,6 +86,7 @@ def test_worker_bootstraps_a_spectral_checkpoint(ladybug_store: LadybugStore, fe
     worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
     feed(CLUSTER_EDGES)
     worker.run_once()
+    assert worker.join_bootstrap(30)  # the fit runs beside the rounds
     assert worker.stats.bootstraps == 1
     checkpoint = load_checkpoint(settings.model_dir)
     assert isinstance(checkpoint, SpectralCheckpoint) and checkpoint.meta["source"] == "bootstrap"
@@ -111,3 +112,21 @@ def test_spectral_checkpoint_round_trip_and_method_checks(ladybug_store: Ladybug
     (tmp_path / "model" / "spectral-1.npz").write_bytes(b"broken")
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "model")
+
+
+def test_a_spectral_backlog_is_worked_off_in_incremental_rounds(
+        ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
+    feed(CLUSTER_EDGES)
+    settings = _settings(tmp_path, refresh_max_seeds=4)
+    trained = train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
+    assert isinstance(trained, SpectralCheckpoint)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
+    assert worker.run_once().kind == "full"
+    for n in range(5):  # five batches, each changing more nodes than a round takes
+        feed([(f"late-{n}", "a0"), (f"late-{n}", "b1"), (f"other-{n}", "a3"), ("c0-1", f"new-{n}")])
+    kinds = []
+    while (report := worker.run_once()).kind != "idle":
+        kinds.append(report.kind)
+        assert report.seeds <= 7  # a batch changes 7 nodes: over the limit, yet never split
+    assert set(kinds) == {"incremental"} and len(kinds) >= 3
+    _assert_equals_full_recompute(ladybug_store, trained)
