@@ -13,10 +13,11 @@ what comes back. A method is pure computation, as ``plan_batch`` is in ``streams
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.domain import EdgeSnapshot, EmbeddingRows, Subgraph
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeRef, Subgraph
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,4 +62,9 @@ class RefreshMethod(Protocol):
 
     def incremental(self, sub: Subgraph) -> RoundOutput:
         """Embeddings of the nodes the changes at ``sub``'s seeds (hop 0) moved."""
+        ...
+
+    def seeds(self, changed: Sequence[NodeRef]) -> list[NodeRef]:
+        """The changed nodes whose subgraph a round must read (all of them, unless the method knows
+        that some embeddings cannot move)."""
         ...

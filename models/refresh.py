@@ -320,7 +320,12 @@ class RefreshWorker:
     def _incremental_round(self, changes: ChangeSet) -> RefreshReport:
         method = self._method
         assert method is not None
-        sub = self.store.k_hop_subgraph(list(changes.nodes), hops=method.read_hops, fanout=method.fanout)
+        seeds = method.seeds(changes.nodes)
+        if not seeds:  # only fitted items changed: nothing moves, the cursor does
+            self._computed_ms = _now_ms()
+            self._write([], [], changes.upto)
+            return RefreshReport("incremental", seeds=len(changes.nodes), version=self._version, cursor=changes.upto)
+        sub = self.store.k_hop_subgraph(seeds, hops=method.read_hops, fanout=method.fanout)
         out = method.incremental(sub)
         self._computed_ms = _now_ms()
         self._write(out.rows, out.derived, changes.upto)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, Subgraph
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
 from models.lightgcn.base_embeddings import BaseTable
 from models.lightgcn.propagation import propagate_subgraph, snapshot_as_subgraph
 from models.protocol import RoundOutput
@@ -48,6 +48,9 @@ class LightGCNRefresh:
         rows = [EmbeddingRows(NodeKind.USER, list(sub.user_ids), user_out.numpy()),
                 EmbeddingRows(NodeKind.ITEM, list(sub.item_ids), item_out.numpy())]
         return RoundOutput(rows, derived, sub)
+
+    def seeds(self, changed: Sequence[NodeRef]) -> list[NodeRef]:
+        return list(changed)  # every change moves its node's K-hop neighbourhood
 
     def incremental(self, sub: Subgraph) -> RoundOutput:
         user_base, item_base, derived = self.table.for_subgraph(sub, sub.user_hops == 0, sub.item_hops == 0)

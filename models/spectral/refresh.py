@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, Subgraph
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
 from models.protocol import RoundOutput
 from models.spectral.checkpoint import SpectralCheckpoint, interaction_matrix
 
@@ -112,10 +112,15 @@ class SpectralRefresh:
         rows = self.embedder.embed(sub, np.arange(len(sub.user_ids)), np.arange(len(sub.item_ids)))
         return RoundOutput(rows, [], sub)
 
+    def seeds(self, changed: Sequence[NodeRef]) -> list[NodeRef]:
+        # Fitted items never move (their vector is the fitted row): neither their rows (a hub item's
+        # holds most users) are read nor their constant vectors republished (a store write, an
+        # index copy and an HNSW rescore for nothing).
+        items = [ref.id for ref in changed if ref.kind is NodeKind.ITEM]
+        fitted = set(np.asarray(items, dtype=object)[self.embedder.fitted_items(items)].tolist()) if items else set()
+        return [ref for ref in changed if ref.kind is NodeKind.USER or ref.id not in fitted]
+
     def incremental(self, sub: Subgraph) -> RoundOutput:
-        # Fitted items never move (their vector is the fitted row), so only folded-in seeds are
-        # recomputed and published: republishing a constant vector would cost the store write,
-        # the index copy and an HNSW rescore for nothing.
         seeds = np.flatnonzero(sub.item_hops == 0)
         folded = seeds[~self.embedder.fitted_items([sub.item_ids[k] for k in seeds])]
         rows = self.embedder.embed(sub, np.flatnonzero(sub.user_hops == 0), folded)
