@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.index import IndexSnapshot
+from serving.scoring import Scorer, score_alone
 
 #: A filter leaving at most this many items is scanned exactly: cheaper than a filtered graph walk.
 EXACT_SUBSET_MAX = 50_000
@@ -63,7 +64,8 @@ class Found:
 
 
 def search(
-    snapshot: IndexSnapshot, query: ItemQuery, use_ann: bool = True, exact_subset_max: int = EXACT_SUBSET_MAX
+    snapshot: IndexSnapshot, query: ItemQuery, use_ann: bool = True, exact_subset_max: int = EXACT_SUBSET_MAX,
+    scorer: Scorer = score_alone,
 ) -> Found:
     """The ``query.k`` best item rows of ``snapshot`` for ``query`` (fewer if fewer pass).
 
@@ -73,6 +75,8 @@ def search(
         use_ann (bool): Use the snapshot's HNSW graph if it has one (default: :obj:`True`).
         exact_subset_max (int): Filters leaving at most this many items are scanned exactly
             (default: :obj:`EXACT_SUBSET_MAX`).
+        scorer (Scorer): Scores every item row for an unfiltered exact scan; the server passes a
+            :class:`~serving.scoring.ScoreBatcher` (default: one matrix-vector product).
     """
     pool = query.k if query.diversity_lambda >= 1.0 else min(max(query.k * MMR_POOL_FACTOR, query.k), MMR_POOL_MAX)
     n_allowed = len(snapshot.items) if query.allowed is None else int(query.allowed.sum())
@@ -80,7 +84,7 @@ def search(
     if use_ann and snapshot.ann is not None and (query.allowed is None or n_allowed > exact_subset_max):
         found = _graph_search(snapshot, query, pool, n_allowed)
     if found is None:
-        found = _exact_search(snapshot, query, pool)
+        found = _exact_search(snapshot, query, pool, scorer)
     if query.diversity_lambda < 1.0 and found.rows.size > 1:
         order = mmr_order(snapshot.items.vectors[found.rows], found.scores, query.k, query.diversity_lambda)
         return Found(found.rows[order], found.scores[order], found.index_kind)
@@ -96,10 +100,10 @@ def _best(rows: np.ndarray | None, scores: np.ndarray, k: int, kind: str) -> Fou
     return Found(picked.astype(np.int64), scores[order], kind)
 
 
-def _exact_search(snapshot: IndexSnapshot, query: ItemQuery, k: int) -> Found:
+def _exact_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, scorer: Scorer = score_alone) -> Found:
     vectors = snapshot.items.vectors
     if query.allowed is None:
-        scores = vectors @ query.vector
+        scores = scorer(vectors, query.vector)  # this caller's own row (a batch gives each its own)
         scores[query.exclude] = -np.inf
         found = _best(None, scores, k, EXACT)
         keep = np.isfinite(found.scores)  # excluded rows only surface when fewer than k others exist

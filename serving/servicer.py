@@ -34,6 +34,7 @@ from serving import evidence
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.requests import RequestChecker, abort, check_deadline
+from serving.scoring import ScoreBatcher
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
 from serving.seen import SeenItemsCache
 
@@ -106,6 +107,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self.check = RequestChecker(config)
         self.max_streams = config.max_streams
         self.use_ann = config.ann_min_items > 0
+        #: Concurrent exact scans of one snapshot share one pass over its item matrix.
+        self.scorer = ScoreBatcher()
         self.seen = SeenItemsCache(store)
         index.subscribe_updates(self.seen.invalidate)
         self._streams: set[threading.Event] = set()
@@ -136,7 +139,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         row = self._row(snapshot, NodeKind.ITEM, item_id, context)
         allowed = snapshot.catalog.allowed_rows(snapshot.items.rows, len(snapshot.items), include, exclude)
         query = ItemQuery(snapshot.items.vectors[row], k, np.asarray([row], dtype=np.int64), allowed)
-        found = search(snapshot, query, self.use_ann)
+        found = search(snapshot, query, self.use_ann, scorer=self.scorer)
         return _items_reply(pb.SimilarItemsReply, snapshot, found, int(snapshot.items.refreshed_ms[row]))
 
     @store_errors_to_status
@@ -276,7 +279,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         row = self._row(snapshot, NodeKind.USER, user_id, context)
         seen = snapshot.items.rows_of(self.seen.get(user_id)) if exclude_seen else np.zeros(0, np.int64)
         check_deadline(context, "before scoring")
-        found = search(snapshot, ItemQuery(snapshot.users.vectors[row], k, seen, allowed, diversity), self.use_ann)
+        found = search(snapshot, ItemQuery(snapshot.users.vectors[row], k, seen, allowed, diversity), self.use_ann,
+                       scorer=self.scorer)
         return _items_reply(pb.RecommendReply, snapshot, found, int(snapshot.users.refreshed_ms[row]))
 
     def _graph(self, seeds: list[NodeRef], context: grpc.ServicerContext) -> evidence.NormalisedGraph:
