@@ -148,6 +148,11 @@ def test_watch_pushes_a_new_list_when_a_refresh_changes_it(
     assert watcher.replies[0].embedding_version == 1
     assert [s.item_id for s in watcher.replies[0].items] == expected_top(users["u1"], items, 3)[0]
     write_embeddings(2, users={"u3": -users["u3"]})  # another user's refresh: u1's list is unchanged
+    # Served before the next write: a poll that reads version 2's state and then the rows would
+    # otherwise catch version 3's row of u1 too, and push u1's new list labelled version 2.
+    deadline = time.monotonic() + 10
+    while server.index.version < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     write_embeddings(3, users={"u1": -users["u1"]})  # u1's taste turns upside down
     watcher.wait_for(2)
     assert [r.embedding_version for r in watcher.replies] == [1, 3]
