@@ -65,7 +65,13 @@ from core.domain import ItemMeta, NodeId  # noqa: E402
 from core.histogram import HistogramSnapshot  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from interest_graph.embedded_broker import free_port  # noqa: E402
-from interest_graph.status_metrics import MetricsReading, MetricsUnavailableError, metrics_url, scrape  # noqa: E402
+from interest_graph.status_metrics import (  # noqa: E402
+    MetricsReading,
+    MetricsUnavailableError,
+    histogram_delta,
+    metrics_url,
+    scrape,
+)
 from serving.client import RecommenderClient, RecommenderError  # noqa: E402
 from streams.catalog import encode_item  # noqa: E402
 from streams.datasets import SYNTHETIC_TYPE_MIX  # noqa: E402
@@ -513,14 +519,6 @@ def timed_scrape(url: str) -> tuple[MetricsReading, float]:
     return reading, (time.perf_counter() - started) * 1000
 
 
-def hist_delta(now: HistogramSnapshot | None, before: HistogramSnapshot | None) -> HistogramSnapshot | None:
-    """Observations between two scrapes (all of ``now`` when the earlier one lacks the histogram)."""
-    if now is None or before is None or before.bounds != now.bounds:
-        return now
-    return HistogramSnapshot(now.bounds, tuple(a - b for a, b in zip(now.cumulative, before.cumulative, strict=True)),
-                             now.total - before.total, now.count - before.count)
-
-
 def hist_pair(snap: HistogramSnapshot | None) -> Pair:
     return None if snap is None or snap.count == 0 else (snap.quantile(0.5), snap.quantile(0.99))
 
@@ -546,13 +544,13 @@ def by_stage(reading: MetricsReading) -> dict[str, HistogramSnapshot]:
 def stage_pairs(after: MetricsReading, before: MetricsReading) -> dict[str, Pair]:
     now, then = by_stage(after), by_stage(before)
     names = [s for s in STAGES if s in now] + sorted(set(now) - set(STAGES))
-    return {s: hist_pair(hist_delta(now[s], then.get(s))) for s in names}
+    return {s: hist_pair(histogram_delta(now[s], then.get(s))) for s in names}
 
 
 def window_figures(before: MetricsReading, after: MetricsReading) -> dict[str, Any]:
     seconds = after.at_s - before.at_s
     accepted = after.value("ig_events_accepted_total", 0.0) - before.value("ig_events_accepted_total", 0.0)
-    fresh = hist_delta(after.histogram("ig_freshness_seconds"), before.histogram("ig_freshness_seconds"))
+    fresh = histogram_delta(after.histogram("ig_freshness_seconds"), before.histogram("ig_freshness_seconds"))
     return {"window_s": seconds, "sustained": accepted / seconds, "freshness": hist_pair(fresh),
             "freshness_n": fresh.count if fresh else 0, "last_minute": last_minute(after),
             "stages": stage_pairs(after, before)}
@@ -627,7 +625,7 @@ def soak(stack: Stack, args: argparse.Namespace) -> list[dict[str, Any]]:
             stack.check()
             reading, took = timed_scrape(stack.url)
             up_mb, broker_mb = stack.memory()
-            fresh = last_minute(reading) or hist_pair(hist_delta(reading.histogram("ig_freshness_seconds"),
+            fresh = last_minute(reading) or hist_pair(histogram_delta(reading.histogram("ig_freshness_seconds"),
                                                                  previous.histogram("ig_freshness_seconds")))
             samples.append({"at_s": k * args.soak_every, "lag": stack.lag(), "up_mb": up_mb, "broker_mb": broker_mb,
                             "freshness": fresh, "from": "last minute" if last_minute(reading) else "histogram",

@@ -80,7 +80,6 @@ class FreshnessTracker:
         self._rounds: collections.deque[WrittenRound] = collections.deque(maxlen=4096)
         self._served_version = 0
         self.dropped_batches = 0
-        self.covered_seq = 0
         self._lock = threading.Lock()
 
     # --- the three reports -----------------------------------------------------------------------
@@ -119,7 +118,6 @@ class FreshnessTracker:
     def _cover(self, written: WrittenRound, served_ms: int) -> int:
         """Observe every pending batch ``written`` covers (the caller holds the lock)."""
         cursor = written.update.cursor
-        self.covered_seq = max(self.covered_seq, cursor)
         observed = 0
         while self._pending and self._pending[0].seq <= cursor:
             observed += self._observe(self._pending.popleft(), written, served_ms)

@@ -90,7 +90,7 @@ def scrape(url: str, at_s: float, timeout_s: float = 3.0) -> MetricsReading:
     return parse_exposition(text, at_s)
 
 
-def _delta(now: HistogramSnapshot | None, before: HistogramSnapshot | None) -> HistogramSnapshot | None:
+def histogram_delta(now: HistogramSnapshot | None, before: HistogramSnapshot | None) -> HistogramSnapshot | None:
     """Observations between two scrapes (the whole history when there is no earlier scrape)."""
     if now is None or before is None or before.bounds != now.bounds:
         return now
@@ -164,7 +164,7 @@ def render_metrics(now: MetricsReading, before: MetricsReading | None = None, *,
         ("freshness", "ig_freshness_seconds"),
     )
     for label, name in rows:
-        hist = _delta(now.histogram(name), before.histogram(name) if before else None)
+        hist = histogram_delta(now.histogram(name), before.histogram(name) if before else None)
         lines.append(f"{label:<14}{_quantiles(hist)}   [{window}]")
     recent = now.by_label("ig_freshness_last_minute_seconds", "quantile")
     if recent:
@@ -180,5 +180,6 @@ def render_metrics(now: MetricsReading, before: MetricsReading | None = None, *,
                   key=lambda row: (row[0].get("method", ""), row[0].get("code", "")))
     for labels, snap in grpc:
         before_snap = before.histogram("ig_grpc_server_handling_seconds", **labels) if before else None
-        lines.append(f"grpc {labels['method']:<20} {labels['code']:<18} {_quantiles(_delta(snap, before_snap))}")
+        spread = _quantiles(histogram_delta(snap, before_snap))
+        lines.append(f"grpc {labels['method']:<20} {labels['code']:<18} {spread}")
     return lines
