@@ -12,6 +12,7 @@ never interpolated into queries.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NewType
@@ -270,3 +271,8 @@ class RefreshState:
     version: int = 0
     cursor: int = 0
     written_ms: int = 0
+
+
+def epoch_ms() -> int:
+    """Wall-clock now in epoch milliseconds: the unit of every timestamp events, batches and rounds carry."""
+    return int(time.time() * 1000)

@@ -39,11 +39,11 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.domain import epoch_ms
 from core.histogram import FRESHNESS_BUCKETS, Histogram, LabelledHistograms, RecentQuantiles
 
 if TYPE_CHECKING:  # all run in the process that measures freshness, which imports them itself
@@ -97,7 +97,7 @@ class FreshnessTracker:
             if written.update.version <= self._served_version:
                 # The loader saw the write in the store before this report arrived: served since
                 # some moment before now, so "now" is late, never early.
-                self._cover(written, _now_ms())
+                self._cover(written, epoch_ms())
             else:
                 self._rounds.append(written)
 
@@ -106,7 +106,7 @@ class FreshnessTracker:
 
         Returns how many events were observed.
         """
-        at = _now_ms() if at_ms is None else at_ms
+        at = epoch_ms() if at_ms is None else at_ms
         observed = 0
         with self._lock:
             self._served_version = max(self._served_version, version)
@@ -159,7 +159,7 @@ class FreshnessTracker:
             if not self._pending:
                 return 0.0
             committed = self._pending[0].committed_ms
-        return max(0.0, ((now_ms if now_ms is not None else _now_ms()) - committed) / 1000.0)
+        return max(0.0, ((now_ms if now_ms is not None else epoch_ms()) - committed) / 1000.0)
 
     @property
     def pending_batches(self) -> int:
@@ -173,7 +173,3 @@ def watch_serving(tracker: FreshnessTracker, refresh: RefreshWorker, index: Embe
 
     refresh.subscribe(tracker.round_written)
     index.subscribe_updates(swapped)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind
+from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind, epoch_ms
 from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
 from models.cold_start.catalog import ColdItems
@@ -189,7 +189,7 @@ class RefreshWorker:
         started = time.perf_counter()
         self._load_state()
         self._load_model()
-        self._round_started_ms = _now_ms()
+        self._round_started_ms = epoch_ms()
         changes: ChangeSet | None = None
         if not self._needs_full:
             changes = self.store.changes_since(self._cursor, limit=self.config.refresh_max_seeds)
@@ -224,7 +224,7 @@ class RefreshWorker:
             return
         try:
             if ready.model_version == self._model_version and ready.rows.ids:
-                self._round_started_ms = self._computed_ms = _now_ms()
+                self._round_started_ms = self._computed_ms = epoch_ms()
                 # Durable at once: the next cold batch is looked up in the store, which must know this one.
                 self._write([ready.rows], [], self._cursor, durable=True)
                 with self._lock:
@@ -310,7 +310,7 @@ class RefreshWorker:
         assert self._method is not None
         snapshot = self.store.snapshot()
         out = self._method.full(snapshot)
-        self._computed_ms = _now_ms()
+        self._computed_ms = epoch_ms()
         cursor = max(self._cursor, snapshot.seq)
         self._write(out.rows, out.derived, cursor)
         self._needs_full = False
@@ -322,12 +322,12 @@ class RefreshWorker:
         assert method is not None
         seeds = method.seeds(changes.nodes)
         if not seeds:  # only fitted items changed: nothing moves, the cursor does
-            self._computed_ms = _now_ms()
+            self._computed_ms = epoch_ms()
             self._write([], [], changes.upto)
             return RefreshReport("incremental", seeds=len(changes.nodes), version=self._version, cursor=changes.upto)
         sub = self.store.k_hop_subgraph(seeds, hops=method.read_hops, fanout=method.fanout)
         out = method.incremental(sub)
-        self._computed_ms = _now_ms()
+        self._computed_ms = epoch_ms()
         self._write(out.rows, out.derived, changes.upto)
         return self._report("incremental", out, len(changes.nodes), changes.upto)
 
@@ -341,7 +341,7 @@ class RefreshWorker:
         """One store write (or, with write-behind, one offer to the persister; ``durable`` flushes it
         too); the in-memory version and cursor move only once it succeeded."""
         update = EmbeddingUpdate(version=self._version + 1, cursor=cursor, rows=rows, base=derived,
-                                 created_ms=int(time.time() * 1000))
+                                 created_ms=epoch_ms())
         if self.persister is None:
             self.store.write_embeddings(update)
         else:
@@ -349,7 +349,7 @@ class RefreshWorker:
             if durable and not self.persister.flush():
                 raise StoreUnavailableError(f"writing embeddings failed: {self.persister.last_error}")
         self._version, self._cursor = update.version, cursor
-        written = WrittenRound(update, self._round_started_ms, self._computed_ms, _now_ms())
+        written = WrittenRound(update, self._round_started_ms, self._computed_ms, epoch_ms())
         for listener in self._listeners:
             try:
                 listener(written)
@@ -432,7 +432,3 @@ class RefreshWorker:
                 log.debug("refresh %s: %d seeds, %d nodes in %.1f ms", report.kind, report.seeds,
                           report.nodes_refreshed, report.ms)
             delay, failures = interval, 0
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch
+from core.domain import ItemMeta, SourcePosition, TopicPartition, UpsertBatch, epoch_ms
 from core.histogram import Histogram
 from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, StaleBatchError
@@ -51,10 +51,6 @@ DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 #: new cluster's offsets and must plan again).
 OffsetsCheck = Callable[[], Awaitable[bool]]
 
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,11 +256,11 @@ class EventIngestor:
 
     async def ingest(self, records: Sequence[SourceRecord]) -> None:
         """Apply one batch; returns once its effect is in the store (or it was all applied before)."""
-        started, received_ms = time.perf_counter(), now_ms()
+        started, received_ms = time.perf_counter(), epoch_ms()
         sent: set[SourcePosition] = set()
         while True:
-            plan = plan_batch(records, self.applied, self.contract, self.group, now_ms())
-            planned_ms = now_ms()
+            plan = plan_batch(records, self.applied, self.contract, self.group, epoch_ms())
+            planned_ms = epoch_ms()
             # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
             # Kafka cluster that restarted empty would skip its new records, so confirm them first.
             # Replan if the offsets were rebound meanwhile, even if the check itself found nothing
@@ -289,12 +285,12 @@ class EventIngestor:
             self._record(plan, started)
             if self._stats.on_applied is not None and plan.accepted_ts_ms:
                 self._stats.on_applied(AppliedBatch(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64),
-                                                    received_ms, planned_ms, now_ms()))
+                                                    received_ms, planned_ms, epoch_ms()))
             return
 
     async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:
         letters = []
-        at = now_ms()
+        at = epoch_ms()
         for record, rejection in plan.rejected:
             if record.position not in sent:  # a replanned batch must not dead-letter twice
                 sent.add(record.position)
@@ -304,7 +300,7 @@ class EventIngestor:
 
     def _record(self, plan: BatchPlan, started: float) -> None:
         self._mark_applied(plan.batch)
-        self._stats.count_batch(plan, batch_ms=(time.perf_counter() - started) * 1000, written_at_ms=now_ms())
+        self._stats.count_batch(plan, batch_ms=(time.perf_counter() - started) * 1000, written_at_ms=epoch_ms())
 
     def _mark_applied(self, batch: UpsertBatch) -> None:
         if batch.group != self.group:
@@ -335,7 +331,7 @@ class ItemIngestor:
     async def ingest(self, records: Sequence[SourceRecord]) -> None:
         items: dict[str, ItemMeta] = {}
         letters = []
-        at = now_ms()
+        at = epoch_ms()
         for record in records:
             outcome = validate_item(record.value, self.contract)
             if isinstance(outcome, Rejection):
