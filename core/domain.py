@@ -243,6 +243,48 @@ class EmbeddingRows:
     vectors: np.ndarray  # float32 [n, d]
 
 
+#: How an edge's stored weight becomes the value a model folds in (see :func:`edge_values`).
+VALUE_MODES = ("weight", "binary")
+
+
+def edge_values(weight: np.ndarray, values: str) -> np.ndarray:
+    """Model values of edges: the stored weight (negative ones count as 0) or 1 for every edge.
+
+    Args:
+        weight (np.ndarray): ``[E]`` accumulated edge weights.
+        values (str): ``"weight"`` or ``"binary"``.
+    """
+    if values not in VALUE_MODES:
+        raise ValueError(f"values must be one of {VALUE_MODES}, got {values!r}")
+    weight = np.asarray(weight, dtype=np.float32)
+    if values == "binary":
+        return np.ones_like(weight)
+    return np.where(np.isfinite(weight), np.maximum(weight, 0.0), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class UserFoldIn:
+    r"""How a user's embedding follows from the user's row, for models whose user vectors are linear
+    in it (SpectralCF): :math:`\mathbf{e}_u = \sum_i v(w_{ui})\, s_i\, \mathbf{e}_i` over the user's
+    edges, with :math:`v` the model's edge values (:func:`edge_values`), :math:`s_i` the item's
+    ``scale`` and :math:`\mathbf{e}_i` its published item embedding. Items without a scale add
+    nothing. Serving computes user vectors from it at request time, so a committed edge is served
+    without any user embedding being refreshed, written or loaded.
+
+    Args:
+        item_ids (tuple[NodeId, ...]): items that contribute (the model's fitted items).
+        scale (np.ndarray): ``float32 [len(item_ids)]``: what one unit of edge value with each
+            adds to a user, as a multiple of its embedding.
+        values (str): the edge values the model was fitted on, one of :data:`VALUE_MODES`.
+        model_version (int): the checkpoint it belongs to.
+    """
+
+    item_ids: tuple[NodeId, ...]
+    scale: np.ndarray
+    values: str
+    model_version: int
+
+
 @dataclass(slots=True)
 class EmbeddingUpdate:
     """Refreshed embeddings to write, stamped with a monotonically increasing ``version``.
@@ -257,6 +299,9 @@ class EmbeddingUpdate:
     rows: Sequence[EmbeddingRows]
     base: Sequence[EmbeddingRows] = ()
     created_ms: int = 0
+    #: Set by a full round of a model whose users serving folds in itself (then ``rows`` hold no
+    #: users); in-process hand-over only, the store does not keep it.
+    fold_in: UserFoldIn | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,10 @@ class GraphStore(abc.ABC):
         """Items the user has interacted with."""
 
     @abc.abstractmethod
+    def user_row(self, user_id: NodeId) -> list[tuple[NodeId, float]]:
+        """The user's items with their accumulated edge weights, by item id (what a model folds in)."""
+
+    @abc.abstractmethod
     def item_meta(self, item_ids: Iterable[NodeId]) -> dict[NodeId, ItemMeta]:
         """Catalog attributes of the given items that have any."""
 

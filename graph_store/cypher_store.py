@@ -137,6 +137,10 @@ class CypherGraphStore(GraphStore):
         rows = self._read(lambda tx: tx.run(cypher.SEEN_ITEMS, user_id=user_id))
         return [NodeId(row[0]) for row in rows]
 
+    def user_row(self, user_id: NodeId) -> list[tuple[NodeId, float]]:
+        rows = self._read(lambda tx: tx.run(cypher.USER_ROW, user_id=user_id))
+        return [(NodeId(item), float(weight)) for item, weight in rows]
+
     def item_meta(self, item_ids: Iterable[NodeId]) -> dict[NodeId, ItemMeta]:
         ids = sorted(set(item_ids))
         if not ids:

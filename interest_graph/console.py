@@ -198,7 +198,7 @@ def render_status(view: StatusView, settings: Settings, before: MetricsReading |
         out.append(_table(["embedding version", "embedding age", "changed-node backlog", "users/items indexed",
                            "store users/items/edges"],
                           [(s.embedding_version, f"{s.embedding_age_ms / 1000:.1f} s", s.changed_node_backlog,
-                            f"{s.users_indexed}/{s.items_indexed}",
+                            f"{'live' if s.users_folded_in else s.users_indexed}/{s.items_indexed}",
                             f"{s.store_users}/{s.store_items}/{s.store_edges}")]))
     if view.metrics is None:
         out.append(f"metrics: unavailable: {view.metrics_error}")

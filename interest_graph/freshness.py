@@ -21,6 +21,12 @@ add up to it exactly:
 ``index_swap``       hand-over -> the serving index holds that version (direct hand-off or loader poll)
 ==================  ================================================================================
 
+Users folded in at request time (``up`` with SpectralCF, :class:`serving.index.LiveUsers`): a batch
+whose items the model all knows is served once serving has dropped its users' cached rows, right
+after the commit (:meth:`FreshnessTracker.batch_served`); the three refresh stages are 0 for it and
+``index_swap`` is that step. A batch with an item the model does not know yet waits for the round
+that folds that item in, as above.
+
 How: the ingest agent reports each committed batch (:class:`streams.ingest.AppliedBatch`) to
 :meth:`FreshnessTracker.batch_applied`; the refresh worker reports each embedding write
 (:class:`models.refresh.WrittenRound`) to :meth:`~FreshnessTracker.round_written`; the serving
@@ -91,6 +97,16 @@ class FreshnessTracker:
                 self._pending.popleft()
                 self.dropped_batches += 1
 
+    def batch_served(self, batch: AppliedBatch, served_ms: int | None = None) -> int:
+        """A committed batch that serving answers from at once (called on the ingest agent's thread):
+        its users are folded in from their rows at request time and its items are ones the model
+        knows, so no refresh round stands between its commit and serving. The refresh stages are 0,
+        ``index_swap`` is the commit -> serving dropped the users' cached rows. Returns the events."""
+        at = epoch_ms() if served_ms is None else served_ms
+        with self._lock:
+            c = batch.committed_ms
+            return self._observe(batch, (c, c, c, at))
+
     def round_written(self, written: WrittenRound) -> None:
         """The refresh worker wrote embeddings (called on its thread, right after the commit)."""
         with self._lock:
@@ -120,18 +136,21 @@ class FreshnessTracker:
         cursor = written.update.cursor
         observed = 0
         while self._pending and self._pending[0].seq <= cursor:
-            observed += self._observe(self._pending.popleft(), written, served_ms)
+            observed += self._observe(self._pending.popleft(),
+                                      (written.started_ms, written.computed_ms, written.written_ms, served_ms))
         return observed
 
-    def _observe(self, batch: AppliedBatch, written: WrittenRound, served_ms: int) -> int:
+    def _observe(self, batch: AppliedBatch, after_commit: tuple[int, int, int, int]) -> int:
+        """Observe ``batch`` with the four moments after its commit: the round started, computed and
+        handed over, and serving answered (the caller holds the lock)."""
         event_ms = batch.event_ms[batch.event_ms > 0]  # records without a Kafka timestamp are not measured
         if not event_ms.size:
             return 0
         # Each boundary is clamped to the one before it, so the stages are never negative and sum
         # exactly to the total (a round may read the changes just before the commit report arrives).
         marks = np.maximum.accumulate(np.asarray(
-            [batch.received_ms, batch.planned_ms, batch.committed_ms, written.started_ms, written.computed_ms,
-             written.written_ms, served_ms], dtype=np.int64))
+            [batch.received_ms, batch.planned_ms, batch.committed_ms, *after_commit], dtype=np.int64))
+        served_ms = int(marks[-1])
         first = np.maximum(marks[0] - event_ms, 0) / 1000.0
         rest = np.diff(marks) / 1000.0
         total = np.maximum(served_ms - event_ms, 0) / 1000.0

@@ -78,7 +78,7 @@ def ensure_topics(settings: Settings) -> None:
 
 @contextlib.contextmanager
 def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event,
-                    write_behind: bool = False) -> Iterator[MeasuredRefreshWorker]:
+                    write_behind: bool = False, live_users: bool = False) -> Iterator[MeasuredRefreshWorker]:
     from interest_graph.refresh_metrics import MeasuredRefreshWorker
     from models.cold_start.catalog import ColdItems
     from models.config import ColdStartConfig, RefreshConfig
@@ -88,7 +88,7 @@ def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event
     use_torch_threads()
     worker = MeasuredRefreshWorker(store, RefreshConfig.from_settings(settings), Path(settings.model_dir),
                                    cold=ColdItems.from_config(store, ColdStartConfig.from_settings(settings)),
-                                   write_behind=write_behind)
+                                   write_behind=write_behind, live_users=live_users)
     thread = threading.Thread(target=worker.run_forever, args=(stop,), name="refresh", daemon=True)
     thread.start()
     try:
@@ -135,10 +135,16 @@ def _hand_over(refresh: RefreshWorker, serving: ServingHandle) -> FreshnessTrack
     return tracker
 
 
-def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker) -> AppliedHook:
-    """What a committed ingest batch sets off in ``up``: its freshness timing, and the next refresh round now."""
+def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: ServingHandle) -> AppliedHook:
+    """What a committed ingest batch sets off in ``up``: serving forgets its users' cached rows (with
+    users folded in at request time, that serves the batch), freshness times it, and the next
+    refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
-        freshness.batch_applied(batch)
+        serving.servicer.user_rows.forget(batch.users)
+        if serving.index.snapshot().folds_in(batch.items):
+            freshness.batch_served(batch)
+        else:
+            freshness.batch_applied(batch)
         refresh.wake()
 
     return applied
@@ -179,10 +185,11 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
         store.ensure_schema()
         ensure_topics(settings)
         # Write-behind: serving is a listener of the worker here, so rounds reach it before the store.
-        with (_refresh_thread(settings, store, stop, write_behind=True) as refresh,
+        # Live users: serving folds users in from their committed rows, so rounds refresh items only.
+        with (_refresh_thread(settings, store, stop, write_behind=True, live_users=True) as refresh,
               _serving(settings, store, stop) as (serving, grpc_metrics)):
             freshness = _hand_over(refresh, serving)
-            stats = IngestStats(on_applied=_on_commit(freshness, refresh))
+            stats = IngestStats(on_applied=_on_commit(freshness, refresh, serving))
             _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
                                               grpc=grpc_metrics, freshness=freshness, store=store))
             return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),

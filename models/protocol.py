@@ -6,6 +6,8 @@ I/O: it reads the store's snapshot or the subgraph a method asks for, hands it o
 what comes back. A method is pure computation, as ``plan_batch`` is in ``streams/``:
 
 * ``full(snapshot)``: the embeddings of every node of the graph;
+* ``fold_in(version)``: for a method whose user vectors are linear in the user's row, how to
+  compute them from it (serving then does so at request time, and rounds skip users);
 * ``incremental(subgraph)``: the embeddings of exactly the nodes whose full-recompute outputs the
   changes at the seeds moved, computed from ``store.k_hop_subgraph(seeds, hops=read_hops,
   fanout=fanout)``, the smallest subgraph that determines them.
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.domain import EdgeSnapshot, EmbeddingRows, NodeRef, Subgraph
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeRef, Subgraph, UserFoldIn
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +58,14 @@ class RefreshMethod(Protocol):
         """Neighbours per node of that subgraph; ``None`` = all (exact)."""
         ...
 
-    def full(self, snapshot: EdgeSnapshot) -> RoundOutput:
-        """Embeddings of every node of ``snapshot``."""
+    def full(self, snapshot: EdgeSnapshot, users: bool = True) -> RoundOutput:
+        """Embeddings of every node of ``snapshot`` (without ``users``: of its items, where the method
+        has a :meth:`fold_in` and the caller folds users in itself)."""
+        ...
+
+    def fold_in(self, model_version: int) -> UserFoldIn | None:
+        """How serving can compute a user's embedding from the user's row, if the method's user
+        vectors are linear in it (SpectralCF); ``None`` where they are not (LightGCN)."""
         ...
 
     def incremental(self, sub: Subgraph) -> RoundOutput:

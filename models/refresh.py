@@ -20,6 +20,12 @@ pending than one round takes, a LightGCN worker runs a full round (cheaper than 
 K-hop subgraphs); a SpectralCF one works the backlog off in rounds of ``refresh_max_seeds`` nodes,
 whose cost grows with the changes, not with the graph.
 
+With ``live_users`` (``up``) and a method whose user vectors are linear in the user's row
+(SpectralCF), users are left to serving: each full round carries the method's
+:class:`~core.domain.UserFoldIn` instead of user rows, incremental rounds refresh only the items
+the model does not know, and serving computes a user's vector from the committed row per request.
+A click is then served as soon as its edge is committed, and no user vector is ever written.
+
 Before any checkpoint exists, every node gets an id-hashed base propagated by LightGCN
 (:mod:`models.lightgcn.base_embeddings`), so embeddings, and popularity-like recommendations, exist from the
 first click on. Once the graph holds ``bootstrap_min_edges`` edges the worker fits a checkpoint
@@ -37,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind, epoch_ms
+from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind, UserFoldIn, epoch_ms
 from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
 from models.cold_start.catalog import ColdItems
@@ -129,10 +135,15 @@ class RefreshWorker:
             behind them, coalesced every ``persist_interval_s`` (:mod:`models.persister`); for ``up``,
             whose serving index is a listener. Otherwise every round is written before anyone hears
             of it, as serving processes that read the store need. (default: :obj:`False`)
+        live_users (bool, optional): where the method's user vectors are linear in the user's row
+            (:meth:`~models.protocol.RefreshMethod.fold_in`: SpectralCF), leave users to the
+            listeners: rounds refresh items only and each full round carries the fold-in, which the
+            serving index of ``up`` computes user vectors from at request time. (default: :obj:`False`)
     """
 
     def __init__(self, store: GraphStore, config: RefreshConfig, checkpoint_dir: str | Path,
-                 device: str | None = None, cold: ColdItems | None = None, write_behind: bool = False) -> None:
+                 device: str | None = None, cold: ColdItems | None = None, write_behind: bool = False,
+                 live_users: bool = False) -> None:
         self.store = store
         self.config = config
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -155,6 +166,9 @@ class RefreshWorker:
         self._bootstrap: threading.Thread | None = None
         self.persister = (EmbeddingPersister(store, config.persist_interval_s)
                           if write_behind and config.persist_interval_s > 0 else None)
+        self.live_users = live_users
+        #: The fold-in of the loaded model while users are left to serving (``live_users``), else None.
+        self._fold_in: UserFoldIn | None = None
         self._wake = threading.Event()
         self._round_started_ms = 0
         self._computed_ms = 0
@@ -260,6 +274,7 @@ class RefreshWorker:
         self._checkpoint = checkpoint
         self._method = refresh_method(checkpoint, self.config, self.device)
         self._model_version = version if checkpoint is not None else -1
+        self._fold_in = self._method.fold_in(self._model_version) if self.live_users else None
         # Stored embeddings may come from another model (or none): publish this one everywhere.
         self._needs_full = True
         log.info("refresh model: %s", f"{self._method.method} checkpoint v{version}" if checkpoint
@@ -309,10 +324,10 @@ class RefreshWorker:
     def _full_round(self) -> RefreshReport:
         assert self._method is not None
         snapshot = self.store.snapshot()
-        out = self._method.full(snapshot)
+        out = self._method.full(snapshot, users=self._fold_in is None)
         self._computed_ms = epoch_ms()
         cursor = max(self._cursor, snapshot.seq)
-        self._write(out.rows, out.derived, cursor)
+        self._write(out.rows, out.derived, cursor, fold_in=self._fold_in)
         self._needs_full = False
         self._full_items = next((r for r in out.rows if r.kind == NodeKind.ITEM), None)
         return self._report("full", out, 0, cursor)
@@ -321,7 +336,9 @@ class RefreshWorker:
         method = self._method
         assert method is not None
         seeds = method.seeds(changes.nodes)
-        if not seeds:  # only fitted items changed: nothing moves, the cursor does
+        if self._fold_in is not None:  # serving folds users in from their rows as they are committed
+            seeds = [ref for ref in seeds if ref.kind is NodeKind.ITEM]
+        if not seeds:  # only fitted items (and live users) changed: nothing moves, the cursor does
             self._computed_ms = epoch_ms()
             self._write([], [], changes.upto)
             return RefreshReport("incremental", seeds=len(changes.nodes), version=self._version, cursor=changes.upto)
@@ -337,11 +354,11 @@ class RefreshWorker:
                              subgraph_edges=out.subgraph.num_edges, version=self._version, cursor=cursor)
 
     def _write(self, rows: list[EmbeddingRows], derived: list[EmbeddingRows], cursor: int,
-               durable: bool = False) -> None:
+               durable: bool = False, fold_in: UserFoldIn | None = None) -> None:
         """One store write (or, with write-behind, one offer to the persister; ``durable`` flushes it
         too); the in-memory version and cursor move only once it succeeded."""
         update = EmbeddingUpdate(version=self._version + 1, cursor=cursor, rows=rows, base=derived,
-                                 created_ms=epoch_ms())
+                                 created_ms=epoch_ms(), fold_in=fold_in)
         if self.persister is None:
             self.store.write_embeddings(update)
         else:

@@ -173,7 +173,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("embedding_version", "embedding_age_ms", "users_indexed", "items_indexed", "store_seq", "refresh_cursor", "changed_node_backlog", "store_users", "store_items", "store_edges", "index_kind", "ann_version", "open_streams")
+    __slots__ = ("embedding_version", "embedding_age_ms", "users_indexed", "items_indexed", "store_seq", "refresh_cursor", "changed_node_backlog", "store_users", "store_items", "store_edges", "index_kind", "ann_version", "open_streams", "users_folded_in")
     EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     USERS_INDEXED_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +187,7 @@ class StatusReply(_message.Message):
     INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
     ANN_VERSION_FIELD_NUMBER: _ClassVar[int]
     OPEN_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    USERS_FOLDED_IN_FIELD_NUMBER: _ClassVar[int]
     embedding_version: int
     embedding_age_ms: int
     users_indexed: int
@@ -200,4 +201,5 @@ class StatusReply(_message.Message):
     index_kind: str
     ann_version: int
     open_streams: int
-    def __init__(self, embedding_version: _Optional[int] = ..., embedding_age_ms: _Optional[int] = ..., users_indexed: _Optional[int] = ..., items_indexed: _Optional[int] = ..., store_seq: _Optional[int] = ..., refresh_cursor: _Optional[int] = ..., changed_node_backlog: _Optional[int] = ..., store_users: _Optional[int] = ..., store_items: _Optional[int] = ..., store_edges: _Optional[int] = ..., index_kind: _Optional[str] = ..., ann_version: _Optional[int] = ..., open_streams: _Optional[int] = ...) -> None: ...
+    users_folded_in: bool
+    def __init__(self, embedding_version: _Optional[int] = ..., embedding_age_ms: _Optional[int] = ..., users_indexed: _Optional[int] = ..., items_indexed: _Optional[int] = ..., store_seq: _Optional[int] = ..., refresh_cursor: _Optional[int] = ..., changed_node_backlog: _Optional[int] = ..., store_users: _Optional[int] = ..., store_items: _Optional[int] = ..., store_edges: _Optional[int] = ..., index_kind: _Optional[str] = ..., ann_version: _Optional[int] = ..., open_streams: _Optional[int] = ..., users_folded_in: _Optional[bool] = ...) -> None: ...

@@ -25,6 +25,7 @@ those of the whole graph even when ``fanout`` trims the neighbours read.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,31 +125,63 @@ def co_interactions(graph: NormalisedGraph, user_id: NodeId) -> dict[NodeId, tup
     return found
 
 
-def rank_friends(
-    snapshot: IndexSnapshot, user_id: NodeId, graph: NormalisedGraph, k: int, candidates: int
-) -> list[Friend]:
-    """Users ranked by ``(cosine of embeddings + co-interaction scaled to [0, 1]) / 2``.
+#: Embeds another user on demand (request-time fold-in): their vector, or None if they have none.
+VectorOf = Callable[[NodeId], np.ndarray | None]
 
-    Candidates are the ``candidates`` users with the most similar embeddings plus every user
-    sharing an item in ``graph``; the user never appears.
+
+def rank_friends(
+    snapshot: IndexSnapshot, user_id: NodeId, me: np.ndarray, graph: NormalisedGraph, k: int, candidates: int,
+    vector_of: VectorOf | None = None,
+) -> list[Friend]:
+    """Users ranked by ``(cosine of embeddings + co-interaction scaled to [0, 1]) / 2``; ``me`` is the
+    user's embedding.
+
+    Candidates are every user sharing an item in ``graph`` plus, from the stored user table, the
+    ``candidates`` users with the most similar embeddings. When users are folded in at request time
+    (``vector_of`` given) there is no table to search: the candidates are the ``candidates`` users
+    of the most co-interaction, each embedded by ``vector_of``. The user never appears.
     """
-    users = snapshot.users
-    me = users.vectors[users.row(user_id)]
-    norms = np.linalg.norm(users.vectors, axis=1)
-    cosine = (users.vectors @ me) / np.maximum(norms * float(np.linalg.norm(me)), 1e-12)
-    cosine[~users.live_mask()] = -np.inf  # rows rewritten since, kept for older snapshots' readers
-    cosine[users.row(user_id)] = -np.inf
-    take = min(candidates, len(users) - 1)
-    nearest = np.argpartition(-cosine, take - 1)[:take] if take > 0 else np.zeros(0, np.int64)
     co = co_interactions(graph, user_id)
     best_co = max((w for w, _ in co.values()), default=0.0)
-    pool = {users.ids[r] for r in nearest.tolist()} | set(co)
+    cosine_of: Callable[[NodeId], float]
+    if vector_of is None:
+        nearest, cosine_of = _table_candidates(snapshot, user_id, me, candidates)
+        pool = nearest | set(co)
+    else:
+        pool = set(sorted(co, key=lambda other: (-co[other][0], other))[:candidates])
+        def cosine_of(other: NodeId) -> float:
+            return _cosine(me, vector_of(other))
     friends = []
     for other in pool:
-        row = users.row(other)
-        similarity = float(cosine[row]) if row is not None else 0.0
         weight, shared = co.get(other, (0.0, 0))
         scaled = weight / best_co if best_co > 0 else 0.0
+        similarity = cosine_of(other)
         friends.append(Friend(other, (similarity + scaled) / 2.0, similarity, scaled, shared))
     friends.sort(key=lambda f: (-f.score, f.user_id))
     return friends[:k]
+
+
+def _table_candidates(snapshot: IndexSnapshot, user_id: NodeId, me: np.ndarray,
+                      candidates: int) -> tuple[set[NodeId], Callable[[NodeId], float]]:
+    """The stored user table's ``candidates`` users nearest to ``me``, and the cosine of any user it holds."""
+    users = snapshot.users
+    norms = np.linalg.norm(users.vectors, axis=1)
+    cosine = (users.vectors @ me) / np.maximum(norms * float(np.linalg.norm(me)), 1e-12)
+    cosine[~users.live_mask()] = -np.inf  # rows rewritten since, kept for older snapshots' readers
+    own = users.row(user_id)
+    if own is not None:
+        cosine[own] = -np.inf
+    take = min(candidates, int(np.isfinite(cosine).sum()))
+    nearest = np.argpartition(-cosine, take - 1)[:take] if take > 0 else np.zeros(0, np.int64)
+
+    def cosine_of(other: NodeId) -> float:
+        row = users.row(other)
+        return float(cosine[row]) if row is not None else 0.0
+
+    return {users.ids[r] for r in nearest.tolist()}, cosine_of
+
+
+def _cosine(a: np.ndarray, b: np.ndarray | None) -> float:
+    if b is None:
+        return 0.0
+    return float(a @ b) / max(float(np.linalg.norm(a) * np.linalg.norm(b)), 1e-12)

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.domain import EmbeddingRows, ItemMeta, NodeId
+from core.domain import EmbeddingRows, ItemMeta, NodeId, UserFoldIn
 from core.errors import InterestGraphError
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
+from serving.live_users import LiveUsers
 
 #: Called with the index's readiness (it holds item embeddings) whenever that changes.
 ReadyListener = Callable[[bool], None]
@@ -230,6 +231,8 @@ class IndexSnapshot:
         stale_rows (np.ndarray): Item rows ``ann`` does not hold as they are now: rewritten or
             appended since it was built. Searches score them exactly beside the graph's candidates.
         generation (int): Counts every swap (updates, catalogs, graphs), for waiters.
+        live_users (LiveUsers, optional): set while user vectors are computed from user rows at
+            request time (``up`` with SpectralCF); ``users`` then holds nothing current.
     """
 
     users: EmbeddingTable = field(default_factory=lambda: EmbeddingTable(append_only=True))
@@ -240,11 +243,20 @@ class IndexSnapshot:
     ann: HnswIndex | None = None
     stale_rows: np.ndarray = field(default_factory=lambda: _frozen(np.zeros(0, np.int64)))
     generation: int = 0
+    live_users: LiveUsers | None = None
 
     @property
     def ready(self) -> bool:
         """Whether there is anything to recommend: at least one item embedding."""
         return len(self.items) > 0
+
+    def folds_in(self, item_ids: Iterable[NodeId]) -> bool:
+        """Whether user vectors come from user rows at request time and every one of these items adds
+        to them: then an edge to them is served as soon as serving reads the committed row."""
+        if self.live_users is None:
+            return False
+        rows = np.fromiter((self.items.rows.get(i, -1) for i in item_ids), dtype=np.int64)
+        return bool((rows >= 0).all() and self.live_users.folds(rows).all())
 
 
 class EmbeddingIndex:
@@ -297,10 +309,13 @@ class EmbeddingIndex:
         written_ms: int,
         replace: bool = False,
         meta: Mapping[NodeId, ItemMeta] | None = None,
+        fold_in: UserFoldIn | None = None,
     ) -> IndexSnapshot:
         """Upsert changed embeddings (or, with ``replace``, start from empty) and swap them in.
 
-        ``meta`` holds catalog records read with the update (merged into the catalog). Raises
+        ``meta`` holds catalog records read with the update (merged into the catalog); ``fold_in``
+        comes with a full round of a model whose users are folded in at request time (it is laid
+        over the new item table; a replace without one drops the old one). Raises
         :class:`EmbeddingDimensionError` (and changes nothing) when a delta's width differs from
         the index's. Returns the new snapshot.
         """
@@ -318,6 +333,8 @@ class EmbeddingIndex:
                 stale_rows=_frozen(np.union1d(base.stale_rows, item_table.rows_of(items.ids)))
                 if base.ann is not None else base.stale_rows,
                 generation=self._snapshot.generation + 1,
+                live_users=LiveUsers.lay(fold_in, item_table.rows, len(item_table.ids)) if fold_in is not None
+                else base.live_users,
             )
             if len(updated.users) and len(updated.items) and updated.users.dim != updated.items.dim:
                 raise EmbeddingDimensionError(

@@ -116,10 +116,18 @@ class IndexLoader:
             new_items = [i for i in items.ids if i not in catalog]
             meta = self.store.item_meta(new_items) if new_items else {}
             try:
-                self.index.apply(users, items, version=update.version, written_ms=update.created_ms, meta=meta)
+                self.index.apply(users, items, version=update.version, written_ms=update.created_ms, meta=meta,
+                                 fold_in=update.fold_in)
             except EmbeddingDimensionError:
-                # A new model's first (full) round at a new width: only the store holds all of it.
-                self.poll_once()
+                if update.fold_in is not None:
+                    # A full round whose users are folded in holds every item of the new model: start
+                    # over from it (written behind, the store may not hold it yet).
+                    meta = self.store.item_meta(items.ids) if items.ids else {}
+                    self.index.apply(_rows_of(update, NodeKind.USER), items, version=update.version,
+                                     written_ms=update.created_ms, meta=meta, fold_in=update.fold_in, replace=True)
+                else:
+                    # A new model's first (full) round at a new width: only the store holds all of it.
+                    self.poll_once()
             return True
 
     # --- the thread ------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ that is stopping is ``UNAVAILABLE`` (retry with backoff), a passed deadline is
 server faults retrying will not fix (a store error that is not retryable) and real bugs; no request
 content ever causes it.
 
-The hot path (Recommend, SimilarItems) reads no store: embeddings, titles and categories live in
-the index snapshot and seen items in a cache the index's updates invalidate. Explain and
-RecommendFriends read one k-hop subgraph each.
+The hot path (Recommend, SimilarItems) reads no store while its caches hold: embeddings, titles and
+categories live in the index snapshot, each user's row (seen items, and the user vector when the
+index folds users in at request time, :class:`~serving.index.LiveUsers`) in a cache that index
+updates and, in ``up``, commits invalidate. Explain and RecommendFriends read one k-hop subgraph each.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
-from serving.seen import SeenItemsCache
+from serving.user_rows import UserRowCache
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self.use_ann = config.ann_min_items > 0
         #: Concurrent exact scans of one snapshot share one pass over its item matrix.
         self.scorer = ScoreBatcher()
-        self.seen = SeenItemsCache(store)
-        index.subscribe_updates(self.seen.invalidate)
+        self.user_rows = UserRowCache(store)
+        index.subscribe_updates(self.user_rows.invalidate)
         self._streams: set[threading.Event] = set()
         self._streams_lock = threading.Lock()
         self._closing = threading.Event()
@@ -149,14 +150,16 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         user_id = self.check.node_id(request.user_id, "user_id", context)
         k = self.check.k(request.k, context)
         snapshot = self._ready_snapshot(context)
-        row = self._row(snapshot, NodeKind.USER, user_id, context)
+        me, refreshed_ms = self._user_vector(snapshot, user_id, context)
         graph = self._graph([NodeRef(NodeKind.USER, user_id)], context)
-        friends = evidence.rank_friends(snapshot, user_id, graph, k, candidates=max(4 * k, 50))
+        vector_of = functools.partial(self._live_vector, snapshot) if snapshot.live_users is not None else None
+        friends = evidence.rank_friends(snapshot, user_id, me, graph, k, candidates=max(4 * k, 50),
+                                        vector_of=vector_of)
         return pb.RecommendFriendsReply(
             users=[pb.ScoredUser(user_id=f.user_id, score=f.score, embedding_similarity=f.embedding_similarity,
                                  co_interaction=f.co_interaction, shared_items=f.shared_items) for f in friends],
             embedding_version=snapshot.version,
-            embedding_age_ms=_age_ms(int(snapshot.users.refreshed_ms[row])),
+            embedding_age_ms=_age_ms(refreshed_ms),
         )
 
     @store_errors_to_status
@@ -165,7 +168,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         item_id = self.check.node_id(request.item_id, "item_id", context)
         limit = self.check.limit(request.limit, context)
         snapshot = self._ready_snapshot(context)
-        user_vector = snapshot.users.vectors[self._row(snapshot, NodeKind.USER, user_id, context)]
+        user_vector, _ = self._user_vector(snapshot, user_id, context)
         item_vector = snapshot.items.vectors[self._row(snapshot, NodeKind.ITEM, item_id, context)]
         score = float(item_vector @ user_vector)
         rank = 1 + int(np.count_nonzero(snapshot.items.vectors @ user_vector > score))
@@ -203,6 +206,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             index_kind=HNSW if self.use_ann and snapshot.ann is not None else EXACT,
             ann_version=snapshot.ann.version if snapshot.ann is not None else 0,
             open_streams=len(self._streams),
+            users_folded_in=snapshot.live_users is not None,
         )
 
     # --- the stream ------------------------------------------------------------------------------
@@ -276,12 +280,35 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         allowed: np.ndarray | None = None,
         diversity: float = 1.0,
     ) -> pb.RecommendReply:
-        row = self._row(snapshot, NodeKind.USER, user_id, context)
-        seen = snapshot.items.rows_of(self.seen.get(user_id)) if exclude_seen else np.zeros(0, np.int64)
+        vector, refreshed_ms = self._user_vector(snapshot, user_id, context)
+        seen = snapshot.items.rows_of(self.user_rows.get(user_id).items) if exclude_seen else np.zeros(0, np.int64)
         check_deadline(context, "before scoring")
-        found = search(snapshot, ItemQuery(snapshot.users.vectors[row], k, seen, allowed, diversity), self.use_ann,
-                       scorer=self.scorer)
-        return _items_reply(pb.RecommendReply, snapshot, found, int(snapshot.users.refreshed_ms[row]))
+        found = search(snapshot, ItemQuery(vector, k, seen, allowed, diversity), self.use_ann, scorer=self.scorer)
+        return _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)
+
+    def _user_vector(self, snapshot: IndexSnapshot, user_id: NodeId,
+                     context: grpc.ServicerContext) -> tuple[np.ndarray, int]:
+        """The user's embedding and when it was made (epoch ms): folded in from the user's row now
+        when the index does that, else the stored one; ``NOT_FOUND`` when there is none."""
+        if snapshot.live_users is None:
+            row = self._row(snapshot, NodeKind.USER, user_id, context)
+            return snapshot.users.vectors[row], int(snapshot.users.refreshed_ms[row])
+        vector = self._live_vector(snapshot, user_id)
+        if vector is None:
+            abort(context, grpc.StatusCode.NOT_FOUND,
+                  f"user {user_id!r} has no embedding yet: none of its interactions is with an item the model knows")
+        return vector, int(time.time() * 1000)
+
+    def _live_vector(self, snapshot: IndexSnapshot, user_id: NodeId) -> np.ndarray | None:
+        """The user's vector folded in from the user's row, ``None`` if no item of it adds anything."""
+        live = snapshot.live_users
+        assert live is not None  # only called when the index folds users in
+        row = self.user_rows.get(user_id)
+        rows = np.fromiter((snapshot.items.rows.get(i, -1) for i in row.items), np.int64, len(row))
+        held = rows >= 0
+        if not live.folds(rows[held]).any():
+            return None
+        return live.vector(snapshot.items.vectors, rows[held], row.weights[held])
 
     def _graph(self, seeds: list[NodeRef], context: grpc.ServicerContext) -> evidence.NormalisedGraph:
         check_deadline(context, "before reading the graph")

@@ -89,6 +89,7 @@ from graph_store.cypher.reads import (
     SEEN_ITEMS,
     SNAPSHOT_EDGES,
     SNAPSHOT_ITEMS,
+    USER_ROW,
 )
 from graph_store.cypher.traversal import DEGREES, EDGES_BETWEEN, NEIGHBOURS, RESOLVE_NODES
 
@@ -127,6 +128,7 @@ __all__ = [
     "TOUCH_NODES",
     "TYPE_COUNT_COLUMNS",
     "UPSERT_ITEMS",
+    "USER_ROW",
     "WRITE_BASE_EMBEDDINGS",
     "WRITE_EMBEDDINGS",
     "WRITE_OFFSETS",

@@ -32,6 +32,13 @@ RETURN u.id AS user_id, i.id AS item_id, {_tallies("r")}
 _SEEN_ITEMS = "MATCH (u:User {id: $user_id})-[:INTERACTED]->(i:Item) RETURN i.id AS item_id ORDER BY item_id"
 SEEN_ITEMS = statement("SEEN_ITEMS", ladybug=_SEEN_ITEMS, neo4j=_SEEN_ITEMS, params=("user_id",))
 
+# The user's row as the models see it: every item with the accumulated edge weight.
+_USER_ROW = """
+MATCH (u:User {id: $user_id})-[r:INTERACTED]->(i:Item)
+RETURN i.id AS item_id, r.weight AS weight ORDER BY item_id
+"""
+USER_ROW = statement("USER_ROW", ladybug=_USER_ROW, neo4j=_USER_ROW, params=("user_id",))
+
 # ``title`` is only ever set by UPSERT_ITEMS: items known only from events have no catalog entry.
 _ITEM_META = """
 MATCH (i:Item) WHERE i.id IN $ids AND i.title IS NOT NULL

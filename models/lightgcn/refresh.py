@@ -41,13 +41,17 @@ class LightGCNRefresh:
         """``2K``: every node a ``K``-hop node's output depends on, with all its neighbours."""
         return 2 * self.layers
 
-    def full(self, snapshot: EdgeSnapshot) -> RoundOutput:
+    def full(self, snapshot: EdgeSnapshot, users: bool = True) -> RoundOutput:
         sub = snapshot_as_subgraph(snapshot)
         user_base, item_base, derived = self.table.for_subgraph(sub)
         user_out, item_out = propagate_subgraph(sub, user_base, item_base, self.layers, self.device)
         rows = [EmbeddingRows(NodeKind.USER, list(sub.user_ids), user_out.numpy()),
                 EmbeddingRows(NodeKind.ITEM, list(sub.item_ids), item_out.numpy())]
         return RoundOutput(rows, derived, sub)
+
+    def fold_in(self, model_version: int) -> None:
+        """LightGCN users are propagated, not linear in their rows: serving needs their stored vectors."""
+        return None
 
     def seeds(self, changed: Sequence[NodeRef]) -> list[NodeRef]:
         return list(changed)  # every change moves its node's K-hop neighbourhood

@@ -18,27 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from core.domain import EdgeSnapshot, NodeId
+from core.domain import VALUE_MODES, EdgeSnapshot, NodeId, edge_values
 from models.model_dir import load_versioned, save_versioned
 from models.spectral.model import SpectralCF
-
-#: How an edge's stored weight becomes a matrix value.
-VALUE_MODES = ("weight", "binary")
-
-
-def edge_values(weight: np.ndarray, values: str) -> np.ndarray:
-    """Matrix values of edges: the stored weight (negative ones count as 0) or 1 for every edge.
-
-    Args:
-        weight (np.ndarray): ``[E]`` accumulated edge weights.
-        values (str): ``"weight"`` or ``"binary"``.
-    """
-    if values not in VALUE_MODES:
-        raise ValueError(f"values must be one of {VALUE_MODES}, got {values!r}")
-    weight = np.asarray(weight, dtype=np.float32)
-    if values == "binary":
-        return np.ones_like(weight)
-    return np.where(np.isfinite(weight), np.maximum(weight, 0.0), 0.0).astype(np.float32)
 
 
 def interaction_matrix(rows: np.ndarray, cols: np.ndarray, weight: np.ndarray, shape: tuple[int, int],

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph, UserFoldIn
 from models.protocol import RoundOutput
 from models.spectral.checkpoint import SpectralCheckpoint, interaction_matrix
 
@@ -107,10 +107,21 @@ class SpectralRefresh:
         self.checkpoint = checkpoint
         self.embedder = SpectralEmbedder(checkpoint)
 
-    def full(self, snapshot: EdgeSnapshot) -> RoundOutput:
+    def full(self, snapshot: EdgeSnapshot, users: bool = True) -> RoundOutput:
         sub = snapshot_with_weights(snapshot)
-        rows = self.embedder.embed(sub, np.arange(len(sub.user_ids)), np.arange(len(sub.item_ids)))
-        return RoundOutput(rows, [], sub)
+        rows = self.embedder.embed(sub, np.arange(len(sub.user_ids) if users else 0), np.arange(len(sub.item_ids)))
+        return RoundOutput(rows if users else rows[1:], [], sub)
+
+    def fold_in(self, model_version: int) -> UserFoldIn:
+        # user_projection = E_I * D_I^-1 row by row (both are V_K Sigma^(p/2) scaled by a power of the
+        # item degree), so one float per item and the published item vectors give every user vector.
+        model = self.checkpoint.model
+        assert model.user_projection is not None and model.item_emb is not None  # a checkpoint is fitted
+        published = np.linalg.norm(model.item_emb, axis=1)
+        scale = np.divide(np.linalg.norm(model.user_projection, axis=1), published,
+                          out=np.zeros_like(published), where=published > 0)
+        return UserFoldIn(tuple(self.checkpoint.item_ids), scale.astype(np.float32), self.checkpoint.values,
+                          model_version)
 
     def seeds(self, changed: Sequence[NodeRef]) -> list[NodeRef]:
         # Fitted items never move (their vector is the fitted row): neither their rows (a hub item's

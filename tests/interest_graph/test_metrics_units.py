@@ -73,6 +73,18 @@ def test_freshness_stages_add_up_to_the_total() -> None:
     assert recent["total"] == pytest.approx([0.48]) and recent["refresh_round"] == pytest.approx([0.1])
 
 
+def test_freshness_of_a_batch_served_at_its_commit_skips_the_refresh_stages_and_is_observed_once() -> None:
+    tracker = FreshnessTracker()
+    assert tracker.batch_served(_batch(3, [1_000, 1_100], at=1_200), served_ms=1_235) == 2
+    tracker.round_written(_round(version=1, cursor=3, started=1_300))  # a later round does not count it again
+    assert tracker.index_holds(1, at_ms=2_000) == 0 and tracker.pending_batches == 0
+    stages = {values[0]: snap.total for values, snap in tracker.stages.snapshots().items()}
+    assert stages == pytest.approx({"broker_to_agent": 0.2 + 0.1, "batch_plan": 0.02, "store_commit": 0.04,
+                                    "refresh_wait": 0.0, "refresh_round": 0.0, "embedding_handoff": 0.0,
+                                    "index_swap": 0.01})
+    assert tracker.histogram.snapshot().total == pytest.approx(0.235 + 0.135)
+
+
 def test_freshness_of_a_round_the_loader_served_before_its_report_is_observed_late_not_early() -> None:
     tracker = FreshnessTracker()
     tracker.batch_applied(_batch(1, [int(time.time() * 1000) - 500], at=int(time.time() * 1000) - 400))

@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.domain import NodeKind
+from core.domain import EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from models.config import ModelConfig, RefreshConfig
 from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.methods import load_checkpoint, train_from_store
 from models.model_dir import MANIFEST, CheckpointError
-from models.refresh import RefreshWorker
+from models.refresh import RefreshWorker, WrittenRound
 from models.spectral.checkpoint import SpectralCheckpoint
 from models.spectral.refresh import SpectralRefresh
+from serving.index import EmbeddingIndex
 from tests.models.test_refresh import CLUSTER_EDGES, Feed, _recommend, _stored
 
 pytestmark = pytest.mark.integration
@@ -130,3 +131,54 @@ def test_a_spectral_backlog_is_worked_off_in_incremental_rounds(
         assert report.seeds <= 7  # a batch changes 7 nodes: over the limit, yet never split
     assert set(kinds) == {"incremental"} and len(kinds) >= 3
     _assert_equals_full_recompute(ladybug_store, trained)
+
+
+def test_live_users_rounds_refresh_items_only_and_serving_folds_users_in_exactly(
+        ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
+    feed(CLUSTER_EDGES)
+    settings = _settings(tmp_path)
+    trained = train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
+    assert isinstance(trained, SpectralCheckpoint)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu",
+                           live_users=True)
+    handed: list[WrittenRound] = []
+    worker.subscribe(handed.append)
+    index = EmbeddingIndex()
+
+    def hand_over() -> None:  # what `up` does with each round: straight into the serving index
+        update = handed[-1].update
+        index.apply(_rows(update, NodeKind.USER), _rows(update, NodeKind.ITEM), version=update.version,
+                    written_ms=update.created_ms, fold_in=update.fold_in)
+
+    assert worker.run_once().kind == "full"
+    full = handed[-1].update
+    assert full.fold_in is not None and full.fold_in.model_version == trained.version
+    assert not _rows(full, NodeKind.USER).ids  # users are left to serving
+    hand_over()
+
+    feed([("newbie", "a0"), ("newbie", "a1"), ("c0-0", "fresh-item"), ("c0-1", "fresh-item"),
+          ("loner", "unknown-item")])
+    report = worker.run_once()
+    assert report.kind == "incremental" and report.nodes_refreshed == 2  # the two new items, no user
+    assert set(_rows(handed[-1].update, NodeKind.ITEM).ids) == {"fresh-item", "unknown-item"}
+    hand_over()
+
+    # Every user's request-time vector (from the store's row and the served items) is the full recompute's.
+    snapshot = index.snapshot()
+    assert snapshot.live_users is not None
+    recompute = {rows.kind: rows for rows in SpectralRefresh(trained).full(ladybug_store.snapshot()).rows}
+    users = recompute[NodeKind.USER]
+    for user, expected in zip(users.ids, users.vectors, strict=True):
+        row = ladybug_store.user_row(user)
+        rows = np.asarray([snapshot.items.rows[item] for item, _ in row], dtype=np.int64)
+        got = snapshot.live_users.vector(snapshot.items.vectors, rows, np.asarray([w for _, w in row], np.float32))
+        assert np.abs(got - expected).max() < 1e-4, user
+    # An edge to an item the model knows folds in at once; one to an item it does not know adds nothing.
+    assert snapshot.folds_in(["a0", "a1"]) and not snapshot.folds_in(["a0", "fresh-item"])
+
+
+def _rows(update: EmbeddingUpdate, kind: NodeKind) -> EmbeddingRows:
+    blocks = [rows for rows in update.rows if rows.kind == kind]
+    ids = [i for b in blocks for i in b.ids]
+    vectors = np.concatenate([b.vectors for b in blocks]) if ids else np.zeros((0, 0), np.float32)
+    return EmbeddingRows(kind, ids, vectors)

@@ -12,14 +12,23 @@ import grpc
 import numpy as np
 import pytest
 
-from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.domain import (
+    EdgeDelta,
+    EmbeddingUpdate,
+    NodeId,
+    NodeKind,
+    OffsetRange,
+    TopicPartition,
+    UpsertBatch,
+    UserFoldIn,
+)
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from proto import recommender_pb2 as pb
 from serving.client import RecommenderClient, RecommenderError
 from serving.config import ServingConfig
 from serving.server import ServingHandle, start_serving
-from tests.serving.conftest import DIM, MAX_K, EmbeddingWriter, categories_of, expected_top
+from tests.serving.conftest import DIM, MAX_K, EmbeddingWriter, categories_of, embedding_rows, expected_top
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +262,37 @@ def test_every_method_is_unavailable_before_embeddings(client: RecommenderClient
     for call in (lambda: client.friends("u1", k=3), lambda: client.explain("u1", "i1"),
                  lambda: next(client.watch("u1", k=1)), lambda: client.similar_items("i1", k=1)):
         assert expect_error(grpc.StatusCode.UNAVAILABLE, "no item embeddings loaded yet", call).retryable
+
+
+# --- users folded in at request time (`up` with SpectralCF) ------------------------------------------
+def test_users_folded_in_at_request_time_are_served_from_their_committed_rows(
+        server: ServingHandle, client: RecommenderClient, ladybug_store: LadybugStore, vectors) -> None:
+    _, items = vectors
+    fitted = [i for i in items if int(i[1:]) < 40]  # i40..i59 came after the fit: they add nothing
+    scale = {i: 0.25 + int(i[1:]) / 100 for i in fitted}
+    server.loader.take(EmbeddingUpdate(  # a full round as the refresh worker hands it over: items, no users
+        version=1, cursor=0, rows=[embedding_rows(NodeKind.ITEM, items)],
+        fold_in=UserFoldIn(tuple(NodeId(i) for i in fitted), np.asarray([scale[i] for i in fitted], np.float32),
+                           "weight", model_version=1)))
+    client.wait_until_serving(timeout_s=10)
+    expect_error(grpc.StatusCode.NOT_FOUND, "no embedding yet", lambda: client.recommend("newbie", k=3))
+
+    clicks = {"i3": 2.0, "i4": 1.0, "i41": 5.0}
+    edges = [EdgeDelta(NodeId("newbie"), NodeId(i), weight=w, count=1, last_ts_ms=1) for i, w in clicks.items()]
+    edges += [EdgeDelta(NodeId("pal"), NodeId(i), weight=1.0, count=1, last_ts_ms=1) for i in ("i3", "i7")]
+    ladybug_store.apply_batch(UpsertBatch(edges, {TopicPartition("events", 0): OffsetRange(0, 4)}))
+    server.servicer.user_rows.forget({NodeId("newbie"), NodeId("pal")})  # what `up` does after each commit
+
+    # No refresh round, no user embedding written: the committed row is the vector.
+    me = sum(w * scale[i] * items[i] for i, w in clicks.items() if i in scale)
+    reply = client.recommend("newbie", k=5, exclude_seen=True)
+    expected, scores = expected_top(me, items, 5, leave_out=clicks)
+    assert [s.item_id for s in reply.items] == expected
+    np.testing.assert_allclose([s.score for s in reply.items], scores, rtol=1e-5)
+    why = client.explain("newbie", "i9")
+    assert math.isclose(why.score, float(me @ items["i9"]), rel_tol=1e-5) and why.seen is False
+    pal = 1.0 * scale["i3"] * items["i3"] + 1.0 * scale["i7"] * items["i7"]
+    friends = client.friends("newbie", k=3)
+    assert [f.user_id for f in friends.users] == ["pal"]
+    cosine = float(me @ pal / (np.linalg.norm(me) * np.linalg.norm(pal)))
+    assert math.isclose(friends.users[0].embedding_similarity, cosine, rel_tol=1e-5)
