@@ -457,7 +457,7 @@ def eventually(stack: Stack, what: str, probe: Callable[[], bool], timeout_s: fl
 def served(stack: Stack) -> bool:
     with stack.client() as client:
         status = client.serving() and client.status()
-    return bool(status and status.embedding_version > 0 and status.users_indexed > 0)
+    return bool(status and status.embedding_version > 0 and (status.users_indexed > 0 or status.users_folded_in))
 
 
 def caught_up(stack: Stack) -> bool:

@@ -179,6 +179,22 @@ class StoredEdge:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRow:
+    """A user's items and the accumulated weight of each edge, as of change-log sequence ``seq``.
+
+    Read in one snapshot transaction (LadybugDB), the row holds exactly the batches up to ``seq``;
+    Neo4j's read-committed reads may also catch a batch committed during the read.
+    """
+
+    items: tuple[NodeId, ...]
+    weights: np.ndarray  # float64 [len(items)]
+    seq: int
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeSet:
     """Nodes changed by batches with sequence number in ``(since, upto]``."""
 

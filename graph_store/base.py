@@ -28,6 +28,7 @@ from core.domain import (
     Subgraph,
     TopicPartition,
     UpsertBatch,
+    UserRow,
 )
 from core.errors import InterestGraphError
 
@@ -103,8 +104,9 @@ class GraphStore(abc.ABC):
         """Items the user has interacted with."""
 
     @abc.abstractmethod
-    def user_row(self, user_id: NodeId) -> list[tuple[NodeId, float]]:
-        """The user's items with their accumulated edge weights, by item id (what a model folds in)."""
+    def user_row(self, user_id: NodeId) -> UserRow:
+        """The user's items with their accumulated edge weights, by item id (what a model folds in),
+        and the change-log sequence they are as of (empty for a user without edges)."""
 
     @abc.abstractmethod
     def item_meta(self, item_ids: Iterable[NodeId]) -> dict[NodeId, ItemMeta]:

@@ -31,6 +31,7 @@ from core.domain import (
     Subgraph,
     TopicPartition,
     UpsertBatch,
+    UserRow,
 )
 from graph_store import cypher, encode
 from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
@@ -137,9 +138,13 @@ class CypherGraphStore(GraphStore):
         rows = self._read(lambda tx: tx.run(cypher.SEEN_ITEMS, user_id=user_id))
         return [NodeId(row[0]) for row in rows]
 
-    def user_row(self, user_id: NodeId) -> list[tuple[NodeId, float]]:
-        rows = self._read(lambda tx: tx.run(cypher.USER_ROW, user_id=user_id))
-        return [(NodeId(item), float(weight)) for item, weight in rows]
+    def user_row(self, user_id: NodeId) -> UserRow:
+        def work(tx: Runner) -> tuple[int, Sequence[Any]]:
+            return int(self._meta(tx)[0]), tx.run(cypher.USER_ROW, user_id=user_id)
+
+        seq, rows = self._read(work)
+        return UserRow(tuple(NodeId(item) for item, _ in rows),
+                       np.fromiter((float(w) for _, w in rows), np.float64, len(rows)), seq)
 
     def item_meta(self, item_ids: Iterable[NodeId]) -> dict[NodeId, ItemMeta]:
         ids = sorted(set(item_ids))

@@ -136,11 +136,11 @@ def _hand_over(refresh: RefreshWorker, serving: ServingHandle) -> FreshnessTrack
 
 
 def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: ServingHandle) -> AppliedHook:
-    """What a committed ingest batch sets off in ``up``: serving forgets its users' cached rows (with
-    users folded in at request time, that serves the batch), freshness times it, and the next
-    refresh round starts now."""
+    """What a committed ingest batch sets off in ``up``: serving adds its edges to the cached user
+    rows (with users folded in at request time, that serves the batch), freshness times it, and the
+    next refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
-        serving.servicer.user_rows.forget(batch.users)
+        serving.servicer.user_rows.committed(batch.seq, batch.edges)
         if serving.index.snapshot().folds_in(batch.items):
             freshness.batch_served(batch)
         else:

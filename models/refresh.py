@@ -52,6 +52,7 @@ from models.methods import Checkpoint, load_checkpoint, refresh_method, train_fr
 from models.model_dir import CheckpointError, manifest_version
 from models.persister import EmbeddingPersister
 from models.protocol import RefreshMethod, RoundOutput
+from models.runtime import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,7 @@ class RefreshWorker:
         self._bootstrap.start()
 
     def _train_bootstrap(self) -> None:
+        run_in_background()  # a refit must not starve ingest and serving; the current model serves meanwhile
         try:
             trained = train_from_store(self.store, self.config.model, self.checkpoint_dir, source="bootstrap",
                                        epochs=self.config.bootstrap_epochs, device=self.device)

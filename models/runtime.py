@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import TypeVar
 
 import torch
@@ -15,6 +16,27 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+#: Niceness of threads that fit or encode (Linux ``nice``: 19 = runs only when nothing else wants the CPU).
+BACKGROUND_NICENESS = 19
+
+
+def run_in_background() -> bool:
+    """Lower the calling thread's CPU priority to :data:`BACKGROUND_NICENESS`; ``True`` if it took.
+
+    For work that is not on an event's way to a reply but takes cores for seconds to minutes: a
+    bootstrap SVD refit, cold start encoding the catalog's text. On a 2-core machine running ingest,
+    serving, the broker and the producers, either one starved the ingest agent (``bench/freshness.py``
+    saw a refit take half a core for most of a run). Linux gives each thread its own niceness
+    (``setpriority`` on the thread id); torch's kernels run in the calling thread when it has one
+    thread (:func:`use_torch_threads` on 2 cores), so they inherit it. Elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        return False
+    return True
 
 
 def default_threads() -> int:

@@ -1,26 +1,31 @@
 """Each user's row (items and edge weights), cached so a request needs no store read.
 
 Two things read it: ``exclude_seen`` (the items) and, when the index folds users in at request
-time (:class:`~serving.index.LiveUsers`, ``up`` with SpectralCF), the user vector itself.
+time (:class:`~serving.live_users.LiveUsers`, ``up`` with SpectralCF), the user vector itself.
 
-A user's row changes only when new edges arrive. Two kinds of news drop an entry:
+A user's row changes only when new edges arrive. Two kinds of news reach the cache:
 
-* an index update naming the user (everyone on a full reload): the refresh worker re-embedded
-  them, so an entry is never older than the user's stored embedding;
-* a committed ingest batch naming the user (:meth:`UserRowCache.forget`, called by ``up`` on the
-  agent's thread right after the commit): the next request reads the committed row, which is what
-  makes a click served as soon as its edge is visible when users are folded in.
+* an index update naming the user (everyone on a full reload) drops the entry: the refresh worker
+  re-embedded them, so an entry is never older than the user's stored embedding (``serve``);
+* a committed ingest batch (:meth:`UserRowCache.committed`, called by ``up`` on the agent's thread
+  right after each commit, in change-log order) adds its edge deltas to the rows it names. The
+  store adds the same deltas to the same weights, so the cached row stays the committed one
+  without a read; that is what serves a click the moment its edge is committed, with no store
+  read on the request's way for users the cache holds.
+
+Once commits arrive, an entry is kept only while it is exact: a read is cached only if it was made
+at the sequence of the last commit the cache heard of and no commit arrived while it ran, and a
+gap in the sequence (a commit it did not hear of) empties the cache.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
-from core.domain import NodeId
+from core.domain import EdgeDelta, NodeId, UserRow
 from graph_store.base import GraphStore
 from serving.index import IndexUpdate
 
@@ -28,19 +33,8 @@ from serving.index import IndexUpdate
 DEFAULT_MAX_USERS = 200_000
 
 
-@dataclass(frozen=True, slots=True)
-class UserRow:
-    """A user's items (by id) and the accumulated weight of each edge, as the store holds them."""
-
-    items: tuple[NodeId, ...]
-    weights: np.ndarray  # float32 [len(items)]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
 class UserRowCache:
-    """``store.user_row`` with invalidation from index updates and from commits.
+    """``store.user_row`` kept current by index updates and by commits.
 
     Args:
         store (GraphStore): Where rows are read on a miss.
@@ -52,7 +46,9 @@ class UserRowCache:
         self.max_users = max_users
         self.hits = self.misses = 0
         self._rows: dict[NodeId, UserRow] = {}
-        self._epoch = 0  # bumped by every invalidation, so a read that raced one is not cached
+        self._epoch = 0  # bumped by every change, so a read that raced one is not cached
+        #: The last commit heard of (``committed``); None until the first, i.e. in ``serve``.
+        self._seq: int | None = None
         self._lock = threading.Lock()
 
     def get(self, user_id: NodeId) -> UserRow:
@@ -63,10 +59,9 @@ class UserRowCache:
             return cached
         self.misses += 1
         epoch = self._epoch
-        pairs = self.store.user_row(user_id)
-        row = UserRow(tuple(item for item, _ in pairs), np.fromiter((w for _, w in pairs), np.float32, len(pairs)))
+        row = self.store.user_row(user_id)
         with self._lock:
-            if epoch == self._epoch:
+            if epoch == self._epoch and (self._seq is None or row.seq == self._seq):
                 if len(self._rows) >= self.max_users:
                     self._rows.clear()
                 self._rows[user_id] = row
@@ -74,16 +69,35 @@ class UserRowCache:
 
     def invalidate(self, update: IndexUpdate) -> None:
         """Drop the users an index update re-embedded (everyone when it replaced the index)."""
-        if update.replaced:
-            with self._lock:
-                self._epoch += 1
-                self._rows.clear()
-        else:
-            self.forget(update.users)
-
-    def forget(self, users: Iterable[NodeId]) -> None:
-        """Drop these users' rows: their edges changed in the store (a commit that named them)."""
         with self._lock:
             self._epoch += 1
-            for user_id in users:
-                self._rows.pop(user_id, None)
+            if update.replaced:
+                self._rows.clear()
+            else:
+                for user_id in update.users:
+                    self._rows.pop(user_id, None)
+
+    def committed(self, seq: int, edges: Sequence[EdgeDelta]) -> None:
+        """Batch ``seq`` was committed with these edge deltas: add them to the rows the cache holds."""
+        by_user: dict[NodeId, list[EdgeDelta]] = {}
+        for edge in edges:
+            by_user.setdefault(edge.user_id, []).append(edge)
+        with self._lock:
+            self._epoch += 1
+            if self._seq is None or seq != self._seq + 1:
+                self._rows.clear()  # the first commit heard of, or one missed: no entry is known exact
+            else:
+                for user_id, deltas in by_user.items():
+                    row = self._rows.get(user_id)
+                    if row is not None:
+                        self._rows[user_id] = _with_deltas(row, deltas, seq)
+            self._seq = seq
+
+
+def _with_deltas(row: UserRow, deltas: Sequence[EdgeDelta], seq: int) -> UserRow:
+    """``row`` with the deltas added as the store adds them (existing edges accumulate, new ones join)."""
+    weights = dict(zip(row.items, row.weights.tolist(), strict=True))
+    for delta in deltas:
+        weights[delta.item_id] = weights.get(delta.item_id, 0.0) + delta.weight
+    items = tuple(sorted(weights))
+    return UserRow(items, np.fromiter((weights[i] for i in items), np.float64, len(items)), seq)

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.domain import ItemMeta, NodeId, SourcePosition, TopicPartition, UpsertBatch, epoch_ms
+from core.domain import EdgeDelta, ItemMeta, NodeId, SourcePosition, TopicPartition, UpsertBatch, epoch_ms
 from core.histogram import Histogram
 from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, StaleBatchError
@@ -64,8 +64,7 @@ class AppliedBatch:
         received_ms (int): when the agent handed the batch to the ingest step (epoch ms).
         planned_ms (int): when it was decoded, validated and aggregated (epoch ms).
         committed_ms (int): when its store transaction committed (epoch ms).
-        users (frozenset[NodeId]): the users whose edges it changed.
-        items (frozenset[NodeId]): the items whose edges it changed.
+        edges (tuple[EdgeDelta, ...]): the edge deltas it added to the store.
     """
 
     seq: int
@@ -73,8 +72,12 @@ class AppliedBatch:
     received_ms: int
     planned_ms: int
     committed_ms: int
-    users: frozenset[NodeId] = frozenset()
-    items: frozenset[NodeId] = frozenset()
+    edges: tuple[EdgeDelta, ...] = ()
+
+    @property
+    def items(self) -> frozenset[NodeId]:
+        """The items whose edges it changed."""
+        return frozenset(edge.item_id for edge in self.edges)
 
 
 #: Told of every committed batch (on the agent's thread, so it must be quick):
@@ -287,12 +290,9 @@ class EventIngestor:
                 continue
             self._stats.upsert_seconds.observe(time.perf_counter() - write_started)
             self._record(plan, started)
-            if self._stats.on_applied is not None and plan.accepted_ts_ms:
-                edges = plan.batch.edges
+            if self._stats.on_applied is not None:  # every commit, so listeners see each sequence
                 self._stats.on_applied(AppliedBatch(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64),
-                                                    received_ms, planned_ms, epoch_ms(),
-                                                    frozenset(e.user_id for e in edges),
-                                                    frozenset(e.item_id for e in edges)))
+                                                    received_ms, planned_ms, epoch_ms(), tuple(plan.batch.edges)))
             return
 
     async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:

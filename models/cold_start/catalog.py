@@ -31,6 +31,7 @@ from core.domain import EmbeddingRows, NodeKind
 from graph_store.base import GraphStore
 from models.cold_start.text import TextEncoder, TextProjection, embed_items, text_extra_installed
 from models.config import ColdStartConfig
+from models.runtime import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,11 @@ class ColdItems:
         return 0.0 if len(batch.ids) >= self.batch else self.interval_s
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Steps until ``stop`` is set; errors are logged and counted, and the step is retried."""
+        """Steps until ``stop`` is set; errors are logged and counted, and the step is retried.
+
+        At background priority: items without interactions wait a little longer for their text
+        vectors rather than ingest and serving waiting for the encoder."""
+        run_in_background()
         delay = 0.0
         while not stop.wait(delay):
             try:

@@ -280,8 +280,8 @@ def test_users_folded_in_at_request_time_are_served_from_their_committed_rows(
     clicks = {"i3": 2.0, "i4": 1.0, "i41": 5.0}
     edges = [EdgeDelta(NodeId("newbie"), NodeId(i), weight=w, count=1, last_ts_ms=1) for i, w in clicks.items()]
     edges += [EdgeDelta(NodeId("pal"), NodeId(i), weight=1.0, count=1, last_ts_ms=1) for i in ("i3", "i7")]
-    ladybug_store.apply_batch(UpsertBatch(edges, {TopicPartition("events", 0): OffsetRange(0, 4)}))
-    server.servicer.user_rows.forget({NodeId("newbie"), NodeId("pal")})  # what `up` does after each commit
+    seq = ladybug_store.apply_batch(UpsertBatch(edges, {TopicPartition("events", 0): OffsetRange(0, 4)}))
+    server.servicer.user_rows.committed(seq, edges)  # what `up` does after each commit
 
     # No refresh round, no user embedding written: the committed row is the vector.
     me = sum(w * scale[i] * items[i] for i, w in clicks.items() if i in scale)
@@ -296,3 +296,18 @@ def test_users_folded_in_at_request_time_are_served_from_their_committed_rows(
     assert [f.user_id for f in friends.users] == ["pal"]
     cosine = float(me @ pal / (np.linalg.norm(me) * np.linalg.norm(pal)))
     assert math.isclose(friends.users[0].embedding_similarity, cosine, rel_tol=1e-5)
+
+    # The next commit reaches the cached rows as deltas: served at once, with no store read.
+    rows = server.servicer.user_rows
+    misses = rows.misses
+    more = [EdgeDelta(NodeId("newbie"), NodeId("i3"), weight=1.5, count=1, last_ts_ms=2),
+            EdgeDelta(NodeId("newbie"), NodeId("i8"), weight=1.0, count=1, last_ts_ms=2)]
+    rows.committed(ladybug_store.apply_batch(UpsertBatch(more, {TopicPartition("events", 0): OffsetRange(5, 6)})),
+                   more)
+    me = me + 1.5 * scale["i3"] * items["i3"] + 1.0 * scale["i8"] * items["i8"]
+    reply = client.recommend("newbie", k=5, exclude_seen=True)
+    assert [s.item_id for s in reply.items] == expected_top(me, items, 5, leave_out={*clicks, "i8"})[0]
+    assert rows.misses == misses
+    cached, stored = rows.get(NodeId("newbie")), ladybug_store.user_row(NodeId("newbie"))
+    assert cached.items == stored.items and cached.seq == stored.seq
+    np.testing.assert_allclose(cached.weights, stored.weights)
