@@ -164,9 +164,11 @@ class Settings:
                              "neighbours")
     refresh_max_seeds = Setting(int, "IG_REFRESH_MAX_SEEDS", 2000,
                                 "Most changed nodes taken into one refresh round.", "nodes")
-    persist_interval_s = Setting(float, "IG_PERSIST_INTERVAL", 1.0,
+    persist_interval_s = Setting(float, "IG_PERSIST_INTERVAL", 10.0,
                                  "In `up`, refreshed embeddings reach serving at once and the store behind it, "
-                                 "coalesced, this often; 0 = every round, before serving (as `refresh` always does).",
+                                 "coalesced, this often; 0 = every round, before serving (as `refresh` always does). "
+                                 "A restart recomputes what a kill lost from the stored cursor; longer intervals "
+                                 "coalesce more rewrites of the same item and leave ingest the store's write lock.",
                                  "s")
     bootstrap_min_edges = Setting(int, "IG_BOOTSTRAP_MIN_EDGES", 1000,
                                   "Without a checkpoint the refresh worker trains its own once the graph has "

@@ -127,8 +127,9 @@ class GraphStore(abc.ABC):
 
     # --- change log and subgraphs ----------------------------------------------------------
     @abc.abstractmethod
-    def changes_since(self, cursor: int, limit: int | None = None) -> ChangeSet:
-        """Nodes whose latest change has sequence in ``(cursor, upto]``.
+    def changes_since(self, cursor: int, limit: int | None = None,
+                      kinds: Sequence[NodeKind] = (NodeKind.USER, NodeKind.ITEM)) -> ChangeSet:
+        """Nodes of ``kinds`` whose latest change has sequence in ``(cursor, upto]``.
 
         ``upto`` is the latest sequence, or lower when ``limit`` cuts the set (then the caller
         asks again from ``upto``); nodes are returned in sequence order so no change is skipped.

@@ -183,16 +183,17 @@ class CypherGraphStore(GraphStore):
         return self._read(work)
 
     # --- change log and subgraphs ---------------------------------------------------------------
-    def changes_since(self, cursor: int, limit: int | None = None) -> ChangeSet:
+    def changes_since(self, cursor: int, limit: int | None = None,
+                      kinds: Sequence[NodeKind] = (NodeKind.USER, NodeKind.ITEM)) -> ChangeSet:
         if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1 or None, got {limit}")
-        return self._read(lambda tx: self._changes(tx, cursor, limit))
+        return self._read(lambda tx: self._changes(tx, cursor, limit, tuple(kinds)))
 
-    def _changes(self, tx: Runner, cursor: int, limit: int | None) -> ChangeSet:
+    def _changes(self, tx: Runner, cursor: int, limit: int | None, kinds: tuple[NodeKind, ...]) -> ChangeSet:
         # Read the sequence first and never look past it: a batch committing meanwhile is left
         # whole for the next call instead of being seen in part.
         latest = max(int(self._meta(tx)[0]), cursor)
-        rows = self._changed(tx, cursor, latest, _NO_LIMIT if limit is None else limit + 1)
+        rows = self._changed(tx, cursor, latest, _NO_LIMIT if limit is None else limit + 1, kinds)
         if limit is None or len(rows) <= limit:
             return ChangeSet(cursor, latest, tuple(ref for ref, _ in rows))
         # Cut before the sequence of the first row left out so that no sequence is split.
@@ -201,15 +202,16 @@ class CypherGraphStore(GraphStore):
         if kept:
             return ChangeSet(cursor, cut - 1, kept)
         # One batch alone is larger than the limit: return it whole rather than make no progress.
-        whole = self._changed(tx, cut - 1, cut, _NO_LIMIT)
+        whole = self._changed(tx, cut - 1, cut, _NO_LIMIT, kinds)
         return ChangeSet(cursor, cut, tuple(ref for ref, _ in whole))
 
     @staticmethod
-    def _changed(tx: Runner, since: int, upto: int, limit: int) -> list[tuple[NodeRef, int]]:
-        """Changed nodes of both kinds, merged in (sequence, kind, id) order."""
+    def _changed(tx: Runner, since: int, upto: int, limit: int,
+                 kinds: tuple[NodeKind, ...]) -> list[tuple[NodeRef, int]]:
+        """Changed nodes of ``kinds``, merged in (sequence, kind, id) order."""
         rows = [
             (int(seq), kind, NodeId(node_id))
-            for kind in (NodeKind.USER, NodeKind.ITEM)
+            for kind in kinds
             for node_id, seq in tx.run(cypher.CHANGED_NODES[kind], since=since, upto=upto, limit=limit)
         ]
         rows.sort()

@@ -207,7 +207,9 @@ class RefreshWorker:
         self._round_started_ms = epoch_ms()
         changes: ChangeSet | None = None
         if not self._needs_full:
-            changes = self.store.changes_since(self._cursor, limit=self.config.refresh_max_seeds)
+            # Users folded in by serving never need a round: neither read them (a scan of every user).
+            kinds = (NodeKind.ITEM,) if self._fold_in is not None else (NodeKind.USER, NodeKind.ITEM)
+            changes = self.store.changes_since(self._cursor, limit=self.config.refresh_max_seeds, kinds=kinds)
             # A cut change set means a backlog. Where a change reaches past its own node (LightGCN's
             # K hops) one full pass beats many overlapping subgraphs; where each node depends on its
             # own edges only (SpectralCF) the backlog is worked off a prefix at a time, so a round
@@ -338,8 +340,6 @@ class RefreshWorker:
         method = self._method
         assert method is not None
         seeds = method.seeds(changes.nodes)
-        if self._fold_in is not None:  # serving folds users in from their rows as they are committed
-            seeds = [ref for ref in seeds if ref.kind is NodeKind.ITEM]
         if not seeds:  # only fitted items (and live users) changed: nothing moves, the cursor does
             self._computed_ms = epoch_ms()
             self._write([], [], changes.upto)
