@@ -27,11 +27,9 @@ the model does not know, and serving computes a user's vector from the committed
 A click is then served as soon as its edge is committed, and no user vector is ever written.
 
 Before any checkpoint exists, every node gets an id-hashed base propagated by LightGCN
-(:mod:`models.lightgcn.base_embeddings`), so embeddings, and popularity-like recommendations, exist from the
-first click on. Once the graph holds ``bootstrap_min_edges`` edges the worker fits a checkpoint
-itself (``model_method``: SpectralCF by default, a second or so for 100k edges, during which rounds
-wait), marks it ``source="bootstrap"`` and refits it each time the graph doubles. A checkpoint
-from ``interest-graph train`` is never replaced by the worker.
+(:mod:`models.lightgcn.base_embeddings`), so embeddings, and popularity-like recommendations, exist
+from the first click on; the worker fits checkpoints of its own as the graph grows
+(:mod:`models.bootstrap`).
 """
 
 from __future__ import annotations
@@ -46,13 +44,13 @@ from pathlib import Path
 from core.domain import ChangeSet, EmbeddingRows, EmbeddingUpdate, NodeKind, UserFoldIn, epoch_ms
 from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, GraphStoreError, StoreUnavailableError
+from models.bootstrap import BootstrapFits
 from models.cold_start.catalog import ColdItems
 from models.config import RefreshConfig
-from models.methods import Checkpoint, load_checkpoint, refresh_method, train_from_store
+from models.methods import Checkpoint, load_checkpoint, refresh_method
 from models.model_dir import CheckpointError, manifest_version
 from models.persister import EmbeddingPersister
 from models.protocol import RefreshMethod, RoundOutput
-from models.runtime import run_in_background
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +151,6 @@ class RefreshWorker:
         self._checkpoint: Checkpoint | None = None
         self._model_version: int | None = None
         self._broken_version: int | None = None
-        self._bootstrap_after = 0
         self._needs_full = True
         self._version = 0
         self._cursor = 0
@@ -164,7 +161,7 @@ class RefreshWorker:
         #: Item embeddings of the last full round (what a cold-start projection is fitted on).
         self._full_items: EmbeddingRows | None = None
         self._listeners: list[WriteListener] = []
-        self._bootstrap: threading.Thread | None = None
+        self._bootstrap = BootstrapFits(store, config, self.checkpoint_dir, device, self._bootstrapped, self._fail)
         self.persister = (EmbeddingPersister(store, config.persist_interval_s)
                           if write_behind and config.persist_interval_s > 0 else None)
         self.live_users = live_users
@@ -224,7 +221,7 @@ class RefreshWorker:
         report = replace(report, ms=(time.perf_counter() - started) * 1000)
         self._count(report)
         if report.kind != "idle":
-            self._maybe_bootstrap()
+            self._bootstrap.maybe_start(self._checkpoint)
         self._cold_start()
         return report
 
@@ -283,47 +280,14 @@ class RefreshWorker:
         log.info("refresh model: %s", f"{self._method.method} checkpoint v{version}" if checkpoint
                  else "hashed bases")
 
-    def _maybe_bootstrap(self) -> None:
-        """Train a checkpoint of our own when there is none and the graph is big enough, or when
-        ours has become small for the graph (half its edges). The fit runs in a thread of its own
-        (a SpectralCF fit of a growing graph takes seconds, a LightGCN one longer) while rounds go on
-        with the current model; the round after it lands loads it."""
-        checkpoint = self._checkpoint
-        min_edges = self.config.bootstrap_min_edges
-        if min_edges <= 0 or (checkpoint is not None and checkpoint.meta.get("source") != "bootstrap"):
-            return
-        if self._bootstrap is not None and self._bootstrap.is_alive():
-            return
-        needed = min_edges if checkpoint is None else 2 * int(checkpoint.meta.get("edges", 0))
-        edges = self.store.counts()["edges"]
-        if edges < max(needed, min_edges, self._bootstrap_after):
-            return
-        # Not again for this graph size, whatever the fit's outcome (a failed one says so below).
-        self._bootstrap_after = 2 * edges
-        self._bootstrap = threading.Thread(target=self._train_bootstrap, name="bootstrap-fit", daemon=True)
-        self._bootstrap.start()
-
-    def _train_bootstrap(self) -> None:
-        run_in_background()  # a refit must not starve ingest and serving; the current model serves meanwhile
-        try:
-            trained = train_from_store(self.store, self.config.model, self.checkpoint_dir, source="bootstrap",
-                                       epochs=self.config.bootstrap_epochs, device=self.device)
-        except (OSError, ValueError, GraphStoreError) as exc:
-            # E.g. a read-only model dir: refreshing goes on; try again once the graph doubled.
-            self._fail(exc)
-            log.error("refresh worker could not train its own checkpoint: %s", exc)
-            return
-        log.info("refresh worker trained checkpoint v%d on %d edges in %.1f s", trained.version,
-                 trained.meta["edges"], trained.meta["train_seconds"])
+    def _bootstrapped(self) -> None:
         with self._lock:
             self._stats = replace(self._stats, bootstraps=self._stats.bootstraps + 1)
         self.wake()  # load it now
 
     def join_bootstrap(self, timeout_s: float | None = None) -> bool:
         """Wait for a running bootstrap fit; ``True`` when none is left running."""
-        if self._bootstrap is not None:
-            self._bootstrap.join(timeout_s)
-        return self._bootstrap is None or not self._bootstrap.is_alive()
+        return self._bootstrap.join(timeout_s)
 
     def _full_round(self) -> RefreshReport:
         assert self._method is not None
