@@ -190,9 +190,6 @@ class UserRow:
     weights: np.ndarray  # float64 [len(items)]
     seq: int
 
-    def __len__(self) -> int:
-        return len(self.items)
-
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:

@@ -100,10 +100,6 @@ class GraphStore(abc.ABC):
         """All edges of a user, highest weight first."""
 
     @abc.abstractmethod
-    def seen_items(self, user_id: NodeId) -> list[NodeId]:
-        """Items the user has interacted with."""
-
-    @abc.abstractmethod
     def user_row(self, user_id: NodeId) -> UserRow:
         """The user's items with their accumulated edge weights, by item id (what a model folds in),
         and the change-log sequence they are as of (empty for a user without edges)."""

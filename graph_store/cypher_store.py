@@ -134,10 +134,6 @@ class CypherGraphStore(GraphStore):
         edges = [_stored_edge(row) for row in self._read(work)]
         return sorted(edges, key=lambda e: (-e.weight, e.item_id))
 
-    def seen_items(self, user_id: NodeId) -> list[NodeId]:
-        rows = self._read(lambda tx: tx.run(cypher.SEEN_ITEMS, user_id=user_id))
-        return [NodeId(row[0]) for row in rows]
-
     def user_row(self, user_id: NodeId) -> UserRow:
         def work(tx: Runner) -> tuple[int, Sequence[Any]]:
             return int(self._meta(tx)[0]), tx.run(cypher.USER_ROW, user_id=user_id)

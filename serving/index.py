@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.domain import EmbeddingRows, ItemMeta, NodeId, UserFoldIn
+from core.domain import EmbeddingRows, ItemMeta, NodeId, UserFoldIn, UserRow
 from core.errors import InterestGraphError
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
@@ -123,6 +123,10 @@ class EmbeddingTable:
 
     def row(self, node_id: NodeId) -> int | None:
         return self.rows.get(node_id)
+
+    def positions(self, node_ids: Collection[NodeId]) -> np.ndarray:
+        """``int64 [len(node_ids)]``: each id's row, ``-1`` where the table does not hold it."""
+        return np.fromiter((self.rows.get(i, -1) for i in node_ids), dtype=np.int64, count=len(node_ids))
 
     def rows_of(self, node_ids: Iterable[NodeId]) -> np.ndarray:
         """Rows of the ids this table holds (unknown ids are skipped), as ``int64``."""
@@ -250,13 +254,23 @@ class IndexSnapshot:
         """Whether there is anything to recommend: at least one item embedding."""
         return len(self.items) > 0
 
-    def folds_in(self, item_ids: Iterable[NodeId]) -> bool:
+    def folds_in(self, item_ids: Collection[NodeId]) -> bool:
         """Whether user vectors come from user rows at request time and every one of these items adds
         to them: then an edge to them is served as soon as serving reads the committed row."""
         if self.live_users is None:
             return False
-        rows = np.fromiter((self.items.rows.get(i, -1) for i in item_ids), dtype=np.int64)
+        rows = self.items.positions(item_ids)
         return bool((rows >= 0).all() and self.live_users.folds(rows).all())
+
+    def live_user_vector(self, row: UserRow) -> np.ndarray | None:
+        """A user's vector folded in from the user's row (:attr:`live_users` must be set); ``None``
+        when none of its items adds anything."""
+        assert self.live_users is not None  # only asked when the index folds users in
+        rows = self.items.positions(row.items)
+        rows, weights = rows[rows >= 0], row.weights[rows >= 0]
+        if not self.live_users.folds(rows).any():
+            return None
+        return self.live_users.vector(self.items.vectors, rows, weights)
 
 
 class EmbeddingIndex:
@@ -333,8 +347,8 @@ class EmbeddingIndex:
                 stale_rows=_frozen(np.union1d(base.stale_rows, item_table.rows_of(items.ids)))
                 if base.ann is not None else base.stale_rows,
                 generation=self._snapshot.generation + 1,
-                live_users=LiveUsers.lay(fold_in, item_table.rows, len(item_table.ids)) if fold_in is not None
-                else base.live_users,
+                live_users=LiveUsers.lay(fold_in, item_table.positions(fold_in.item_ids), len(item_table.ids))
+                if fold_in is not None else base.live_users,
             )
             if len(updated.users) and len(updated.items) and updated.users.dim != updated.items.dim:
                 raise EmbeddingDimensionError(

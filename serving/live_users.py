@@ -9,12 +9,11 @@ no refresh round, no 4 kB user-vector write into the store, no user table in mem
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.domain import NodeId, UserFoldIn, edge_values
+from core.domain import UserFoldIn, edge_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +32,10 @@ class LiveUsers:
     model_version: int
 
     @classmethod
-    def lay(cls, fold_in: UserFoldIn, rows: Mapping[NodeId, int], num_rows: int) -> LiveUsers:
-        """``fold_in`` over an item table whose ids sit at ``rows`` (``num_rows`` rows in all)."""
+    def lay(cls, fold_in: UserFoldIn, at: np.ndarray, num_rows: int) -> LiveUsers:
+        """``fold_in`` over an item table of ``num_rows`` rows that holds ``fold_in.item_ids[k]`` at
+        row ``at[k]`` (``-1``: not held)."""
         scale = np.zeros(num_rows, dtype=np.float32)
-        at = np.fromiter((rows.get(i, -1) for i in fold_in.item_ids), dtype=np.int64, count=len(fold_in.item_ids))
         held = at >= 0
         scale[at[held]] = np.asarray(fold_in.scale, dtype=np.float32)[held]
         scale.setflags(write=False)
@@ -52,7 +51,7 @@ class LiveUsers:
 
     def vector(self, item_vectors: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """A user's vector from the item ``rows`` of the user's edges and their accumulated ``weights``:
-        ``sum value(weight) * scale * item vector``."""
+        ``sum value(weight) * scale * item vector`` (zero when no row adds anything)."""
         rows = np.asarray(rows, dtype=np.int64)
         use = self.folds(rows)
         coef = edge_values(np.asarray(weights, dtype=np.float32)[use], self.values) * self.scale[rows[use]]

@@ -20,14 +20,13 @@ import contextlib
 import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
-from core.domain import NodeId, NodeKind, NodeRef
+from core.domain import NodeId, NodeKind, NodeRef, UserRow, epoch_ms
 from graph_store.base import GraphStore, GraphStoreError
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
@@ -76,7 +75,7 @@ def store_errors_to_status(handler: Handler[Request, Reply]) -> Handler[Request,
 
 
 def _age_ms(refreshed_ms: int) -> int:
-    return max(0, int(time.time() * 1000) - refreshed_ms) if refreshed_ms else 0
+    return max(0, epoch_ms() - refreshed_ms) if refreshed_ms else 0
 
 
 def _items_reply(reply: type[ItemsReply], snapshot: IndexSnapshot, found: Found, refreshed_ms: int) -> ItemsReply:
@@ -280,35 +279,31 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         allowed: np.ndarray | None = None,
         diversity: float = 1.0,
     ) -> pb.RecommendReply:
-        vector, refreshed_ms = self._user_vector(snapshot, user_id, context)
-        seen = snapshot.items.rows_of(self.user_rows.get(user_id).items) if exclude_seen else np.zeros(0, np.int64)
+        # One read of the row serves both the folded-in vector and exclude_seen.
+        row = self.user_rows.get(user_id) if exclude_seen or snapshot.live_users is not None else None
+        vector, refreshed_ms = self._user_vector(snapshot, user_id, context, row)
+        seen = snapshot.items.rows_of(row.items) if row is not None and exclude_seen else np.zeros(0, np.int64)
         check_deadline(context, "before scoring")
         found = search(snapshot, ItemQuery(vector, k, seen, allowed, diversity), self.use_ann, scorer=self.scorer)
         return _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)
 
-    def _user_vector(self, snapshot: IndexSnapshot, user_id: NodeId,
-                     context: grpc.ServicerContext) -> tuple[np.ndarray, int]:
-        """The user's embedding and when it was made (epoch ms): folded in from the user's row now
-        when the index does that, else the stored one; ``NOT_FOUND`` when there is none."""
+    def _user_vector(self, snapshot: IndexSnapshot, user_id: NodeId, context: grpc.ServicerContext,
+                     row: UserRow | None = None) -> tuple[np.ndarray, int]:
+        """The user's embedding and when it was made (epoch ms): folded in now from the user's row
+        (``row``, if the caller has read it already) when the index does that, else the stored one;
+        ``NOT_FOUND`` when there is none."""
         if snapshot.live_users is None:
-            row = self._row(snapshot, NodeKind.USER, user_id, context)
-            return snapshot.users.vectors[row], int(snapshot.users.refreshed_ms[row])
-        vector = self._live_vector(snapshot, user_id)
+            stored = self._row(snapshot, NodeKind.USER, user_id, context)
+            return snapshot.users.vectors[stored], int(snapshot.users.refreshed_ms[stored])
+        vector = snapshot.live_user_vector(row if row is not None else self.user_rows.get(user_id))
         if vector is None:
             abort(context, grpc.StatusCode.NOT_FOUND,
                   f"user {user_id!r} has no embedding yet: none of its interactions is with an item the model knows")
-        return vector, int(time.time() * 1000)
+        return vector, epoch_ms()
 
     def _live_vector(self, snapshot: IndexSnapshot, user_id: NodeId) -> np.ndarray | None:
-        """The user's vector folded in from the user's row, ``None`` if no item of it adds anything."""
-        live = snapshot.live_users
-        assert live is not None  # only called when the index folds users in
-        row = self.user_rows.get(user_id)
-        rows = np.fromiter((snapshot.items.rows.get(i, -1) for i in row.items), np.int64, len(row))
-        held = rows >= 0
-        if not live.folds(rows[held]).any():
-            return None
-        return live.vector(snapshot.items.vectors, rows[held], row.weights[held])
+        """Another user's folded-in vector (RecommendFriends' candidates)."""
+        return snapshot.live_user_vector(self.user_rows.get(user_id))
 
     def _graph(self, seeds: list[NodeRef], context: grpc.ServicerContext) -> evidence.NormalisedGraph:
         check_deadline(context, "before reading the graph")

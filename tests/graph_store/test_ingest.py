@@ -69,8 +69,8 @@ def test_edges_of_user_heaviest_first_and_seen_items(store: CypherGraphStore, st
     weights = {"a": 1.0, "b": 3.0, "c": 2.0}
     store.apply_batch(batch([delta(u, store_ids(k), w) for k, w in weights.items()], OffsetClock(), group))
     assert [e.item_id for e in store.edges_of_user(u)] == [store_ids("b"), store_ids("c"), store_ids("a")]
-    assert sorted(store.seen_items(u)) == sorted(store_ids(k) for k in weights)
-    assert store.seen_items(store_ids("nobody")) == []
+    assert sorted(store.user_row(u).items) == sorted(store_ids(k) for k in weights)
+    assert store.user_row(store_ids("nobody")).items == ()
 
 
 def test_offsets_are_stored_per_partition(store: CypherGraphStore, store_ids: IdFactory, group: str) -> None:
@@ -162,7 +162,7 @@ def test_hostile_ids_are_stored_verbatim(store: CypherGraphStore, store_ids: IdF
 
     edge = store.edge(user, item)
     assert edge is not None and edge.user_id == user and edge.item_id == item
-    assert store.seen_items(user) == [item]
+    assert store.user_row(user).items == (item,)
     assert store.item_meta([item]) == {item: ItemMeta(item, raw, (raw, "plain"), raw)}
     assert store.edge(*bystander) is not None
 

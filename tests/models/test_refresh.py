@@ -64,7 +64,7 @@ def _stored(store: LadybugStore, kind: NodeKind) -> dict[str, np.ndarray]:
 
 def _recommend(store: LadybugStore, user: str, k: int = 3) -> list[str]:
     users, items = _stored(store, NodeKind.USER), _stored(store, NodeKind.ITEM)
-    seen = set(store.seen_items(NodeId(user)))
+    seen = set(store.user_row(NodeId(user)).items)
     scores = {item: float(vec @ users[user]) for item, vec in items.items() if item not in seen}
     return sorted(scores, key=lambda item: -scores[item])[:k]
 
