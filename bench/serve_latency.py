@@ -93,7 +93,8 @@ def serve(args: argparse.Namespace) -> None:
         index.apply(user_rows, item_rows, version=0, written_ms=int(time.time() * 1000),
                     meta=store.item_meta(item_ids[:20_000]))
     settings = Settings(grpc_addr=f"127.0.0.1:{args.port}", grpc_share_port=args.share_port,
-                        ann_min_items=1 if args.index == "hnsw" else 0, max_streams=4)
+                        ann_min_items=1 if args.index == "hnsw" else 0, ann_min_scan_mb=0.0,
+                        max_streams=4)
     handle = start_serving(ServingConfig.from_settings(settings), store, index=index)
     print(json.dumps({"port": handle.port}), flush=True)
     while not index.ready or (args.index == "hnsw" and index.snapshot().ann is None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,6 +151,16 @@ def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: Ser
     return applied
 
 
+def _hold_user_rows(store: GraphStore, serving: ServingHandle) -> None:
+    """Load every user row into serving before ingest starts; from then on commits keep them, and
+    Recommend reads no row from the store (see serving.user_rows)."""
+    started = time.monotonic()
+    snapshot = store.snapshot()
+    if serving.servicer.user_rows.hold_all(snapshot):
+        log.info("serving holds the rows of %d users (%d edges), loaded in %.1f s", len(snapshot.user_ids),
+                 snapshot.weight.size, time.monotonic() - started)
+
+
 def _metrics(settings: Settings, collector: StackCollector) -> None:
     if settings.metrics_port:
         start_metrics_server(settings, collector)
@@ -189,6 +200,7 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
         with (_refresh_thread(settings, store, stop, write_behind=True, live_users=True) as refresh,
               _serving(settings, store, stop) as (serving, grpc_metrics)):
             freshness = _hand_over(refresh, serving)
+            _hold_user_rows(store, serving)
             stats = IngestStats(on_applied=_on_commit(freshness, refresh, serving))
             _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
                                               grpc=grpc_metrics, freshness=freshness, store=store))

@@ -18,8 +18,10 @@ log = logging.getLogger(__name__)
 class AnnBuilder:
     """Keeps an :class:`HnswIndex` for the index's items once the catalog is large enough.
 
-    Wakes on every index update; when the items number at least ``min_items`` and rows changed
-    since the last build exceed ``rebuild_fraction`` of the catalog (or there is no graph yet), it
+    Wakes on every index update; when the items number at least ``min_items``, an exact scan of
+    them would read at least ``min_scan_bytes`` (the cost HNSW saves grows with the width as much
+    as with the count) and rows changed since the last build exceed ``rebuild_fraction`` of the
+    catalog (or there is no graph yet), it
     builds a new graph from the latest snapshot in its own thread and attaches it. Requests are
     never blocked: they use the previous graph (or exact search) until the swap.
 
@@ -28,13 +30,17 @@ class AnnBuilder:
         min_items (int): Smallest catalog served approximately; ``0`` disables HNSW.
         ef_search (int): HNSW search breadth (default: :obj:`128`).
         rebuild_fraction (float): Changed-row share that triggers a rebuild (default: :obj:`0.05`).
+        min_scan_bytes (int): Smallest exact scan (items x width x 4 bytes) served approximately
+            (default: :obj:`0`, any size from ``min_items`` on).
     """
 
     def __init__(
-        self, index: EmbeddingIndex, min_items: int, ef_search: int = 128, rebuild_fraction: float = 0.05
+        self, index: EmbeddingIndex, min_items: int, ef_search: int = 128, rebuild_fraction: float = 0.05,
+        min_scan_bytes: int = 0,
     ) -> None:
         self.index = index
         self.min_items = min_items
+        self.min_scan_bytes = min_scan_bytes
         self.ef_search = ef_search
         self.rebuild_fraction = rebuild_fraction
         self.builds = 0
@@ -45,7 +51,7 @@ class AnnBuilder:
     def needs_build(self) -> bool:
         snapshot = self.index.snapshot()
         n = len(snapshot.items)
-        if not self.min_items or n < self.min_items:
+        if not self.min_items or n < self.min_items or n * snapshot.items.dim * 4 < self.min_scan_bytes:
             return False
         if snapshot.ann is None:
             return True

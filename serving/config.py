@@ -25,7 +25,10 @@ class ServingConfig:
         max_streams (int): Most concurrent WatchRecommendations streams (``IG_MAX_STREAMS``).
         index_poll_s (float): How often the index loader pulls new embeddings (``IG_INDEX_POLL``), s.
         grace_s (float): Grace period for in-flight RPCs on shutdown (``IG_GRACE``), s.
-        ann_min_items (int): Catalog size from which HNSW is used; 0 = never (``IG_ANN_MIN_ITEMS``).
+        ann_min_items (int): Catalogs with fewer items are searched exactly; 0 = never HNSW
+            (``IG_ANN_MIN_ITEMS``).
+        ann_min_scan_mb (float): Exact-scan size (items x width x 4 bytes) from which HNSW is used
+            (``IG_ANN_MIN_SCAN_MB``), MB.
         ann_ef_search (int): HNSW efSearch (``IG_ANN_EF_SEARCH``).
         tls_cert (str): Server certificate PEM file; with ``tls_key`` turns TLS on (``IG_TLS_CERT``).
         tls_key (str): Server private key PEM file (``IG_TLS_KEY``).
@@ -42,6 +45,7 @@ class ServingConfig:
     index_poll_s: float
     grace_s: float
     ann_min_items: int
+    ann_min_scan_mb: float
     ann_ef_search: int
     tls_cert: str
     tls_key: str

@@ -162,7 +162,8 @@ def start_serving(
     """Bind and start the server, the index loader and the HNSW builder; returns without blocking.
 
     Args:
-        config (ServingConfig): ``grpc_addr``, ``index_poll_s``, ``ann_min_items``, TLS, auth and limits.
+        config (ServingConfig): ``grpc_addr``, ``index_poll_s``, ``ann_min_items``, ``ann_min_scan_mb``,
+            TLS, auth and limits.
         store (GraphStore): The store the refresh worker writes embeddings to.
         address (str, optional): Overrides ``config.grpc_addr`` (default: :obj:`None`).
         max_workers (int): Threads for unary RPCs (default: :obj:`16`).
@@ -178,7 +179,8 @@ def start_serving(
         max_workers=max_workers, health_servicer=health_servicer, interceptors=interceptors,
     )
     loader = IndexLoader(store, index, config.index_poll_s)
-    ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search)
+    ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search,
+                     min_scan_bytes=int(config.ann_min_scan_mb * 1e6))
     use_one_faiss_thread()
     server.start()
     loader.start()

@@ -13,24 +13,45 @@ A user's row changes only when new edges arrive. Two kinds of news reach the cac
   without a read; that is what serves a click the moment its edge is committed, with no store
   read on the request's way for users the cache holds.
 
-Once commits arrive, an entry is kept only while it is exact: a read is cached only if it was made
-at the sequence of the last commit the cache heard of and no commit arrived while it ran, and a
-gap in the sequence (a commit it did not hear of) empties the cache.
+Once commits arrive, an entry is kept only while it is exact. A read carries the sequence of the
+snapshot it read; under a steady ingest load commits land while reads run, so a read older than
+the last commit heard of is brought up to it with the deltas of the commits in between, which the
+cache keeps for the last :data:`RECENT_COMMITS` commits (a read older than that, or one ahead of
+the commits heard of, is returned but not kept). A gap in the sequence (a commit it did not hear
+of) empties the cache. Index updates then say nothing about rows and are ignored.
+
+``up`` goes one step further before its ingest starts (:meth:`UserRowCache.hold_all`): it loads
+every row from one store snapshot, and from then on the cache is *complete*. A miss is a user
+without edges, answered with no read; a commit's deltas create the rows of users it has not seen.
+Serving then never reads a row from the store: a read beside the single writer waited seconds
+under load (``bench/freshness.py``), and a brand-new user's first clicks are served the moment
+they commit. The cache falls back to reading (and stops being complete) if it overflows
+``max_users`` or misses a commit.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
-from core.domain import EdgeDelta, NodeId, UserRow
+from core.domain import EdgeDelta, EdgeSnapshot, NodeId, UserRow
 from graph_store.base import GraphStore
 from serving.index import IndexUpdate
 
+log = logging.getLogger(__name__)
+
 #: Users whose rows are kept; past this the cache starts over (cheap, and rare).
 DEFAULT_MAX_USERS = 200_000
+#: Commits whose deltas are kept to bring a read that raced them up to date: at two or three
+#: commits a second under load, several seconds of them, and a few MB at 5,000 edges a commit.
+RECENT_COMMITS = 16
+
+#: One commit's deltas by user.
+_ByUser = dict[NodeId, list[EdgeDelta]]
 
 
 class UserRowCache:
@@ -49,6 +70,10 @@ class UserRowCache:
         self._epoch = 0  # bumped by every change, so a read that raced one is not cached
         #: The last commit heard of (``committed``); None until the first, i.e. in ``serve``.
         self._seq: int | None = None
+        #: The deltas of the last commits heard of, oldest first, with no gap up to ``_seq``.
+        self._recent: deque[tuple[int, _ByUser]] = deque(maxlen=RECENT_COMMITS)
+        #: Every user with edges is held (:meth:`hold_all`): a miss is a user without any.
+        self.complete = False
         self._lock = threading.Lock()
 
     def get(self, user_id: NodeId) -> UserRow:
@@ -57,19 +82,65 @@ class UserRowCache:
         if cached is not None:
             self.hits += 1
             return cached
+        if self.complete:
+            self.hits += 1
+            return UserRow((), np.zeros(0, np.float64), self._seq or 0)
         self.misses += 1
         epoch = self._epoch
         row = self.store.user_row(user_id)
         with self._lock:
-            if epoch == self._epoch and (self._seq is None or row.seq == self._seq):
-                if len(self._rows) >= self.max_users:
-                    self._rows.clear()
-                self._rows[user_id] = row
-        return row
+            current = self._current(user_id, row, epoch)
+            if current is None:
+                return row
+            if len(self._rows) >= self.max_users:
+                self._start_over("it holds max_users rows")
+            self._rows[user_id] = current
+        return current
+
+    def hold_all(self, snapshot: EdgeSnapshot) -> bool:
+        """Hold every user's row from ``snapshot`` and stay complete from there on; ``False`` (and
+        nothing held) if it has more than ``max_users`` users.
+
+        Call it before any commit after the snapshot's sequence (``up`` calls it before its ingest
+        starts): the next commit heard of must be ``snapshot.seq + 1``.
+        """
+        if len(snapshot.user_ids) > self.max_users:
+            log.warning("serving reads user rows from the store: %d users are more than max_users (%d)",
+                        len(snapshot.user_ids), self.max_users)
+            return False
+        rows = _rows_of(snapshot)
+        with self._lock:
+            self._epoch += 1
+            self._rows = rows
+            self._recent.clear()
+            self._seq = snapshot.seq
+            self.complete = True
+        return True
+
+    def _start_over(self, why: str) -> None:
+        """Drop every row (lock held); a complete cache stops being complete."""
+        if self.complete:
+            log.warning("serving reads user rows from the store from now on: %s", why)
+        self._rows.clear()
+        self.complete = False
+
+    def _current(self, user_id: NodeId, row: UserRow, epoch: int) -> UserRow | None:
+        """``row`` as of the last commit heard of, or ``None`` if that cannot be known (lock held)."""
+        if self._seq is None:  # no commits heard (``serve``): only an index update can make it stale
+            return row if epoch == self._epoch else None
+        if row.seq == self._seq:
+            return row
+        if row.seq > self._seq or not self._recent or self._recent[0][0] > row.seq + 1:
+            return None  # read past the commits heard of, or older than the deltas kept
+        deltas = [d for seq, by_user in self._recent if seq > row.seq for d in by_user.get(user_id, ())]
+        return _with_deltas(row, deltas, self._seq) if deltas else UserRow(row.items, row.weights, self._seq)
 
     def invalidate(self, update: IndexUpdate) -> None:
-        """Drop the users an index update re-embedded (everyone when it replaced the index)."""
+        """Drop the users an index update re-embedded (everyone when it replaced the index), unless
+        commits are heard: then they keep every row exact and the index says nothing new."""
         with self._lock:
+            if self._seq is not None:
+                return
             self._epoch += 1
             if update.replaced:
                 self._rows.clear()
@@ -79,18 +150,26 @@ class UserRowCache:
 
     def committed(self, seq: int, edges: Sequence[EdgeDelta]) -> None:
         """Batch ``seq`` was committed with these edge deltas: add them to the rows the cache holds."""
-        by_user: dict[NodeId, list[EdgeDelta]] = {}
+        by_user: _ByUser = {}
         for edge in edges:
             by_user.setdefault(edge.user_id, []).append(edge)
         with self._lock:
             self._epoch += 1
             if self._seq is None or seq != self._seq + 1:
-                self._rows.clear()  # the first commit heard of, or one missed: no entry is known exact
+                # The first commit heard of, or one missed: no entry is known exact, nor can the
+                # kept deltas bring a read across the gap.
+                self._start_over(f"commit {seq} came after {self._seq}")
+                self._recent.clear()
             else:
                 for user_id, deltas in by_user.items():
                     row = self._rows.get(user_id)
                     if row is not None:
                         self._rows[user_id] = _with_deltas(row, deltas, seq)
+                    elif self.complete:  # a user without edges until this commit
+                        self._rows[user_id] = _with_deltas(UserRow((), np.zeros(0, np.float64), seq), deltas, seq)
+                if len(self._rows) > self.max_users:
+                    self._start_over("it holds max_users rows")
+            self._recent.append((seq, by_user))
             self._seq = seq
 
 
@@ -101,3 +180,22 @@ def _with_deltas(row: UserRow, deltas: Sequence[EdgeDelta], seq: int) -> UserRow
         weights[delta.item_id] = weights.get(delta.item_id, 0.0) + delta.weight
     items = tuple(sorted(weights))
     return UserRow(items, np.fromiter((weights[i] for i in items), np.float64, len(items)), seq)
+
+
+def _rows_of(snapshot: EdgeSnapshot) -> dict[NodeId, UserRow]:
+    """Each user's row in ``snapshot``, items in id order as the store returns them."""
+    users, items = snapshot.user_index, snapshot.item_index
+    if not users.size:
+        return {}
+    item_ids = np.asarray(snapshot.item_ids, dtype=object)
+    # Sort by user, then by item id within a user (the store's row order).
+    item_rank = np.argsort(np.argsort(item_ids.astype(str), kind="stable"), kind="stable")
+    order = np.lexsort((item_rank[items], users))
+    users, items, weights = users[order], items[order], np.asarray(snapshot.weight, np.float64)[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], users.size]
+    seq = snapshot.seq
+    return {
+        snapshot.user_ids[int(users[a])]: UserRow(tuple(item_ids[items[a:b]].tolist()), weights[a:b].copy(), seq)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    }

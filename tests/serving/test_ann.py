@@ -129,6 +129,17 @@ def test_builder_attaches_a_graph_once_the_catalog_is_large_enough(data) -> None
         builder.stop()
 
 
+def test_builder_weighs_the_exact_scan_by_width_as_well_as_count(data) -> None:
+    """The same catalog is worth a graph at a width whose exact scan passes min_scan_bytes, not below it."""
+    items, users = data
+    scan = N_ITEMS * DIM * 4
+    for min_scan_bytes, wanted in ((scan + 1, False), (scan, True)):
+        index = EmbeddingIndex()
+        builder = AnnBuilder(index, min_items=1, min_scan_bytes=min_scan_bytes)
+        index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=1, written_ms=1)
+        assert builder.needs_build() is wanted
+
+
 def test_a_graph_built_before_a_full_reload_is_dropped(data) -> None:
     items, users = data
     index = EmbeddingIndex()

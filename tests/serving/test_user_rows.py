@@ -3,13 +3,15 @@ only ever kept while it equals the committed row."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
-from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch, UserRow
 from graph_store.ladybug import LadybugStore
 from serving.index import IndexUpdate
-from serving.user_rows import UserRowCache
+from serving.user_rows import RECENT_COMMITS, UserRowCache
 
 pytestmark = pytest.mark.integration
 
@@ -51,5 +53,100 @@ def test_a_missed_commit_or_a_read_at_another_sequence_is_never_kept(ladybug_sto
     cache.get(NodeId("w"))
     cache.get(NodeId("w"))
     assert cache.misses == misses + 2  # so it was not kept
-    cache.invalidate(IndexUpdate(frozenset({NodeId("u")}), frozenset(), replaced=False))
+    kept = cache.get(NodeId("u"))
+    # Once commits are heard they keep rows exact; an index update naming u says nothing new.
+    cache.invalidate(IndexUpdate(frozenset({NodeId("u")}), frozenset(), replaced=True))
+    assert cache.get(NodeId("u")) is kept
+
+
+class _ReadRacedByCommits:
+    """The real store, but each row read returns only after ``during`` has committed more batches
+    (and told the cache), as commits land during reads under a steady ingest load."""
+
+    def __init__(self, store: LadybugStore) -> None:
+        self.store = store
+        self.during: Callable[[], None] = lambda: None
+
+    def user_row(self, user_id: NodeId) -> UserRow:
+        row = self.store.user_row(user_id)
+        self.during()
+        return row
+
+
+def test_a_read_that_raced_commits_is_brought_up_to_the_last_one_and_kept(ladybug_store: LadybugStore) -> None:
+    racing = _ReadRacedByCommits(ladybug_store)
+    cache = UserRowCache(racing)  # type: ignore[arg-type]  # the real store behind a read hook
+    cache.committed(*_commit(ladybug_store, ("u", "a", 1.0)))
+
+    def two_commits() -> None:
+        cache.committed(*_commit(ladybug_store, ("u", "a", 0.5), ("v", "a", 1.0)))
+        cache.committed(*_commit(ladybug_store, ("u", "b", 2.0)))
+
+    racing.during = two_commits
+    got = cache.get(NodeId("u"))
+    racing.during = lambda: None
+    stored = ladybug_store.user_row(NodeId("u"))
+    assert got.items == stored.items == ("a", "b") and got.seq == stored.seq
+    np.testing.assert_allclose(got.weights, [1.5, 2.0])
     _assert_is_committed(cache, ladybug_store, "u")
+    assert cache.misses == 1  # kept: the second get was a hit
+
+
+def test_a_read_older_than_the_kept_commits_is_answered_but_not_kept(ladybug_store: LadybugStore) -> None:
+    racing = _ReadRacedByCommits(ladybug_store)
+    cache = UserRowCache(racing)  # type: ignore[arg-type]  # the real store behind a read hook
+    cache.committed(*_commit(ladybug_store, ("u", "a", 1.0)))
+
+    def many_commits() -> None:
+        for _ in range(RECENT_COMMITS + 1):
+            cache.committed(*_commit(ladybug_store, ("w", "a", 1.0)))
+
+    racing.during = many_commits
+    got = cache.get(NodeId("u"))
+    racing.during = lambda: None
+    assert got.items == ("a",)
+    cache.get(NodeId("u"))
+    assert cache.misses == 2
+
+
+def test_a_complete_cache_answers_every_user_from_memory(ladybug_store: LadybugStore) -> None:
+    _commit(ladybug_store, ("u", "b", 1.0), ("u", "a", 2.0), ("v", "a", 0.5))
+    _commit(ladybug_store, ("u", "a", 1.0), ("w", "c", 1.0))
+    cache = UserRowCache(ladybug_store)
+    assert cache.hold_all(ladybug_store.snapshot()) and cache.complete
+    for user in ("u", "v", "w"):
+        _assert_is_committed(cache, ladybug_store, user)
+    assert cache.get(NodeId("nobody")).items == ()
+    cache.committed(*_commit(ladybug_store, ("new", "a", 1.0), ("u", "c", 1.0)))
+    for user in ("new", "u"):
+        _assert_is_committed(cache, ladybug_store, user)
+    untouched, stored = cache.get(NodeId("v")), ladybug_store.user_row(NodeId("v"))
+    assert untouched.items == stored.items and untouched.seq < stored.seq  # exact, and no commit since
+    assert cache.misses == 0  # not one row was read from the store
+
+
+def test_an_empty_graph_is_held_and_its_first_users_come_from_commits(ladybug_store: LadybugStore) -> None:
+    cache = UserRowCache(ladybug_store)
+    assert cache.hold_all(ladybug_store.snapshot()) and cache.get(NodeId("u")).items == ()
+    cache.committed(*_commit(ladybug_store, ("u", "a", 1.0)))
+    _assert_is_committed(cache, ladybug_store, "u")
+    assert cache.misses == 0
+
+
+def test_a_complete_cache_that_misses_a_commit_reads_again(ladybug_store: LadybugStore) -> None:
+    _commit(ladybug_store, ("u", "a", 1.0))
+    cache = UserRowCache(ladybug_store)
+    cache.hold_all(ladybug_store.snapshot())
+    _commit(ladybug_store, ("late", "a", 1.0))  # not heard of
+    cache.committed(*_commit(ladybug_store, ("u", "b", 1.0)))
+    assert not cache.complete
+    _assert_is_committed(cache, ladybug_store, "late")
+    _assert_is_committed(cache, ladybug_store, "u")
+
+
+def test_a_graph_with_more_users_than_max_users_is_not_held(ladybug_store: LadybugStore) -> None:
+    _commit(ladybug_store, ("u", "a", 1.0), ("v", "a", 1.0))
+    cache = UserRowCache(ladybug_store, max_users=1)
+    assert not cache.hold_all(ladybug_store.snapshot()) and not cache.complete
+    _assert_is_committed(cache, ladybug_store, "v")
+    assert cache.misses == 1
