@@ -6,11 +6,18 @@ Components keep plain counters and :class:`~core.histogram.Histogram` objects
 this collector reads them at scrape time, so the hot paths carry no ``prometheus_client`` code.
 Consumer lag is read from the broker (committed offsets vs partition ends), never from Faust, so a
 stalled or dead worker still shows its growing lag. Every metric is documented in README ("Metrics").
+
+The two slow readings, the lag probe (a broker round trip) and the changed-node backlog (a store
+read beside the writer), are taken every :data:`LAG_CACHE_S` by a thread of their own once
+:meth:`StackCollector.start_sampling` is called (the launchers do): under load each took seconds,
+and a scrape that waited for them missed Prometheus' timeout. A scrape then answers from the last
+readings at once; without the thread (tests, one-off tools) it takes them inline when stale.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -34,7 +41,7 @@ if TYPE_CHECKING:  # the components' rooms are imported by whoever runs them, no
 
 log = logging.getLogger(__name__)
 
-#: Lag probes talk to the broker and backlog reads the store; scrapes every few seconds must not hammer them.
+#: Lag probes talk to the broker and backlog reads the store: read this often, not once per scrape.
 LAG_CACHE_S = 2.0
 #: Quantiles of the last minute's freshness exported as gauges (``status`` shows them).
 RECENT_QUANTILES = (0.5, 0.99)
@@ -92,20 +99,82 @@ class StackCollector(Collector):
         self.grpc, self.freshness, self.store = grpc, freshness, store
         self.probe_lag = probe_lag
         self.stall = StallDetector(settings.stall_after_s)
-        self._lag_cache: tuple[float, list[PartitionLag], int] | None = None
-        self._backlog_cache: tuple[float, int] | None = None
+        #: Latest lag per partition and dead-letter count (``None``: the broker did not answer).
+        self._lag_reading: tuple[list[PartitionLag], int] | None = None
+        #: Latest changed-node backlog (``None``: the store did not answer).
+        self._backlog_reading: int | None = None
+        self._sampled_at: float | None = None
+        self._sampling: threading.Thread | None = None
+        self._lock = threading.Lock()
 
+    # --- the slow readings ----------------------------------------------------------------------
+    def sample(self) -> None:
+        """Take the lag and backlog readings now (the thread does it every :data:`LAG_CACHE_S`)."""
+        lag = self._read_lag() if self.probe_lag else None
+        backlog = self._read_backlog(self.store) if self._wants_backlog and self.store is not None else None
+        with self._lock:
+            self._lag_reading, self._backlog_reading = lag, backlog
+            self._sampled_at = time.monotonic()
+
+    def start_sampling(self, stop: threading.Event, every_s: float = LAG_CACHE_S) -> None:
+        """Take the readings in a daemon thread every ``every_s`` until ``stop`` is set."""
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    self.sample()
+                except Exception:  # a reading must never end the thread; the next one tries again
+                    log.exception("metrics sampling failed")
+                stop.wait(every_s)
+
+        self._sampling = threading.Thread(target=run, name="metrics-sampler", daemon=True)
+        self._sampling.start()
+
+    @property
+    def _wants_backlog(self) -> bool:
+        return self.store is not None and (self.refresh is not None or self.serving is not None)
+
+    def _fresh_readings(self) -> tuple[tuple[list[PartitionLag], int] | None, int | None]:
+        """The latest readings; taken inline first if no thread samples and they are stale."""
+        if self._sampling is None and (self._sampled_at is None or time.monotonic() - self._sampled_at > LAG_CACHE_S):
+            self.sample()
+        with self._lock:
+            return self._lag_reading, self._backlog_reading
+
+    def _read_lag(self) -> tuple[list[PartitionLag], int] | None:
+        from streams.lag import LagProbe, LagUnavailableError
+
+        probe = LagProbe(self.settings.bootstrap_servers, timeout_s=2.0)
+        try:
+            return (probe.topic_lag(self.settings.events_topic, self.settings.consumer_group),
+                    probe.topic_size(self.settings.dead_letter_topic))
+        except LagUnavailableError as exc:
+            log.warning("lag probe failed: %s", exc)
+            return None
+
+    @staticmethod
+    def _read_backlog(store: GraphStore) -> int | None:
+        from graph_store.base import GraphStoreError
+
+        try:
+            cursor = store.refresh_state().cursor
+            return len(store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
+        except GraphStoreError as exc:
+            log.warning("backlog read failed: %s", exc)
+            return None
+
+    # --- exposition -----------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
+        lag_reading, backlog = self._fresh_readings()
         lags = None
         if self.probe_lag:
-            yield from self._lag()
-            lags = self._lag_cache[1] if self._lag_cache is not None else None
+            yield from self._lag(lag_reading)
+            lags = lag_reading[0] if lag_reading is not None else None
         if self.ingest is not None:
             yield from self._ingest(self.ingest, lags)
         if self.refresh is not None:
             yield from self._refresh(self.refresh)
-        if self.store is not None and (self.refresh is not None or self.serving is not None):
-            yield from self._backlog(self.store)
+        if self._wants_backlog:
+            yield from self._backlog(backlog)
         if self.serving is not None:
             yield from self._serving(self.serving)
         if self.grpc is not None:
@@ -158,22 +227,11 @@ class StackCollector(Collector):
         yield _gauge("ig_embedding_version", "Latest embedding version written.", stats.version)
         yield _gauge("ig_refresh_cursor", "Change-log sequence the embeddings account for.", stats.cursor)
 
-    def _backlog(self, store: GraphStore) -> Iterator[Metric]:
-        now = time.monotonic()
-        if self._backlog_cache is None or now - self._backlog_cache[0] > LAG_CACHE_S:
-            from graph_store.base import GraphStoreError
-
-            try:
-                cursor = store.refresh_state().cursor
-                backlog = len(store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
-            except GraphStoreError as exc:
-                log.warning("backlog read failed: %s", exc)
-                yield _gauge("ig_store_up", "1 when the store answered the last metrics read.", 0.0)
-                return
-            self._backlog_cache = (now, backlog)
-        yield _gauge("ig_store_up", "1 when the store answered the last metrics read.", 1.0)
-        yield _gauge("ig_changed_node_backlog", "Changed nodes the refresh worker has not refreshed yet.",
-                     self._backlog_cache[1])
+    @staticmethod
+    def _backlog(backlog: int | None) -> Iterator[Metric]:
+        yield _gauge("ig_store_up", "1 when the store answered the last metrics read.", float(backlog is not None))
+        if backlog is not None:
+            yield _gauge("ig_changed_node_backlog", "Changed nodes the refresh worker has not refreshed yet.", backlog)
 
     def _serving(self, serving: ServingHandle) -> Iterator[Metric]:
         snap = serving.index.snapshot()
@@ -204,23 +262,12 @@ class StackCollector(Collector):
         yield _gauge("ig_embedding_staleness_seconds", "Age of the oldest committed change serving does not "
                      "cover yet (0 = all covered).", freshness.oldest_pending_age_s())
 
-    def _lag(self) -> Iterator[Metric]:
-        from streams.lag import LagProbe, LagUnavailableError
-
-        now = time.monotonic()
-        if self._lag_cache is None or now - self._lag_cache[0] > LAG_CACHE_S:
-            probe = LagProbe(self.settings.bootstrap_servers, timeout_s=2.0)
-            try:
-                lags = probe.topic_lag(self.settings.events_topic, self.settings.consumer_group)
-                dead = probe.topic_size(self.settings.dead_letter_topic)
-            except LagUnavailableError as exc:
-                log.warning("lag probe failed: %s", exc)
-                self._lag_cache = None
-                yield _gauge("ig_broker_up", "1 when the lag probe reached the broker.", 0.0)
-                return
-            self._lag_cache = (now, lags, dead)
-        _, lags, dead = self._lag_cache
-        yield _gauge("ig_broker_up", "1 when the lag probe reached the broker.", 1.0)
+    @staticmethod
+    def _lag(reading: tuple[list[PartitionLag], int] | None) -> Iterator[Metric]:
+        yield _gauge("ig_broker_up", "1 when the lag probe reached the broker.", float(reading is not None))
+        if reading is None:
+            return
+        lags, dead = reading
         family = GaugeMetricFamily("ig_consumer_lag", "Events not yet committed by the consumer group.",
                                    labels=["topic", "partition"])
         for p in lags:
@@ -229,8 +276,11 @@ class StackCollector(Collector):
         yield _gauge("ig_dead_letter_topic_records", "Records in the dead-letter topic.", dead)
 
 
-def start_metrics_server(settings: Settings, collector: StackCollector) -> StackCollector:
-    """Register ``collector`` and serve ``/metrics`` on ``metrics_port``."""
+def start_metrics_server(settings: Settings, collector: StackCollector,
+                         stop: threading.Event | None = None) -> StackCollector:
+    """Register ``collector``, start its sampling thread (until ``stop``, default: the process's
+    end) and serve ``/metrics`` on ``metrics_port``."""
+    collector.start_sampling(stop if stop is not None else threading.Event())
     REGISTRY.register(collector)
     start_http_server(settings.metrics_port, addr=metrics_host(settings))
     log.info("Prometheus metrics on port %d", settings.metrics_port)

@@ -90,7 +90,7 @@ def test_fuzzed_bad_events_are_all_dead_lettered_with_their_reason(kafka_topics:
 def _stalled(collector: StackCollector) -> float:
     registry = CollectorRegistry()
     registry.register(collector)
-    collector._lag_cache = None  # read lag now, not from the scrape cache
+    collector.sample()  # read lag now, not the last reading
     reading = parse_exposition(generate_latest(registry).decode(), time.monotonic())
     return reading.value("ig_ingest_stalled", -1.0)
 

@@ -147,3 +147,34 @@ def test_status_shows_the_last_minute_of_freshness_and_every_stage_is_exported()
     assert set(reading.by_label("ig_freshness_stage_last_minute_seconds", "stage")) == set(STAGES)
     line = next(line for line in render_metrics(reading) if "last minute" in line)
     assert "p50 600 ms" in line and "p99 698 ms" in line
+
+
+def test_a_sampling_collector_answers_scrapes_from_its_last_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once its thread samples, a scrape never waits for the broker: it exports the last reading."""
+    import threading
+
+    from streams.lag import PartitionLag
+
+    collector = StackCollector(Settings())
+    reads: list[float] = []
+
+    def read_lag() -> tuple[list[PartitionLag], int]:
+        reads.append(time.monotonic())
+        return [PartitionLag("events", 0, committed=3, end=10)], 7
+
+    monkeypatch.setattr(collector, "_read_lag", read_lag)  # the broker's answer, without a broker
+    stop = threading.Event()
+    collector.start_sampling(stop, every_s=3600.0)
+    try:
+        deadline = time.monotonic() + 10
+        while not reads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        for _ in range(3):
+            reading = parse_exposition(generate_latest(registry).decode(), at_s=1.0)
+            assert reading.value("ig_dead_letter_topic_records") == 7
+            assert reading.value("ig_broker_up") == 1.0
+        assert len(reads) == 1  # the scrapes read nothing themselves
+    finally:
+        stop.set()
