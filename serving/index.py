@@ -221,6 +221,10 @@ def _last_of_each(update: EmbeddingRows) -> tuple[list[NodeId], np.ndarray]:
     return [ids[k] for k in keep], vectors[keep]
 
 
+def _stale_vectors(items: EmbeddingTable, stale: np.ndarray) -> np.ndarray:
+    return _frozen(np.ascontiguousarray(items.vectors[stale]))
+
+
 @dataclass(frozen=True, slots=True)
 class IndexSnapshot:
     """One consistent state of the index: both tables, the catalog and the embedding version.
@@ -234,6 +238,9 @@ class IndexSnapshot:
         ann (HnswIndex, optional): An HNSW graph over the items of an earlier or equal version.
         stale_rows (np.ndarray): Item rows ``ann`` does not hold as they are now: rewritten or
             appended since it was built. Searches score them exactly beside the graph's candidates.
+        stale_vectors (np.ndarray): ``float32 [len(stale_rows), d]``, contiguous: their vectors,
+            gathered once per update rather than once per request (up to 5 % of the catalog,
+            4 MB at 20,000 x 1,024, which each search had copied).
         generation (int): Counts every swap (updates, catalogs, graphs), for waiters.
         live_users (LiveUsers, optional): set while user vectors are computed from user rows at
             request time (``up`` with SpectralCF); ``users`` then holds nothing current.
@@ -246,6 +253,7 @@ class IndexSnapshot:
     catalog: Catalog = field(default_factory=Catalog)
     ann: HnswIndex | None = None
     stale_rows: np.ndarray = field(default_factory=lambda: _frozen(np.zeros(0, np.int64)))
+    stale_vectors: np.ndarray = field(default_factory=lambda: _frozen(np.zeros((0, 0), np.float32)))
     generation: int = 0
     live_users: LiveUsers | None = None
 
@@ -336,6 +344,8 @@ class EmbeddingIndex:
         with self._write_lock:
             base = IndexSnapshot(catalog=self._snapshot.catalog) if replace else self._snapshot
             item_table = base.items.upsert(items, written_ms)
+            stale = np.union1d(base.stale_rows, item_table.rows_of(items.ids)) if base.ann is not None \
+                else base.stale_rows
             # Both tables are built before the swap, so no reader sees new users with old items.
             updated = dataclasses.replace(
                 base,
@@ -344,8 +354,8 @@ class EmbeddingIndex:
                 version=version,
                 written_ms=written_ms,
                 catalog=base.catalog.merge(meta or {}),
-                stale_rows=_frozen(np.union1d(base.stale_rows, item_table.rows_of(items.ids)))
-                if base.ann is not None else base.stale_rows,
+                stale_rows=_frozen(stale),
+                stale_vectors=_stale_vectors(item_table, stale) if base.ann is not None else base.stale_vectors,
                 generation=self._snapshot.generation + 1,
                 live_users=LiveUsers.lay(fold_in, item_table.positions(fold_in.item_ids), len(item_table.ids))
                 if fold_in is not None else base.live_users,
@@ -377,6 +387,7 @@ class EmbeddingIndex:
             changed = np.flatnonzero(current.items.refreshed_ms[: ann.n_rows] != built_from.items.refreshed_ms)
             stale = np.concatenate([changed, np.arange(ann.n_rows, len(current.items))]).astype(np.int64)
             self._swap(dataclasses.replace(current, ann=ann, stale_rows=_frozen(stale),
+                                           stale_vectors=_stale_vectors(current.items, stale),
                                            generation=current.generation + 1))
             return True
 

@@ -121,16 +121,21 @@ def _graph_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, n_allowed: 
     # Over-fetch so that, after dropping excluded and filtered rows, about k remain.
     fetch = int((k + query.exclude.size) * (n / max(n_allowed, 1)) * 1.2) + 1
     graph_rows = snapshot.ann.search(query.vector, min(fetch, snapshot.ann.n_rows))[0]
-    rows = np.union1d(graph_rows[graph_rows >= 0], snapshot.stale_rows)
+    graph_rows = graph_rows[graph_rows >= 0]
+    graph_rows = graph_rows[~np.isin(graph_rows, snapshot.stale_rows)]  # a stale row is scored once, below
+    rows = np.concatenate([graph_rows, snapshot.stale_rows])
+    scores = np.concatenate([snapshot.items.vectors[graph_rows] @ query.vector,
+                             snapshot.stale_vectors @ query.vector if snapshot.stale_rows.size
+                             else np.zeros(0, np.float32)])
     keep = np.ones(rows.size, dtype=bool)
     if query.exclude.size:
         keep &= ~np.isin(rows, query.exclude)
     if query.allowed is not None:
         keep &= query.allowed[rows]
-    rows = rows[keep]
+    rows, scores = rows[keep], scores[keep]
     if rows.size < min(k, n_allowed - query.exclude.size):
         return None
-    return _best(rows, snapshot.items.vectors[rows] @ query.vector, k, HNSW)
+    return _best(rows, scores, k, HNSW)
 
 
 def mmr_order(vectors: np.ndarray, relevance: np.ndarray, k: int, diversity_lambda: float) -> np.ndarray:

@@ -11,7 +11,8 @@ content ever causes it.
 The hot path (Recommend, SimilarItems) reads no store while its caches hold: embeddings, titles and
 categories live in the index snapshot, each user's row (seen items, and the user vector when the
 index folds users in at request time, :class:`~serving.index.LiveUsers`) in a cache that index
-updates invalidate (``serve``) or that commits keep exact (``up``, where it holds every row). Explain and RecommendFriends read one k-hop subgraph each.
+updates invalidate (``serve``) or that commits keep exact (``up``, where it holds every row).
+Explain and RecommendFriends read one k-hop subgraph each.
 """
 
 from __future__ import annotations
