@@ -111,7 +111,7 @@ class StackCollector(Collector):
     def sample(self) -> None:
         """Take the lag and backlog readings now (the thread does it every :data:`LAG_CACHE_S`)."""
         lag = self._read_lag() if self.probe_lag else None
-        backlog = self._read_backlog(self.store) if self._wants_backlog and self.store is not None else None
+        backlog = self._read_backlog() if self._wants_backlog else None
         with self._lock:
             self._lag_reading, self._backlog_reading = lag, backlog
             self._sampled_at = time.monotonic()
@@ -151,13 +151,13 @@ class StackCollector(Collector):
             log.warning("lag probe failed: %s", exc)
             return None
 
-    @staticmethod
-    def _read_backlog(store: GraphStore) -> int | None:
+    def _read_backlog(self) -> int | None:
         from graph_store.base import GraphStoreError
 
+        assert self.store is not None  # asked only when _wants_backlog
         try:
-            cursor = store.refresh_state().cursor
-            return len(store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
+            cursor = self.store.refresh_state().cursor
+            return len(self.store.changes_since(cursor, limit=BACKLOG_COUNT_LIMIT).nodes)
         except GraphStoreError as exc:
             log.warning("backlog read failed: %s", exc)
             return None
@@ -276,11 +276,10 @@ class StackCollector(Collector):
         yield _gauge("ig_dead_letter_topic_records", "Records in the dead-letter topic.", dead)
 
 
-def start_metrics_server(settings: Settings, collector: StackCollector,
-                         stop: threading.Event | None = None) -> StackCollector:
-    """Register ``collector``, start its sampling thread (until ``stop``, default: the process's
-    end) and serve ``/metrics`` on ``metrics_port``."""
-    collector.start_sampling(stop if stop is not None else threading.Event())
+def start_metrics_server(settings: Settings, collector: StackCollector) -> StackCollector:
+    """Register ``collector``, start its sampling thread (a daemon: it ends with the process) and
+    serve ``/metrics`` on ``metrics_port``."""
+    collector.start_sampling(threading.Event())
     REGISTRY.register(collector)
     start_http_server(settings.metrics_port, addr=metrics_host(settings))
     log.info("Prometheus metrics on port %d", settings.metrics_port)

@@ -122,7 +122,7 @@ class IndexLoader:
                 if update.fold_in is not None:
                     # A full round whose users are folded in holds every item of the new model: start
                     # over from it (written behind, the store may not hold it yet). The catalog is kept.
-                    self.index.apply(_rows_of(update, NodeKind.USER), items, version=update.version,
+                    self.index.apply(users, items, version=update.version,
                                      written_ms=update.created_ms, meta=meta, fold_in=update.fold_in, replace=True)
                 else:
                     # A new model's first (full) round at a new width: only the store holds all of it.

@@ -84,7 +84,7 @@ class UserRowCache:
             return cached
         if self.complete:
             self.hits += 1
-            return UserRow((), np.zeros(0, np.float64), self._seq or 0)
+            return _no_edges(self._seq or 0)
         self.misses += 1
         epoch = self._epoch
         row = self.store.user_row(user_id)
@@ -166,11 +166,16 @@ class UserRowCache:
                     if row is not None:
                         self._rows[user_id] = _with_deltas(row, deltas, seq)
                     elif self.complete:  # a user without edges until this commit
-                        self._rows[user_id] = _with_deltas(UserRow((), np.zeros(0, np.float64), seq), deltas, seq)
+                        self._rows[user_id] = _with_deltas(_no_edges(seq), deltas, seq)
                 if len(self._rows) > self.max_users:
                     self._start_over("it holds max_users rows")
             self._recent.append((seq, by_user))
             self._seq = seq
+
+
+def _no_edges(seq: int) -> UserRow:
+    """The row of a user without edges, as of commit ``seq``."""
+    return UserRow((), np.zeros(0, np.float64), seq)
 
 
 def _with_deltas(row: UserRow, deltas: Sequence[EdgeDelta], seq: int) -> UserRow:
