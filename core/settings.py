@@ -137,12 +137,13 @@ class Settings:
     # --- Graph store -----------------------------------------------------------------------
     store_backend = Setting(str, "IG_STORE", "ladybug", "Graph store backend: ``ladybug`` or ``neo4j``.")
     store_path = Setting(str, "IG_STORE_PATH", "data/graph.lbdb", "LadybugDB database path (embedded).")
-    store_checkpoint_mb = Setting(float, "IG_STORE_CHECKPOINT_MB", 4.0,
-                                  "LadybugDB checkpoints its write-ahead log into the database file once the log "
-                                  "holds this much; the write that crosses it waits for the checkpoint. "
-                                  "LadybugDB's default, 16 MiB, stalled a 1,000-event batch for up to 330 ms; 4 MiB "
-                                  "checkpoints about 4x as often for up to 220 ms each, for 5-20 % more store time in "
-                                  "all (bench/store_checkpoint.py). Must be > 0.", "MiB")
+    store_checkpoint_mb = Setting(float, "IG_STORE_CHECKPOINT_MB", 16.0,
+                                  "The store folds LadybugDB's write-ahead log into the database file once the log "
+                                  "holds this much: the write that crosses it holds new transactions back, waits for "
+                                  "those running to end and checkpoints (graph_store/checkpoint_gate.py). On a grown "
+                                  "store a checkpoint costs 300-700 ms whatever its size, so fewer are cheaper: 60 "
+                                  "batches of 2,500 events spent 10 s checkpointing at 4 MiB and 3.3 s at 16 MiB "
+                                  "(bench/RESULTS.md). Must be > 0.", "MiB")
     neo4j_uri = Setting(str, "NEO4J_URI", "", "Neo4j bolt URI; empty means no Neo4j.")
     neo4j_user = Setting(str, "NEO4J_USER", "neo4j", "Neo4j user name.")
     neo4j_password = Setting(str, "NEO4J_PASSWORD", "", "Neo4j password.", secret=True)

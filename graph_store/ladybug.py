@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from graph_store import cypher, encode
 from graph_store.base import GraphStoreError, StoreUnavailableError
+from graph_store.checkpoint_gate import CheckpointGate
 from graph_store.cypher import Backend, Dialect
 from graph_store.cypher_store import CypherGraphStore
 from graph_store.subgraph import Runner
@@ -90,9 +91,8 @@ def _store_error(context: str, exc: Exception) -> GraphStoreError:
     return GraphStoreError(f"{context}: {message}")
 
 
-#: Write-ahead log size that triggers a checkpoint (see ``IG_STORE_CHECKPOINT_MB``): shorter stalls
-#: than LadybugDB's 16 MiB default, at about the same total cost.
-DEFAULT_CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: Write-ahead log size at which a write checkpoints it (see ``IG_STORE_CHECKPOINT_MB``).
+DEFAULT_CHECKPOINT_BYTES = 16 * 1024 * 1024
 
 
 class LadybugStore(CypherGraphStore):
@@ -103,7 +103,8 @@ class LadybugStore(CypherGraphStore):
         read_only (bool): Open without write access, beside a writer in another process
             (default: :obj:`False`).
         checkpoint_bytes (int): write-ahead log size at which a write checkpoints it into the
-            database file (default: :data:`DEFAULT_CHECKPOINT_BYTES`, 4 MiB).
+            database file, through a :class:`~graph_store.checkpoint_gate.CheckpointGate`
+            (default: :data:`DEFAULT_CHECKPOINT_BYTES`, 16 MiB).
 
     Raises:
         GraphStoreError: ``checkpoint_bytes`` is not positive (not retryable).
@@ -123,6 +124,7 @@ class LadybugStore(CypherGraphStore):
         self._connections: list[ladybug.Connection] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._gate = CheckpointGate()
         self._closed = False
 
     def _open_database(self) -> ladybug.Database:
@@ -137,7 +139,9 @@ class LadybugStore(CypherGraphStore):
             # corrupted"), so a crashed ``up`` could never restart. Lenient replay keeps every
             # committed transaction and drops the torn one, which never committed: its events'
             # offsets were not applied either, so Kafka redelivers them.
-            return ladybug.Database(self.path, read_only=self.read_only, checkpoint_threshold=self.checkpoint_bytes,
+            # No automatic checkpoint: the store checkpoints when no transaction is inside (see
+            # graph_store.checkpoint_gate).
+            return ladybug.Database(self.path, read_only=self.read_only, auto_checkpoint=False,
                                     throw_on_wal_replay_failure=False)
         except RuntimeError as exc:
             raise _store_error(f"cannot open LadybugDB at {self.path!r}", exc) from exc
@@ -153,7 +157,7 @@ class LadybugStore(CypherGraphStore):
         if self.read_only:
             self._check_schema()
             return
-        with self._write_lock:
+        with self._write_lock, self._gate.transaction():
             conn = self._connection()
             for ddl in cypher.LADYBUG_SCHEMA:
                 # Each DDL statement commits on its own (``IF NOT EXISTS`` makes reruns no-ops).
@@ -183,14 +187,15 @@ class LadybugStore(CypherGraphStore):
 
     def _query(self, text: str) -> list[Sequence[Any]]:
         """Rows of a parameterless catalog query, outside any explicit transaction."""
-        try:
-            result = self._connection().execute(text)
-        except RuntimeError as exc:
-            raise _store_error("reading the catalog failed", exc) from exc
-        try:
-            return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
-        finally:
-            result.close()  # type: ignore[union-attr]  # one statement, one result (not a list)
+        with self._gate.transaction():
+            try:
+                result = self._connection().execute(text)
+            except RuntimeError as exc:
+                raise _store_error("reading the catalog failed", exc) from exc
+            try:
+                return result.get_all()  # type: ignore[union-attr,return-value]  # one statement, one result
+            finally:
+                result.close()  # type: ignore[union-attr]  # one statement, one result (not a list)
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file and empty it (LadybugDB's ``CHECKPOINT``).
@@ -205,11 +210,28 @@ class LadybugStore(CypherGraphStore):
         if self.read_only:
             raise GraphStoreError(f"LadybugStore at {self.path!r} was opened read-only: cannot checkpoint")
         with self._write_lock:
-            try:
-                # Outside any explicit transaction: CHECKPOINT is a statement of its own.
-                self._connection().execute("CHECKPOINT").close()  # type: ignore[union-attr]  # one statement, one result
-            except RuntimeError as exc:
-                raise _store_error("checkpoint failed", exc) from exc
+            if not self._gate.checkpoint(self._run_checkpoint):
+                raise StoreUnavailableError(f"LadybugStore at {self.path!r}: transactions still running after "
+                                            f"{self._gate.wait_s:g} s, no checkpoint")
+
+    def _run_checkpoint(self) -> None:
+        try:
+            # Outside any explicit transaction: CHECKPOINT is a statement of its own.
+            self._connection().execute("CHECKPOINT").close()  # type: ignore[union-attr]  # one statement, one result
+        except RuntimeError as exc:
+            raise _store_error("checkpoint failed", exc) from exc
+
+    def _checkpoint_if_due(self) -> None:
+        """After a write (holding the write lock): checkpoint once the log has reached ``checkpoint_bytes``.
+
+        A checkpoint that found transactions still running is tried again after the next write.
+        """
+        try:
+            logged = os.path.getsize(self.path + ".wal")
+        except OSError:  # no log: nothing written since the last checkpoint
+            return
+        if logged >= self.checkpoint_bytes:
+            self._gate.checkpoint(self._run_checkpoint)
 
     def close(self) -> None:
         with self._connections_lock:
@@ -241,9 +263,15 @@ class LadybugStore(CypherGraphStore):
         if self.read_only:
             raise GraphStoreError(f"LadybugStore at {self.path!r} was opened read-only")
         with self._write_lock:
-            return self._transaction(work, "BEGIN TRANSACTION")
+            result = self._transaction(work, "BEGIN TRANSACTION")
+            self._checkpoint_if_due()
+            return result
 
     def _transaction(self, work: Callable[[Runner], T], begin: str) -> T:
+        with self._gate.transaction():
+            return self._run_transaction(work, begin)
+
+    def _run_transaction(self, work: Callable[[Runner], T], begin: str) -> T:
         conn = self._connection()
         try:
             conn.execute(begin)

@@ -314,3 +314,30 @@ def test_connections_are_replaced_before_table_statements_pile_up(ladybug_store:
     assert len(seen) >= 4 and first.is_closed
     edge = ladybug_store.edge(NodeId("u"), NodeId("i"))
     assert edge is not None and edge.weight == 12.0 and ladybug_store.counts()["edges"] == 13
+
+
+def test_writes_go_on_beside_a_long_read_and_the_log_is_folded_in_after_it(tmp_path: Path) -> None:
+    """LadybugDB's own checkpoint cannot run beside a read and made every COMMIT retry it; the
+    store's waits for the read to end, then folds the log in once."""
+    path = str(tmp_path / "g.lbdb")
+    inside, leave = threading.Event(), threading.Event()
+    with LadybugStore(path, checkpoint_bytes=20_000) as store:
+        store.ensure_schema()
+
+        def long_read(tx: object) -> None:
+            inside.set()
+            leave.wait(30)
+
+        reader = threading.Thread(target=store._read, args=(long_read,), daemon=True)
+        reader.start()
+        assert inside.wait(5)
+        store._gate.wait_s = 0.05  # each write's checkpoint attempt gives up quickly while the read lasts
+        clock = OffsetClock()
+        for n in range(20):
+            store.apply_batch(batch([delta(f"u{n}-{k}", f"i{k}") for k in range(20)], clock, "g"))
+        assert os.path.getsize(path + ".wal") > 20_000  # nothing could be folded in yet, nothing was lost
+        leave.set()
+        reader.join(5)
+        store.apply_batch(batch([delta("last", "i0")], clock, "g"))
+        assert not os.path.exists(path + ".wal") or os.path.getsize(path + ".wal") < 20_000
+        assert store.counts()["edges"] == 401

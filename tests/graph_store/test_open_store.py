@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from core.settings import Settings, SettingsError
 from graph_store import StoreConfig, open_store
 from graph_store.ladybug import LadybugStore
+from tests.graph_store.builders import OffsetClock, batch, delta
 
 
 def test_ladybug_creates_parent_dir_and_schema(tmp_path: Path) -> None:
@@ -31,12 +33,20 @@ def test_neo4j_without_uri_is_a_settings_error() -> None:
 
 
 def test_ladybug_checkpoints_at_the_configured_log_size(tmp_path: Path) -> None:
-    settings = Settings(store_path=str(tmp_path / "graph.lbdb"), store_checkpoint_mb=2.0)
+    path = tmp_path / "graph.lbdb"
+    settings = Settings(store_path=str(path), store_checkpoint_mb=0.05)
     with open_store(StoreConfig.from_settings(settings)) as store:
-        assert isinstance(store, LadybugStore)
-        # Asked of the database itself: the value reached LadybugDB, not only our object.
-        shown = store._connection().execute("CALL current_setting('checkpoint_threshold') RETURN *").get_all()
-        assert shown == [[str(2 * 1024 * 1024)]]
+        assert isinstance(store, LadybugStore) and abs(store.checkpoint_bytes - 0.05 * 2**20) <= 1
+        # Asked of the database itself: the store checkpoints, LadybugDB does not on its own.
+        shown = store._connection().execute("CALL current_setting('auto_checkpoint') RETURN *").get_all()
+        assert [[str(v).lower() for v in row] for row in shown] == [["false"]]
+        clock, logged = OffsetClock(), []
+        for n in range(40):
+            store.apply_batch(batch([delta(f"u{n}-{k}", f"i{k}") for k in range(20)], clock, "g"))
+            logged.append(os.path.getsize(f"{path}.wal") if os.path.exists(f"{path}.wal") else 0)
+        # The log grew past 0.05 MiB and was folded in, more than once, never growing far past it.
+        assert logged.count(0) >= 2 and max(logged) < 4 * store.checkpoint_bytes
+        assert store.counts()["edges"] == 800
 
 
 def test_non_positive_checkpoint_size_is_a_settings_error(tmp_path: Path) -> None:
