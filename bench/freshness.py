@@ -81,6 +81,7 @@ from streams.validation import encode_event, event_key  # noqa: E402
 STAGES = ("broker_to_agent", "batch_plan", "store_commit", "refresh_wait", "refresh_round", "embedding_handoff",
           "index_swap")
 STAGE_METRIC, LAST_MINUTE = "ig_freshness_stage_seconds", "ig_freshness_last_minute_seconds"
+GC_METRIC = "ig_python_gc_pause_seconds"
 TYPES = [str(t) for t in SYNTHETIC_TYPE_MIX]
 TYPE_P = np.array(list(SYNTHETIC_TYPE_MIX.values())) / sum(SYNTHETIC_TYPE_MIX.values())
 PRODUCER = {"acks": "all", "linger.ms": 5, "partitioner": "murmur2_random", "message.timeout.ms": 30_000}
@@ -358,7 +359,8 @@ class Stack:
             "metrics_port": free_port(), "store_path": str(tmp / "graph.lbdb"), "model_dir": str(tmp / "model")}
         if rank:
             overrides["spectral_rank"] = rank
-        self.settings = Settings(**overrides)
+        # IG_* variables of this process reach up as they would reach up itself (e.g. IG_GC_YOUNG_THRESHOLD).
+        self.settings = Settings.from_env(**overrides)
         self.bootstrap = self.settings.bootstrap_servers[0]
         self.url = metrics_url(self.settings)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -547,13 +549,18 @@ def stage_pairs(after: MetricsReading, before: MetricsReading) -> dict[str, Pair
     return {s: hist_pair(histogram_delta(now[s], then.get(s))) for s in names}
 
 
+def gc_pause_s(reading: MetricsReading) -> float:
+    """Seconds ``up`` has spent in garbage-collection passes, all generations."""
+    return sum(snap.total for (name, _labels), snap in reading.histograms.items() if name == GC_METRIC)
+
+
 def window_figures(before: MetricsReading, after: MetricsReading) -> dict[str, Any]:
     seconds = after.at_s - before.at_s
     accepted = after.value("ig_events_accepted_total", 0.0) - before.value("ig_events_accepted_total", 0.0)
     fresh = histogram_delta(after.histogram("ig_freshness_seconds"), before.histogram("ig_freshness_seconds"))
     return {"window_s": seconds, "sustained": accepted / seconds, "freshness": hist_pair(fresh),
             "freshness_n": fresh.count if fresh else 0, "last_minute": last_minute(after),
-            "stages": stage_pairs(after, before)}
+            "stages": stage_pairs(after, before), "gc_share": (gc_pause_s(after) - gc_pause_s(before)) / seconds}
 
 
 def sleep_until(when: float) -> None:
@@ -667,7 +674,7 @@ def print_steps(idle: dict[str, Any], steps: list[dict[str, Any]]) -> None:
     headers = ["offered ev/s", "sustained ev/s", "freshness p50 / p99 s", "last-minute p50 / p99 s",
                "new user first answer p50 / p99 s (timed out)", "Recommend p50 / p99 ms", "idle p50 / p99 ms",
                "p99 load/idle", "lag at end", "up RSS MB", "broker RSS MB", "up / broker CPU cores",
-               "max scrape ms"]
+               "max scrape ms", "GC pause share"]
     rows = []
     for s in steps:
         ratio = s["recommend"][1] / idle["p"][1] if s["recommend"] and idle["p"] else None
@@ -675,7 +682,7 @@ def print_steps(idle: dict[str, Any], steps: list[dict[str, Any]]) -> None:
                      pair(s["last_minute"]), f"{pair(s['first_answer'])} ({s['probes_timed_out']})",
                      pair(s["recommend"], digits=1), pair(idle["p"], digits=1), num(ratio, 1), num(s["lag_end"]),
                      num(s["up_mb"]), num(s["broker_mb"]), pair((s["up_cores"], s["broker_cores"])),
-                     num(s["max_scrape_ms"])])
+                     num(s["max_scrape_ms"]), f"{100 * s['gc_share']:.1f} %"])
     print(table(headers, rows))
     print(f"\nRecommend codes: idle {idle['codes']}; "
           + "; ".join(f"{s['rate']:g} ev/s {s['recommend_codes']}" for s in steps))

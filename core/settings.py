@@ -216,6 +216,12 @@ class Settings:
                          "Bearer token every RPC must carry (health and reflection excepted); empty = no auth.",
                          secret=True)
     metrics_port = Setting(int, "IG_METRICS_PORT", 9108, "Prometheus exposition port (0 = off).", "port")
+    # --- Process -----------------------------------------------------------------------------
+    gc_young_threshold = Setting(int, "IG_GC_YOUNG_THRESHOLD", 50_000,
+                                 "Net allocations between the garbage collector's young passes, set once start-up "
+                                 "has loaded and frozen its long-lived state (interest_graph/gc_pauses.py); 0 "
+                                 "keeps CPython's defaults (700) and freezes nothing. Each pass holds the "
+                                 "interpreter lock; pauses are ig_python_gc_pause_seconds.", "allocations")
 
     def __init__(self, **overrides: Any) -> None:
         known = {s.name for s in self.declared()}

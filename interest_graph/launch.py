@@ -20,6 +20,7 @@ from core.retry import BACKOFF
 from core.settings import Settings
 from graph_store import StoreConfig, open_store
 from graph_store.base import GraphStore
+from interest_graph.gc_pauses import GcPauses, tune_collector
 from interest_graph.metrics import StackCollector, start_metrics_server
 
 if TYPE_CHECKING:  # each component's room is imported when that component starts (``--help`` stays fast)
@@ -201,9 +202,11 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
               _serving(settings, store, stop) as (serving, grpc_metrics)):
             freshness = _hand_over(refresh, serving)
             _hold_user_rows(store, serving)
+            tune_collector(settings.gc_young_threshold)
             stats = IngestStats(on_applied=_on_commit(freshness, refresh, serving))
             _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
-                                              grpc=grpc_metrics, freshness=freshness, store=store))
+                                              grpc=grpc_metrics, freshness=freshness, store=store,
+                                              gc_pauses=GcPauses().watch()))
             return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),
                                      stats=stats)
     return 0
@@ -219,7 +222,8 @@ def run_ingest(settings: Settings) -> int:
     with _open_store_waiting(settings) as store:
         store.ensure_schema()
         ensure_topics(settings)
-        _metrics(settings, StackCollector(settings, ingest=stats))
+        tune_collector(settings.gc_young_threshold)
+        _metrics(settings, StackCollector(settings, ingest=stats, gc_pauses=GcPauses().watch()))
         return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),
                                  stats=stats)
 
@@ -237,7 +241,8 @@ def run_refresh(settings: Settings) -> int:
     """``interest-graph refresh``: the refresh worker alone."""
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _refresh_thread(settings, store, stop) as refresh:
-        _metrics(settings, StackCollector(settings, refresh=refresh, store=store))
+        tune_collector(settings.gc_young_threshold)
+        _metrics(settings, StackCollector(settings, refresh=refresh, store=store, gc_pauses=GcPauses().watch()))
         _wait_for_signal(stop)
     return 0
 
@@ -247,6 +252,8 @@ def run_serve(settings: Settings) -> int:
     _single_threaded_blas()
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _serving(settings, store, stop) as (serving, grpc_metrics):
-        _metrics(settings, StackCollector(settings, serving=serving, grpc=grpc_metrics, store=store))
+        tune_collector(settings.gc_young_threshold)
+        _metrics(settings, StackCollector(settings, serving=serving, grpc=grpc_metrics, store=store,
+                                          gc_pauses=GcPauses().watch()))
         _wait_for_signal(stop)
     return 0

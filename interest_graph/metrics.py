@@ -33,6 +33,7 @@ from streams.stall import StallDetector
 if TYPE_CHECKING:  # the components' rooms are imported by whoever runs them, not by every metrics import
     from graph_store.base import GraphStore
     from interest_graph.freshness import FreshnessTracker
+    from interest_graph.gc_pauses import GcPauses
     from models.refresh import RefreshWorker
     from serving.interceptors import MetricsInterceptor
     from serving.server import ServingHandle
@@ -88,13 +89,15 @@ class StackCollector(Collector):
         freshness (FreshnessTracker, optional): end-to-end freshness (default: ``None``).
         store (GraphStore, optional): for the changed-node backlog (default: ``None``).
         probe_lag (bool): read consumer lag from the broker (default: ``True``).
+        gc_pauses (GcPauses, optional): this process's garbage-collection pauses (default: ``None``).
     """
 
     def __init__(self, settings: Settings, *, ingest: IngestStats | None = None, refresh: RefreshWorker | None = None,
                  serving: ServingHandle | None = None, grpc: MetricsInterceptor | None = None,
                  freshness: FreshnessTracker | None = None, store: GraphStore | None = None,
-                 probe_lag: bool = True) -> None:
+                 probe_lag: bool = True, gc_pauses: GcPauses | None = None) -> None:
         self.settings = settings
+        self.gc_pauses = gc_pauses
         self.ingest, self.refresh, self.serving = ingest, refresh, serving
         self.grpc, self.freshness, self.store = grpc, freshness, store
         self.probe_lag = probe_lag
@@ -182,6 +185,10 @@ class StackCollector(Collector):
                              self.grpc.histograms.snapshots(), ("service", "method", "code"))
         if self.freshness is not None:
             yield from self._freshness(self.freshness)
+        if self.gc_pauses is not None:
+            yield _histogram("ig_python_gc_pause_seconds", "Garbage-collection passes of this process by "
+                             "generation (each holds the interpreter lock throughout).",
+                             self.gc_pauses.snapshots(), ("generation",))
 
     def _ingest(self, ingest: IngestStats, lags: list[PartitionLag] | None) -> Iterator[Metric]:
         snap = ingest.snapshot()
