@@ -15,7 +15,11 @@ waits until everything is consumed and served. It then measures:
    Kafka record time -> serving holds a covering embedding), its per-stage split
    (``ig_freshness_stage_seconds``) and the exact last-minute quantiles
    (``ig_freshness_last_minute_seconds``), each "-" if absent; then the lag, ``up``'s and the
-   broker's resident memory and CPU, and the slowest scrape.
+   broker's resident memory and CPU, the slowest scrape, and the share of the window ``up`` spent
+   in garbage-collection passes (``ig_python_gc_pause_seconds``).
+
+``up`` gets its settings from this process's ``IG_*`` variables where set (ports, paths and
+``--rank`` are the bench's), so a variant is one variable away: ``IG_GC_YOUNG_THRESHOLD=0``.
 
 ``--soak MINUTES`` holds ``--soak-rate`` instead and samples lag, memory, freshness and scrape time
 every ``--soak-every`` s, with a verdict per quantity: the mean of the last third of the samples

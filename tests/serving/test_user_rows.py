@@ -11,7 +11,7 @@ import pytest
 from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch, UserRow
 from graph_store.ladybug import LadybugStore
 from serving.index import IndexUpdate
-from serving.user_rows import RECENT_COMMITS, UserRowCache
+from serving.user_rows import RECENT_COMMITS, SMALL_ROW, UserRowCache
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +150,40 @@ def test_a_graph_with_more_users_than_max_users_is_not_held(ladybug_store: Ladyb
     assert not cache.hold_all(ladybug_store.snapshot()) and not cache.complete
     _assert_is_committed(cache, ladybug_store, "v")
     assert cache.misses == 1
+
+
+def test_long_rows_are_merged_into_and_stay_the_committed_row(ladybug_store: LadybugStore) -> None:
+    """Rows past SMALL_ROW take the bisecting merge: existing items accumulate in place, new ones join in
+    id order (before, between and after the old ones), several commits' deltas in commit order."""
+    rng = np.random.default_rng(5)
+    cache = UserRowCache(ladybug_store)
+    assert cache.hold_all(ladybug_store.snapshot())
+    long_row = [("heavy", f"i{k:04d}", float(rng.uniform(0.1, 3.0))) for k in range(10, 400, 3)]
+    cache.committed(*_commit(ladybug_store, *long_row))
+    assert len(cache.get(NodeId("heavy")).items) > SMALL_ROW
+    for _ in range(5):
+        known = [f"i{k:04d}" for k in rng.choice(np.arange(10, 400, 3), 20, replace=False)]
+        joining = [f"i{k:04d}" for k in rng.integers(0, 420, 10)] + ["a-first", "z-last", "i0100x"]
+        edges = [("heavy", item, float(rng.uniform(0.1, 3.0))) for item in dict.fromkeys(known + joining)]
+        cache.committed(*_commit(ladybug_store, *edges, ("light", "i0001", 1.0)))
+    _assert_is_committed(cache, ladybug_store, "heavy")
+    _assert_is_committed(cache, ladybug_store, "light")
+    row = cache.get(NodeId("heavy"))
+    assert list(row.items) == sorted(row.items)
+
+
+def test_rows_read_from_a_store_that_collates_otherwise_are_put_in_id_order(ladybug_store: LadybugStore) -> None:
+    """The merge bisects, so a row read from a store whose ORDER BY collates differently (Neo4j's
+    string order is not Python's for every id) is put in id order first."""
+    class OtherCollation:
+        """The real store, its rows handed back in reverse order."""
+
+        def user_row(self, user_id: NodeId) -> UserRow:
+            row = ladybug_store.user_row(user_id)
+            return UserRow(row.items[::-1], row.weights[::-1].copy(), row.seq)
+
+    _commit(ladybug_store, *[("u", f"i{k:03d}", float(k + 1)) for k in range(SMALL_ROW + 5)])
+    cache = UserRowCache(OtherCollation())  # type: ignore[arg-type]  # only user_row is read
+    got = cache.get(NodeId("u"))
+    assert list(got.items) == sorted(got.items)
+    assert got.weights.tolist() == [float(k + 1) for k in range(SMALL_ROW + 5)]
