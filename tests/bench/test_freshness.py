@@ -19,7 +19,8 @@ fresh = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fresh)
 
 
-def exposition(accepted: int, fast: int, slow: int, *, stages: bool = False, gauges: bool = False) -> str:
+def exposition(accepted: int, fast: int, slow: int, *, stages: bool = False, gauges: bool = False,
+               gc_s: float | None = None) -> str:
     """A scrape with ``fast`` freshness observations under 0.5 s and ``slow`` ones in (1, 2] s."""
     def histogram(name: str, labels: str = "") -> list[str]:
         sep = "," if labels else ""
@@ -38,7 +39,21 @@ def exposition(accepted: int, fast: int, slow: int, *, stages: bool = False, gau
         lines += ["# TYPE ig_freshness_last_minute_seconds gauge",
                   'ig_freshness_last_minute_seconds{quantile="0.5"} 0.4',
                   'ig_freshness_last_minute_seconds{quantile="0.99"} 1.9']
+    if gc_s is not None:  # the same pause time split over two generations
+        lines += ["# TYPE ig_python_gc_pause_seconds histogram"]
+        for generation in ("0", "2"):
+            lines += [f'ig_python_gc_pause_seconds_bucket{{generation="{generation}",le="+Inf"}} 1',
+                      f'ig_python_gc_pause_seconds_sum{{generation="{generation}"}} {gc_s / 2}',
+                      f'ig_python_gc_pause_seconds_count{{generation="{generation}"}} 1']
     return "\n".join(lines) + "\n"
+
+
+def test_gc_share_is_the_pause_time_of_the_window_over_its_length() -> None:
+    before = parse_exposition(exposition(0, 0, 0, gc_s=1.0), at_s=0.0)
+    after = parse_exposition(exposition(0, 0, 0, gc_s=3.0), at_s=10.0)
+    assert fresh.window_figures(before, after)["gc_share"] == pytest.approx(0.2)
+    plain = parse_exposition(exposition(0, 0, 0), at_s=0.0)  # a stack without the metric: no pauses
+    assert fresh.window_figures(plain, parse_exposition(exposition(0, 0, 0), at_s=5.0))["gc_share"] == 0.0
 
 
 def test_window_counts_only_what_happened_between_the_scrapes() -> None:
