@@ -162,8 +162,12 @@ def _hold_user_rows(store: GraphStore, serving: ServingHandle) -> None:
                  snapshot.weight.size, time.monotonic() - started)
 
 
-def _metrics(settings: Settings, collector: StackCollector) -> None:
+def _started(settings: Settings, collector: StackCollector) -> None:
+    """Start-up has loaded what the process keeps: tune the garbage collector for the long run
+    (see interest_graph.gc_pauses), then export the metrics, its pauses among them, when asked."""
+    tune_collector(settings.gc_young_threshold)
     if settings.metrics_port:
+        collector.gc_pauses = GcPauses().watch()
         start_metrics_server(settings, collector)
 
 
@@ -202,11 +206,9 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
               _serving(settings, store, stop) as (serving, grpc_metrics)):
             freshness = _hand_over(refresh, serving)
             _hold_user_rows(store, serving)
-            tune_collector(settings.gc_young_threshold)
             stats = IngestStats(on_applied=_on_commit(freshness, refresh, serving))
-            _metrics(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
-                                              grpc=grpc_metrics, freshness=freshness, store=store,
-                                              gc_pauses=GcPauses().watch()))
+            _started(settings, StackCollector(settings, ingest=stats, refresh=refresh, serving=serving,
+                                              grpc=grpc_metrics, freshness=freshness, store=store))
             return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),
                                      stats=stats)
     return 0
@@ -222,8 +224,7 @@ def run_ingest(settings: Settings) -> int:
     with _open_store_waiting(settings) as store:
         store.ensure_schema()
         ensure_topics(settings)
-        tune_collector(settings.gc_young_threshold)
-        _metrics(settings, StackCollector(settings, ingest=stats, gc_pauses=GcPauses().watch()))
+        _started(settings, StackCollector(settings, ingest=stats))
         return run_ingest_worker(IngestConfig.from_settings(settings), store, datadir=_faust_datadir(settings),
                                  stats=stats)
 
@@ -241,8 +242,7 @@ def run_refresh(settings: Settings) -> int:
     """``interest-graph refresh``: the refresh worker alone."""
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _refresh_thread(settings, store, stop) as refresh:
-        tune_collector(settings.gc_young_threshold)
-        _metrics(settings, StackCollector(settings, refresh=refresh, store=store, gc_pauses=GcPauses().watch()))
+        _started(settings, StackCollector(settings, refresh=refresh, store=store))
         _wait_for_signal(stop)
     return 0
 
@@ -252,8 +252,6 @@ def run_serve(settings: Settings) -> int:
     _single_threaded_blas()
     stop = threading.Event()
     with _open_store_waiting(settings) as store, _serving(settings, store, stop) as (serving, grpc_metrics):
-        tune_collector(settings.gc_young_threshold)
-        _metrics(settings, StackCollector(settings, serving=serving, grpc=grpc_metrics, store=store,
-                                          gc_pauses=GcPauses().watch()))
+        _started(settings, StackCollector(settings, serving=serving, grpc=grpc_metrics, store=store))
         _wait_for_signal(stop)
     return 0

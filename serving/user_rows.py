@@ -199,23 +199,22 @@ def _with_deltas(row: UserRow, deltas: Sequence[EdgeDelta], seq: int) -> UserRow
         ordered = tuple(sorted(summed))
         return UserRow(ordered, np.fromiter((summed[i] for i in ordered), np.float64, len(ordered)), seq)
     items, weights = row.items, row.weights.copy()
-    new: dict[NodeId, float] = {}
+    joining: dict[NodeId, tuple[int, float]] = {}  # new item -> (where it goes in the old row, weight)
     for delta in deltas:
         item = delta.item_id
         at = bisect.bisect_left(items, item)
         if at < len(items) and items[at] == item:
             weights[at] += delta.weight
         else:
-            new[item] = new.get(item, 0.0) + delta.weight
-    if not new:
+            joining[item] = (at, joining.get(item, (at, 0.0))[1] + delta.weight)
+    if not joining:
         return UserRow(items, weights, seq)
-    joining = [(bisect.bisect_left(items, item), item, weight) for item, weight in new.items()]
-    joining.sort(key=lambda j: (j[0], j[1]))  # new items between the same two old ones, in id order
+    placed = sorted(joining.items(), key=lambda j: (j[1][0], j[0]))  # between the same two old ones: id order
     merged = list(items)
-    for offset, (at, item, _) in enumerate(joining):
+    for offset, (item, (at, _)) in enumerate(placed):
         merged.insert(at + offset, item)
-    positions = np.fromiter((at for at, _, _ in joining), np.intp, len(joining))
-    return UserRow(tuple(merged), np.insert(weights, positions, [w for _, _, w in joining]), seq)
+    positions = np.fromiter((at for _, (at, _) in placed), np.intp, len(placed))
+    return UserRow(tuple(merged), np.insert(weights, positions, [w for _, (_, w) in placed]), seq)
 
 
 def _in_id_order(row: UserRow) -> UserRow:
