@@ -246,6 +246,14 @@ class StackCollector(Collector):
         age = (time.time() * 1000 - snap.written_ms) / 1e3 if snap.written_ms else float("nan")
         yield _gauge("ig_serving_embedding_age_seconds", "Age of the newest embeddings loaded.", age)
         yield _gauge("ig_serving_ready", "1 when the server holds embeddings and reports SERVING.", float(snap.ready))
+        builds = CounterMetricFamily("ig_serving_hnsw_graphs", "HNSW graphs made for the items, by how: "
+                                     "extended with the changed rows, or built afresh from every row.", labels=["how"])
+        builder = serving.ann
+        builds.add_metric(["extended"], builder.extensions)
+        builds.add_metric(["built"], builder.builds - builder.extensions)
+        yield builds
+        yield _gauge("ig_serving_hnsw_stale_rows", "Item rows the HNSW graph does not hold as they are now "
+                     "(scored exactly by every search until the next graph).", snap.stale_rows.size)
 
     def _freshness(self, freshness: FreshnessTracker) -> Iterator[Metric]:
         yield _histogram("ig_freshness_seconds", "Kafka record time of an event to serving holding an embedding "

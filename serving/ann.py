@@ -12,12 +12,15 @@ recall in our measurements).
 Building takes seconds to minutes (about a minute for a million 64-d items on two cores), so
 :class:`serving.ann_builder.AnnBuilder` builds in a background thread and the index keeps serving
 meanwhile: exactly until the first build lands, then from the previous graph plus an exact scan
-of the rows changed since it was built (see :mod:`serving.search`). This module knows nothing of
+of the rows changed since it was built (see :mod:`serving.search`). Later graphs are mostly
+extensions of the last (:meth:`HnswIndex.extended`): under a steady load the refresh rewrites a
+few hundred rows at a time, and inserting those costs a fraction of rebuilding every row. This module knows nothing of
 the index (the index holds graphs; the builder, above both, makes and attaches them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import faiss
@@ -41,15 +44,24 @@ def use_one_faiss_thread() -> None:
 class HnswIndex:
     """An HNSW graph over the item rows ``0..n_rows-1`` of one embedding version.
 
+    The graph only grows: :meth:`extended` inserts the new vectors of rewritten rows as new
+    entries (HNSW is built by insertion, so this costs the changed rows, not the catalog), and the
+    entries they replace stay in the graph as waypoints, never as results. ``entry_rows`` maps each
+    graph entry to its item row and ``live_entry`` each row to the one entry that holds its vector.
+
     Args:
         graph (faiss.IndexHNSWFlat): The inner-product graph over the item vectors.
         n_rows (int): Items it holds (rows appended later are not in it).
         version (int): Embedding version it was built from.
+        entry_rows (np.ndarray): ``int64 [graph.ntotal]``: the item row of each graph entry.
+        live_entry (np.ndarray): ``int64 [n_rows]``: the entry holding each row's vector.
     """
 
     graph: faiss.IndexHNSWFlat
     n_rows: int
     version: int
+    entry_rows: np.ndarray
+    live_entry: np.ndarray
 
     @classmethod
     def build(cls, vectors: np.ndarray, version: int, ef_search: int = 128) -> HnswIndex:
@@ -58,16 +70,53 @@ class HnswIndex:
         graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         graph.hnsw.efSearch = ef_search
         graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(graph, int(vectors.shape[0]), version)
+        rows = np.arange(vectors.shape[0], dtype=np.int64)
+        return cls(graph, int(vectors.shape[0]), version, rows, rows.copy())
+
+    @property
+    def replaced(self) -> int:
+        """Entries whose row has a newer entry: waypoints only."""
+        return int(self.graph.ntotal) - self.n_rows
+
+    def extended(self, rows: np.ndarray, vectors: np.ndarray, n_rows: int, version: int) -> HnswIndex:
+        """A new graph: this one plus ``vectors`` as the current vectors of item ``rows``.
+
+        Args:
+            rows (np.ndarray): ``int64 [m]`` distinct item rows, every row from this graph's
+                ``n_rows`` up to ``n_rows`` among them.
+            vectors (np.ndarray): ``float32 [m, d]``, the vector of each of ``rows``.
+            n_rows (int): Items the new graph holds.
+            version (int): Embedding version the vectors are of.
+
+        This graph is left as it is (searches may be running on it): the new one starts as a copy.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        appended = np.arange(self.n_rows, n_rows, dtype=np.int64)
+        if np.unique(rows).size != rows.size or not np.isin(appended, rows).all() or \
+                (rows.size and (rows.min() < 0 or rows.max() >= n_rows)):
+            raise ValueError("rows must be distinct, below n_rows, and hold every row the graph lacks")
+        graph: faiss.IndexHNSWFlat = faiss.clone_index(self.graph)  # type: ignore[assignment]  # faiss returns the clone's own class, typed as its base
+        first = int(graph.ntotal)
+        graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        live = np.empty(n_rows, dtype=np.int64)
+        live[: self.n_rows] = self.live_entry
+        live[rows] = np.arange(first, first + rows.size, dtype=np.int64)
+        return HnswIndex(graph, n_rows, version, np.concatenate([self.entry_rows, rows]), live)
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Rows of the (approximately) ``k`` largest dot products per query, ``int64 [b, k]``.
+        """Rows of the (approximately) ``k`` largest dot products per query, ``int64 [b, k']``.
 
-        Slots with no result hold ``-1``; callers rescore the rows with the current vectors.
+        ``k'`` is ``k`` widened by the share of replaced entries, so about ``k`` rows remain once
+        those are dropped; slots with no result hold ``-1``. Callers rescore the rows with the
+        current vectors.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = max(1, min(k, self.n_rows))
+        total = int(self.graph.ntotal)
+        k = max(1, min(math.ceil(k * total / max(self.n_rows, 1)), total))
         # efSearch below k would cap the result list at efSearch, so widen it for large k.
         params = faiss.SearchParametersHNSW(efSearch=max(int(self.graph.hnsw.efSearch), k))  # type: ignore[attr-defined]  # SWIG class faiss does not declare
-        _similarities, rows = self.graph.search(queries, k, params=params)
-        return rows
+        _similarities, entries = self.graph.search(queries, k, params=params)
+        found = entries >= 0
+        rows = np.where(found, self.entry_rows[np.where(found, entries, 0)], -1)
+        live = found & (self.live_entry[np.where(found, rows, 0)] == entries)
+        return np.where(live, rows, -1)

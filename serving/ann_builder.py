@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 
+import numpy as np
+
 from serving.ann import HnswIndex
-from serving.index import EmbeddingIndex
+from serving.index import EmbeddingIndex, IndexSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +23,16 @@ class AnnBuilder:
     Wakes on every index update; when the items number at least ``min_items``, an exact scan of
     them would read at least ``min_scan_bytes`` (the cost HNSW saves grows with the width as much
     as with the count) and rows changed since the last build exceed ``rebuild_fraction`` of the
-    catalog (or there is no graph yet), it
-    builds a new graph from the latest snapshot in its own thread and attaches it. Requests are
-    never blocked: they use the previous graph (or exact search) until the swap.
+    catalog (or there is no graph yet), it makes a new graph from the latest snapshot in its own
+    thread and attaches it. Requests are never blocked: they use the previous graph (or exact
+    search) until the swap.
+
+    A new graph extends the last one with the changed rows (:meth:`HnswIndex.extended`) while the
+    entries they replaced number at most ``max_replaced_fraction`` of the catalog; past that, or
+    when there is no graph to extend, it is built afresh from every row. Replaced entries cost
+    each search a little (it fetches as many more candidates) and recall a little, since they are
+    waypoints that can no longer be results.
+
 
     Args:
         index (EmbeddingIndex): The index to build for and attach to.
@@ -32,18 +41,23 @@ class AnnBuilder:
         rebuild_fraction (float): Changed-row share that triggers a rebuild (default: :obj:`0.05`).
         min_scan_bytes (int): Smallest exact scan (items x width x 4 bytes) served approximately
             (default: :obj:`0`, any size from ``min_items`` on).
+        max_replaced_fraction (float): Replaced entries, as a share of the catalog, up to which a
+            graph is extended rather than rebuilt; ``0`` always rebuilds (default: :obj:`0.5`).
     """
 
     def __init__(
         self, index: EmbeddingIndex, min_items: int, ef_search: int = 128, rebuild_fraction: float = 0.05,
-        min_scan_bytes: int = 0,
+        min_scan_bytes: int = 0, max_replaced_fraction: float = 0.5,
     ) -> None:
         self.index = index
         self.min_items = min_items
         self.min_scan_bytes = min_scan_bytes
         self.ef_search = ef_search
         self.rebuild_fraction = rebuild_fraction
+        self.max_replaced_fraction = max_replaced_fraction
+        #: Graphs made, and how many of them were extensions of the previous one.
         self.builds = 0
+        self.extensions = 0
         self.building = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -58,18 +72,34 @@ class AnnBuilder:
         return snapshot.stale_rows.size > self.rebuild_fraction * n
 
     def build_once(self) -> bool:
-        """Build from the current snapshot and attach it if still compatible; ``True`` if attached."""
+        """Make a graph of the current snapshot and attach it if still compatible; ``True`` if attached."""
         snapshot = self.index.snapshot()
+        extend = self._extendable(snapshot)
         self.building = True
         try:
-            ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, self.ef_search)
+            if extend:
+                assert snapshot.ann is not None
+                ann = snapshot.ann.extended(snapshot.stale_rows, snapshot.stale_vectors, len(snapshot.items),
+                                            snapshot.version)
+            else:
+                ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, self.ef_search)
         finally:
             self.building = False
         self.builds += 1
+        self.extensions += extend
         attached = self.index.attach_ann(ann, built_from=snapshot)
-        log.info("HNSW over %d items of embedding version %d %s", ann.n_rows, ann.version,
-                 "attached" if attached else "dropped: the index was reloaded meanwhile")
+        log.info("HNSW over %d items of embedding version %d (%s, %d replaced entries) %s", ann.n_rows,
+                 ann.version, f"{snapshot.stale_rows.size} rows inserted" if extend else "built afresh",
+                 ann.replaced, "attached" if attached else "dropped: the index was reloaded meanwhile")
         return attached
+
+    def _extendable(self, snapshot: IndexSnapshot) -> bool:
+        """Whether the snapshot's graph can take its stale rows and stay within the replaced share."""
+        ann = snapshot.ann
+        if ann is None or ann.graph.d != snapshot.items.dim:
+            return False
+        replaced = ann.replaced + int(np.count_nonzero(snapshot.stale_rows < ann.n_rows))
+        return replaced <= self.max_replaced_fraction * len(snapshot.items)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ann-builder", daemon=True)

@@ -135,6 +135,8 @@ def test_prometheus_scrapes_lag_and_every_dashboard_metric(stack: UpProcess, tmp
         assert {s["metric"]["quantile"] for s in recent} == {"0.5", "0.99"}
         eventually("the gRPC histogram", lambda: prometheus.query(
             'ig_grpc_server_handling_seconds_count{method="GetStatus", code="OK"}'), timeout_s=15)
+        graphs = prometheus.query("ig_serving_hnsw_graphs_total")  # 60 items: exact search, no graph yet
+        assert {(g["metric"]["how"], float(g["value"][1])) for g in graphs} == {("extended", 0.0), ("built", 0.0)}
         exported = {m["metric"]["__name__"] for m in prometheus.query('{__name__=~"ig_.+"}')}
         exported_bases = {re.sub(r"_(bucket|count|sum)$", "", n) for n in exported}
         missing = (dashboard_metrics() | alert_metrics()) - exported_bases

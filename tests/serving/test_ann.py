@@ -1,4 +1,5 @@
-"""HNSW search: recall against exact search, stale rows after updates, background builds, filters, MMR."""
+"""HNSW search: recall against exact search, stale rows after updates, graphs extended by insertion,
+background builds, filters, MMR."""
 
 from __future__ import annotations
 
@@ -84,6 +85,79 @@ def test_rows_changed_after_the_build_are_found_with_their_new_vectors(data) -> 
     found = search(snapshot, ItemQuery(query, 5, nothing()))
     assert found.index_kind == HNSW
     assert [snapshot.items.ids[r] for r in found.rows[:2]] == ["i5", "fresh"]
+
+
+def rewrite(index: EmbeddingIndex, items: np.ndarray, which: np.ndarray, rng: np.random.Generator,
+            version: int, fresh: int = 0) -> IndexSnapshot:
+    """Move the vectors of ``which`` rows (and add ``fresh`` new items) as an incremental round does."""
+    moved = (items[which] + 0.5 * rng.standard_normal((which.size, DIM))).astype(np.float32)
+    items[which] = moved
+    new = items[rng.integers(0, len(items), fresh)] + 0.1
+    ids = [NodeId(f"i{r}") for r in which.tolist()] + [NodeId(f"new{version}-{n}") for n in range(fresh)]
+    return index.apply(EmbeddingRows(NodeKind.USER, [], np.zeros((0, DIM), np.float32)),
+                       EmbeddingRows(NodeKind.ITEM, ids, np.concatenate([moved, new]).astype(np.float32)),
+                       version=version, written_ms=version)
+
+
+def test_an_extended_graph_serves_each_row_by_its_newest_vector_only(data) -> None:
+    """Rounds of rewritten and new rows are inserted into the graph, never rebuilt: results name
+    each row once, with its current vector, and recall against exact search holds."""
+    items, users = data[0].copy(), data[1]
+    rng = np.random.default_rng(11)
+    index = EmbeddingIndex()
+    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items),
+                             version=1, written_ms=1)
+    assert index.attach_ann(HnswIndex.build(items, version=1), built_from)
+    for version in range(2, 6):  # four rounds, each rewriting 10 % of the rows, some twice
+        snapshot = rewrite(index, items, rng.choice(N_ITEMS, N_ITEMS // 10, replace=False), rng, version, fresh=50)
+        assert snapshot.ann is not None
+        ann = snapshot.ann.extended(snapshot.stale_rows, snapshot.stale_vectors, len(snapshot.items), version)
+        assert index.attach_ann(ann, built_from=snapshot)
+    snapshot = index.snapshot()
+    assert snapshot.ann is not None and snapshot.stale_rows.size == 0 and snapshot.ann.n_rows == len(snapshot.items)
+    assert snapshot.ann.replaced > N_ITEMS // 4  # old entries stay in the graph as waypoints
+    found_rows = snapshot.ann.search(snapshot.users.vectors, 50)
+    for found in found_rows:
+        found = found[found >= 0]
+        assert found.size == np.unique(found).size  # never the same row twice (old and new entry)
+    recalls = []
+    for query in snapshot.users.vectors:
+        exact = search(snapshot, ItemQuery(query, 10, nothing()), use_ann=False)
+        approx = search(snapshot, ItemQuery(query, 10, nothing()))
+        assert approx.index_kind == HNSW
+        np.testing.assert_allclose(approx.scores, snapshot.items.vectors[approx.rows] @ query, rtol=1e-5)
+        recalls.append(len(set(exact.rows.tolist()) & set(approx.rows.tolist())) / 10)
+    assert np.mean(recalls) >= 0.95
+
+
+def test_extending_leaves_the_graph_being_searched_as_it_was(snapshot_with_graph: IndexSnapshot) -> None:
+    ann = snapshot_with_graph.ann
+    assert ann is not None
+    before = ann.search(snapshot_with_graph.users.vectors[:5], 10)
+    grown = ann.extended(np.asarray([0, N_ITEMS]), np.ones((2, DIM), np.float32), N_ITEMS + 1, version=2)
+    assert ann.graph.ntotal == N_ITEMS and grown.graph.ntotal == N_ITEMS + 2 and grown.replaced == 1
+    np.testing.assert_array_equal(ann.search(snapshot_with_graph.users.vectors[:5], 10), before)
+    with pytest.raises(ValueError, match="every row the graph lacks"):
+        ann.extended(np.asarray([0]), np.ones((1, DIM), np.float32), N_ITEMS + 1, version=2)
+
+
+def test_builder_extends_the_graph_until_replaced_entries_pass_their_share(data) -> None:
+    items, users = data[0].copy(), data[1]
+    rng = np.random.default_rng(5)
+    index = EmbeddingIndex()
+    builder = AnnBuilder(index, min_items=1, max_replaced_fraction=0.25)
+    index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=1, written_ms=1)
+    assert builder.build_once() and builder.extensions == 0
+    kinds = []
+    for version in range(2, 6):  # 10 % rewritten each time: extended, extended, then 30 % > 25 %: rebuilt
+        rewrite(index, items, rng.choice(N_ITEMS, N_ITEMS // 10, replace=False), rng, version)
+        extensions = builder.extensions
+        assert builder.needs_build() and builder.build_once()
+        kinds.append("extended" if builder.extensions > extensions else "built")
+        snapshot = index.snapshot()
+        assert snapshot.ann is not None and snapshot.stale_rows.size == 0
+        np.testing.assert_array_equal(snapshot.ann.entry_rows[snapshot.ann.live_entry], np.arange(N_ITEMS))
+    assert kinds == ["extended", "extended", "built", "extended"]
 
 
 def test_exclusions_and_filters_hold_on_the_graph_path(snapshot_with_graph: IndexSnapshot) -> None:
