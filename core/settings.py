@@ -192,6 +192,10 @@ class Settings:
                               "with its own index; the kernel spreads client connections (not calls) "
                               "over them. One Python server process uses about one core. Off: a taken "
                               "port is an error.")
+    grpc_workers = Setting(int, "IG_GRPC_WORKERS", 16,
+                           "Threads answering unary RPCs (IG_MAX_STREAMS more serve streams). Calls beyond "
+                           "them wait in gRPC's queue without holding the interpreter lock; each thread "
+                           "running Python competes for it with the rest of the process.", "threads")
     max_k = Setting(int, "IG_MAX_K", 1000, "Largest k a client may ask for.", "items")
     index_poll_s = Setting(float, "IG_INDEX_POLL", 0.1, "How often the server pulls new embeddings.", "s")
     grace_s = Setting(float, "IG_GRACE", 5.0, "Grace period for in-flight RPCs on shutdown.", "s")

@@ -23,6 +23,7 @@ class ServingConfig:
         max_id_length (int): Longest accepted user/item id (``IG_MAX_ID_LENGTH``), chars.
         max_filter_values (int): Most categories one item filter may name (``IG_MAX_FILTER_VALUES``).
         max_streams (int): Most concurrent WatchRecommendations streams (``IG_MAX_STREAMS``).
+        grpc_workers (int): Threads answering unary RPCs (``IG_GRPC_WORKERS``).
         index_poll_s (float): How often the index loader pulls new embeddings (``IG_INDEX_POLL``), s.
         grace_s (float): Grace period for in-flight RPCs on shutdown (``IG_GRACE``), s.
         ann_min_items (int): Catalogs with fewer items are searched exactly; 0 = never HNSW
@@ -42,6 +43,7 @@ class ServingConfig:
     max_id_length: int
     max_filter_values: int
     max_streams: int
+    grpc_workers: int
     index_poll_s: float
     grace_s: float
     ann_min_items: int

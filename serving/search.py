@@ -122,14 +122,19 @@ def _graph_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, n_allowed: 
     fetch = int((k + query.exclude.size) * (n / max(n_allowed, 1)) * 1.2) + 1
     graph_rows = snapshot.ann.search(query.vector, min(fetch, snapshot.ann.n_rows))[0]
     graph_rows = graph_rows[graph_rows >= 0]
-    graph_rows = graph_rows[~np.isin(graph_rows, snapshot.stale_rows)]  # a stale row is scored once, below
+    # Row masks rather than np.isin: isin sorts both sides on every call, a mask costs a byte per item.
+    stale = np.zeros(n, dtype=bool)
+    stale[snapshot.stale_rows] = True
+    graph_rows = graph_rows[~stale[graph_rows]]  # a stale row is scored once, below
     rows = np.concatenate([graph_rows, snapshot.stale_rows])
     scores = np.concatenate([snapshot.items.vectors[graph_rows] @ query.vector,
                              snapshot.stale_vectors @ query.vector if snapshot.stale_rows.size
                              else np.zeros(0, np.float32)])
     keep = np.ones(rows.size, dtype=bool)
     if query.exclude.size:
-        keep &= ~np.isin(rows, query.exclude)
+        excluded = np.zeros(n, dtype=bool)
+        excluded[query.exclude] = True
+        keep &= ~excluded[rows]
     if query.allowed is not None:
         keep &= query.allowed[rows]
     rows, scores = rows[keep], scores[keep]

@@ -47,10 +47,6 @@ from serving.servicer import RecommenderServicer
 
 log = logging.getLogger(__name__)
 
-#: Threads answering unary RPCs (scoring runs in numpy/faiss, which release the GIL); every open
-#: WatchRecommendations stream holds one more, so the pool gets ``max_streams`` on top.
-DEFAULT_MAX_WORKERS = 16
-
 
 class ServingStartError(InterestGraphError, RuntimeError):
     """The server could not bind its address (taken, or not an address). Not retryable as is."""
@@ -68,7 +64,6 @@ def create_server(
     store: GraphStore,
     config: ServingConfig,
     *,
-    max_workers: int = DEFAULT_MAX_WORKERS,
     health_servicer: health.HealthServicer | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, RecommenderServicer]:
@@ -79,10 +74,9 @@ def create_server(
         index (EmbeddingIndex): The index the servicer reads (kept current by an
             :class:`~serving.loader.IndexLoader` the caller runs).
         store (GraphStore): For seen items, graph evidence and status counts.
-        config (ServingConfig): Request limits, ``tls_cert``/``tls_key``, ``auth_token`` and
+        config (ServingConfig): Request limits, ``grpc_workers`` threads for unary RPCs (and
+            ``max_streams`` more for streams), ``tls_cert``/``tls_key``, ``auth_token`` and
             ``grpc_share_port``.
-        max_workers (int): Threads for unary RPCs; ``config.max_streams`` more are added for
-            streams (default: :obj:`16`).
         health_servicer (HealthServicer, optional): Pass one to control it at shutdown
             (default: a new one).
         interceptors (Sequence[grpc.ServerInterceptor]): Run before the auth check, so they see
@@ -97,7 +91,7 @@ def create_server(
     # SO_REUSEPORT only when asked (IG_GRPC_SHARE_PORT): otherwise a second server on a taken port
     # must fail, not silently share it.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers + config.max_streams, thread_name_prefix="grpc"),
+        futures.ThreadPoolExecutor(max_workers=config.grpc_workers + config.max_streams, thread_name_prefix="grpc"),
         interceptors=chain,
         options=[("grpc.so_reuseport", int(config.grpc_share_port))],
     )
@@ -155,7 +149,6 @@ def start_serving(
     store: GraphStore,
     *,
     address: str | None = None,
-    max_workers: int = DEFAULT_MAX_WORKERS,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     index: EmbeddingIndex | None = None,
 ) -> ServingHandle:
@@ -166,7 +159,6 @@ def start_serving(
             TLS, auth and limits.
         store (GraphStore): The store the refresh worker writes embeddings to.
         address (str, optional): Overrides ``config.grpc_addr`` (default: :obj:`None`).
-        max_workers (int): Threads for unary RPCs (default: :obj:`16`).
         interceptors (Sequence[grpc.ServerInterceptor]): Extra server interceptors, e.g. metrics
             (default: none).
         index (EmbeddingIndex, optional): Serve this index, e.g. one filled directly by a
@@ -176,7 +168,7 @@ def start_serving(
     health_servicer = health.HealthServicer()
     server, port, servicer = create_server(
         address or config.grpc_addr, index, store, config,
-        max_workers=max_workers, health_servicer=health_servicer, interceptors=interceptors,
+        health_servicer=health_servicer, interceptors=interceptors,
     )
     loader = IndexLoader(store, index, config.index_poll_s)
     ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search,
