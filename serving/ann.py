@@ -104,17 +104,20 @@ class HnswIndex:
         return HnswIndex(graph, n_rows, version, np.concatenate([self.entry_rows, rows]), live)
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """Rows of the (approximately) ``k`` largest dot products per query, ``int64 [b, k']``.
+        """Candidate rows for the ``k`` largest dot products per query, ``int64 [b, k']``.
 
-        ``k'`` is ``k`` widened by the share of replaced entries, so about ``k`` rows remain once
-        those are dropped; slots with no result hold ``-1``. Callers rescore the rows with the
-        current vectors.
+        Every candidate the search visited comes back (``k'`` is at least efSearch), so the
+        caller's exact rescoring picks the best of all of them: a graph's ranking can differ from
+        the current vectors'. Search breadth and ``k'`` both grow by the share of replaced entries,
+        which take room in the candidate list without ever being returned (their slots hold ``-1``,
+        as do slots with no result).
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         total = int(self.graph.ntotal)
-        k = max(1, min(math.ceil(k * total / max(self.n_rows, 1)), total))
-        # efSearch below k would cap the result list at efSearch, so widen it for large k.
-        params = faiss.SearchParametersHNSW(efSearch=max(int(self.graph.hnsw.efSearch), k))  # type: ignore[attr-defined]  # SWIG class faiss does not declare
+        widen = total / max(self.n_rows, 1)
+        ef = math.ceil(max(int(self.graph.hnsw.efSearch), k) * widen)
+        k = max(1, min(ef, total))
+        params = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]  # SWIG class faiss does not declare
         _similarities, entries = self.graph.search(queries, k, params=params)
         found = entries >= 0
         rows = np.where(found, self.entry_rows[np.where(found, entries, 0)], -1)
