@@ -3,9 +3,10 @@
 Before ``interest-graph train`` has made a checkpoint, the worker fits one itself once the graph
 holds ``bootstrap_min_edges`` edges (``model_method``: SpectralCF by default), marks it
 ``source="bootstrap"`` and refits it each time the graph has doubled since. A checkpoint from
-``train`` is never replaced. Each fit runs in a thread of its own at background priority (a
-SpectralCF fit of a growing graph takes seconds to minutes of a core) while rounds go on with
-the current model; the round after it lands loads it.
+``train`` is never replaced. Each fit reads the graph in a thread of its own and runs in a process
+at background priority (:mod:`models.fit_process`; a SpectralCF fit of a growing graph takes
+seconds to minutes of a core) while rounds go on with the current model; the round after it lands
+loads it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from graph_store.base import GraphStore, GraphStoreError
 from models.config import RefreshConfig
-from models.methods import Checkpoint, train_from_store
-from models.runtime import run_in_background
+from models.fit_process import FitProcess, FitProcessError
+from models.methods import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class BootstrapFits:
         self.on_failed = on_failed
         self._after_edges = 0
         self._thread: threading.Thread | None = None
+        self._process = FitProcess()
 
     def maybe_start(self, checkpoint: Checkpoint | None) -> bool:
         """Start a fit if the graph has reached the size for one; ``True`` if one started."""
@@ -63,17 +65,18 @@ class BootstrapFits:
         return True
 
     def _fit(self) -> None:
-        run_in_background()  # a refit must not starve ingest and serving; the current model serves meanwhile
+        # The snapshot is read here (the store lives in this process); the fit itself runs in the
+        # background process, where its low priority cannot hold up this process's threads.
         try:
-            trained = train_from_store(self.store, self.config.model, self.checkpoint_dir, source="bootstrap",
-                                       epochs=self.config.bootstrap_epochs, device=self.device)
-        except (OSError, ValueError, GraphStoreError) as exc:
+            trained = self._process.fit(self.store.snapshot(), self.config.model, self.checkpoint_dir,
+                                        source="bootstrap", epochs=self.config.bootstrap_epochs, device=self.device)
+        except (OSError, ValueError, GraphStoreError, FitProcessError) as exc:
             # E.g. a read-only model dir: refreshing goes on; try again once the graph doubled.
             log.error("refresh worker could not train its own checkpoint: %s", exc)
             self.on_failed(exc)
             return
-        log.info("refresh worker trained checkpoint v%d on %d edges in %.1f s", trained.version,
-                 trained.meta["edges"], trained.meta["train_seconds"])
+        log.info("refresh worker trained checkpoint v%d on %d edges in %.1f s", trained["version"],
+                 trained["edges"], trained["train_seconds"])
         self.on_fitted()
 
     @property
@@ -85,3 +88,9 @@ class BootstrapFits:
         if self._thread is not None:
             self._thread.join(timeout_s)
         return not self.running
+
+    def close(self) -> None:
+        """Stop the fit process (a fit still running is killed and not saved); call after :meth:`join`."""
+        self._process.close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -69,7 +69,15 @@ def train_from_store(store: GraphStore, config: ModelConfig, out_dir: str | Path
             replaces checkpoints of its own (``"bootstrap"``). (default: ``"train"``)
         method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``config.model_method``)
     """
-    checkpoint = fit(store.snapshot(), config, method=method, epochs=epochs, device=device)
+    return fit_and_save(store.snapshot(), config, out_dir, epochs=epochs, device=device, source=source, method=method)
+
+
+def fit_and_save(snapshot: EdgeSnapshot, config: ModelConfig, out_dir: str | Path | None = None, *,
+                 epochs: int | None = None, device: torch.device | str | None = None,
+                 source: str = "train", method: str | None = None) -> Checkpoint:
+    """:func:`fit` ``snapshot``, mark who trained it (``meta["source"]``), save it into ``out_dir``
+    (default: ``model_dir``); the arguments are :func:`train_from_store`'s."""
+    checkpoint = fit(snapshot, config, method=method, epochs=epochs, device=device)
     checkpoint.meta["source"] = source
     checkpoint.save(out_dir if out_dir is not None else config.model_dir)
     return checkpoint

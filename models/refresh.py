@@ -56,9 +56,6 @@ log = logging.getLogger(__name__)
 
 #: How long stopping waits for the cold-start thread to finish the batch it is encoding, in seconds.
 COLD_JOIN_S = 60.0
-#: How long stopping waits for a bootstrap fit to finish, in seconds (a torch thread left running
-#: while the interpreter finalises aborts the process, see COLD_JOIN_S).
-BOOTSTRAP_JOIN_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +286,11 @@ class RefreshWorker:
         """Wait for a running bootstrap fit; ``True`` when none is left running."""
         return self._bootstrap.join(timeout_s)
 
+    def close_bootstrap(self) -> None:
+        """Stop the bootstrap fit process (:meth:`run_forever` does on stop; callers of
+        :meth:`run_once` do when done)."""
+        self._bootstrap.close()
+
     def _full_round(self) -> RefreshReport:
         assert self._method is not None
         snapshot = self.store.snapshot()
@@ -375,8 +377,9 @@ class RefreshWorker:
                 cold.join(COLD_JOIN_S)
                 if cold.is_alive():
                     log.warning("cold start still encoding %.0f s after stop; leaving it", COLD_JOIN_S)
-            if not self.join_bootstrap(BOOTSTRAP_JOIN_S):
-                log.warning("the bootstrap fit is still running %.0f s after stop; leaving it", BOOTSTRAP_JOIN_S)
+            # A fit still running is in its own process: stopping kills it (the model dir keeps the last
+            # whole checkpoint, and the graph will have grown enough again after the restart).
+            self.close_bootstrap()
             if self.persister is not None:
                 self.persister.close()
 

@@ -208,23 +208,24 @@ def test_run_forever_serves_new_clicks_and_survives_a_broken_checkpoint(
 
 
 def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
-    ladybug_store: LadybugStore, feed: Feed, tmp_path: Path, device: torch.device
+    ladybug_store: LadybugStore, feed: Feed, tmp_path: Path, device: torch.device, request: pytest.FixtureRequest
 ) -> None:
     settings = _settings(bootstrap_min_edges=30, bootstrap_epochs=20, model_dir=str(tmp_path / "model"))
     worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device=str(device))
+    request.addfinalizer(worker.close_bootstrap)  # the fits' process
     feed(CLUSTER_EDGES[:20])
     worker.run_once()
     assert worker.stats.bootstraps == 0  # 20 edges: too few to learn from
     feed(CLUSTER_EDGES[20:])
     worker.run_once()
-    assert worker.join_bootstrap(30)  # the fit runs beside the rounds
+    assert worker.join_bootstrap(120)  # the fit runs beside the rounds
     assert worker.stats.bootstraps == 1
     assert LightGCNCheckpoint.load(settings.model_dir).meta["source"] == "bootstrap"
     assert worker.run_once().kind == "full" and worker.stats.model_version == 1
 
     feed([(f"c0-{u}", f"a-extra{u}-{k}") for u in range(6) for k in range(7)])  # 36 -> 78 edges
     worker.run_once()
-    assert worker.join_bootstrap(30)
+    assert worker.join_bootstrap(120)
     assert worker.stats.bootstraps == 2 and worker.run_once().kind == "full"
 
     # an operator's checkpoint
@@ -232,7 +233,7 @@ def test_worker_trains_its_own_checkpoint_and_retrains_as_the_graph_doubles(
     worker.run_once()
     feed([(f"c1-{u}", f"b-extra{u}-{k}") for u in range(6) for k in range(20)])
     worker.run_once()
-    assert worker.join_bootstrap(30)
+    assert worker.join_bootstrap(120)
     assert worker.stats.bootstraps == 2 and worker.stats.model_version == 3  # never replaced
 
 

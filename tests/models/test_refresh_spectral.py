@@ -82,12 +82,14 @@ def test_train_fits_spectral_and_incremental_rounds_equal_a_full_recompute(
     assert sorted(p.name for p in Path(settings.model_dir).glob("*.npz")) == ["lightgcn-2.npz", "spectral-1.npz"]
 
 
-def test_worker_bootstraps_a_spectral_checkpoint(ladybug_store: LadybugStore, feed: Feed, tmp_path: Path) -> None:
+def test_worker_bootstraps_a_spectral_checkpoint(ladybug_store: LadybugStore, feed: Feed, tmp_path: Path,
+                                                 request: pytest.FixtureRequest) -> None:
     settings = _settings(tmp_path, bootstrap_min_edges=30)
     worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
+    request.addfinalizer(worker.close_bootstrap)  # the fit's process
     feed(CLUSTER_EDGES)
     worker.run_once()
-    assert worker.join_bootstrap(30)  # the fit runs beside the rounds
+    assert worker.join_bootstrap(120)  # the fit runs beside the rounds, in a process of its own
     assert worker.stats.bootstraps == 1
     checkpoint = load_checkpoint(settings.model_dir)
     assert isinstance(checkpoint, SpectralCheckpoint) and checkpoint.meta["source"] == "bootstrap"
