@@ -5,9 +5,9 @@ process with ingest and serving, and a fit in a *thread* at background priority 
 interpreter lock between its native kernels. When the machine is full, the scheduler leaves a
 nice-19 thread off the CPU for long stretches, and while it is off holding the lock every Python
 thread of the process waits: on this 2-core box, with both cores busy, a plain Python loop stalled
-for up to 111-836 ms beside such a thread, against 20-55 ms beside the same thread at normal
-priority (``bench/RESULTS.md``, fifth pass). A process has its own lock, so its priority can be low
-without anyone waiting on it.
+for up to 288 ms beside such a thread, against 13 ms beside the same thread at normal priority and
+9.7 ms beside the same work in a nice-19 process (``bench/gil_priority.py``). A process has its own
+lock, so its priority can be low without anyone waiting on it.
 
 The process is started at the first fit and kept for the next ones (its imports cost seconds), fed
 the graph snapshot the caller read (the store stays in the caller's process: LadybugDB admits one

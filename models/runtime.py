@@ -25,12 +25,15 @@ BACKGROUND_NICENESS = 19
 def run_in_background() -> bool:
     """Lower the calling thread's CPU priority to :data:`BACKGROUND_NICENESS`; ``True`` if it took.
 
-    For work that is not on an event's way to a reply but takes cores for seconds to minutes: a
-    bootstrap SVD refit, cold start encoding the catalog's text. On a 2-core machine running ingest,
-    serving, the broker and the producers, either one starved the ingest agent (``bench/freshness.py``
-    saw a refit take half a core for most of a run). Linux gives each thread its own niceness
-    (``setpriority`` on the thread id); torch's kernels run in the calling thread when it has one
-    thread (:func:`use_torch_threads` on 2 cores), so they inherit it. Elsewhere this does nothing.
+    For work that is not on an event's way to a reply but takes cores for seconds to minutes: the
+    bootstrap refit's process (:mod:`models.fit_process`), cold start encoding the catalog's text.
+    On a 2-core machine running ingest, serving, the broker and the producers, either one starved
+    the ingest agent (``bench/freshness.py`` saw a refit take half a core for most of a run). In a
+    thread that also runs Python it can stall the whole process instead: while the scheduler leaves
+    it off the CPU holding the interpreter lock, every other thread waits (``bench/gil_priority.py``).
+    Linux gives each thread its own niceness (``setpriority`` on the thread id); torch's kernels run
+    in the calling thread when it has one thread (:func:`use_torch_threads` on 2 cores), so they
+    inherit it. Elsewhere this does nothing.
     """
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)

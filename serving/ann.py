@@ -14,8 +14,9 @@ Building takes seconds to minutes (about a minute for a million 64-d items on tw
 meanwhile: exactly until the first build lands, then from the previous graph plus an exact scan
 of the rows changed since it was built (see :mod:`serving.search`). Later graphs are mostly
 extensions of the last (:meth:`HnswIndex.extended`): under a steady load the refresh rewrites a
-few hundred rows at a time, and inserting those costs a fraction of rebuilding every row. This module knows nothing of
-the index (the index holds graphs; the builder, above both, makes and attaches them).
+few hundred rows at a time, and inserting those costs a fraction of rebuilding every row. This
+module knows nothing of the index (the index holds graphs; the builder, above both, makes and
+attaches them).
 """
 
 from __future__ import annotations
@@ -51,14 +52,13 @@ class HnswIndex:
 
     Args:
         graph (faiss.IndexHNSWFlat): The inner-product graph over the item vectors.
-        n_rows (int): Items it holds (rows appended later are not in it).
         version (int): Embedding version it was built from.
         entry_rows (np.ndarray): ``int64 [graph.ntotal]``: the item row of each graph entry.
-        live_entry (np.ndarray): ``int64 [n_rows]``: the entry holding each row's vector.
+        live_entry (np.ndarray): ``int64 [n_rows]``: the entry holding each row's vector; its
+            length is the number of item rows the graph holds (rows appended later are not in it).
     """
 
     graph: faiss.IndexHNSWFlat
-    n_rows: int
     version: int
     entry_rows: np.ndarray
     live_entry: np.ndarray
@@ -71,7 +71,12 @@ class HnswIndex:
         graph.hnsw.efSearch = ef_search
         graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
         rows = np.arange(vectors.shape[0], dtype=np.int64)
-        return cls(graph, int(vectors.shape[0]), version, rows, rows.copy())
+        return cls(graph, version, rows, rows.copy())
+
+    @property
+    def n_rows(self) -> int:
+        """Item rows the graph holds: ``0..n_rows-1``."""
+        return int(self.live_entry.size)
 
     @property
     def replaced(self) -> int:
@@ -101,7 +106,7 @@ class HnswIndex:
         live = np.empty(n_rows, dtype=np.int64)
         live[: self.n_rows] = self.live_entry
         live[rows] = np.arange(first, first + rows.size, dtype=np.int64)
-        return HnswIndex(graph, n_rows, version, np.concatenate([self.entry_rows, rows]), live)
+        return HnswIndex(graph, version, np.concatenate([self.entry_rows, rows]), live)
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
         """Candidate rows for the ``k`` largest dot products per query, ``int64 [b, k']``.
