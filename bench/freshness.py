@@ -714,9 +714,9 @@ def print_soak(samples: list[dict[str, Any]], rate: float) -> dict[str, str]:
     return verdicts
 
 
-def header() -> dict[str, str]:
+def header(script: str = "bench/freshness.py") -> dict[str, str]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return {"command": " ".join(["bench/freshness.py", *sys.argv[1:]]), "commit": commit.stdout.strip(),
+    return {"command": " ".join([script, *sys.argv[1:]]), "commit": commit.stdout.strip(),
             "at": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
 
 

@@ -220,12 +220,14 @@ def ingest_run(config: IngestConfig, store: TimedStore, count: int, datadir: str
     return rate, np.concatenate(sent_ms), np.concatenate(freshness)
 
 
-def planned_batches(events: list[KeyedEvent], batch_size: int, contract: EventContract) -> list[UpsertBatch]:
-    """``events`` as one partition's records, planned (decode, validate, aggregate) ``batch_size`` at a time."""
+def planned_batches(events: list[KeyedEvent], batch_size: int, contract: EventContract,
+                    first_offset: int = 0) -> list[UpsertBatch]:
+    """``events`` as one partition's records from ``first_offset`` on, planned (decode, validate,
+    aggregate) ``batch_size`` at a time."""
     tp = TopicPartition("store-only", 0)
     now = int(time.time() * 1000) + 10**9
-    records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, k), timestamp_ms=e.ts_ms)
-               for k, e in enumerate(events)]
+    records = [SourceRecord(value=e.value, key=e.key, position=SourcePosition(tp, first_offset + k),
+                            timestamp_ms=e.ts_ms) for k, e in enumerate(events)]
     return [plan_batch(records[k:k + batch_size], {}, contract, "store-only", now).batch
             for k in range(0, len(records), batch_size)]
 
