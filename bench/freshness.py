@@ -76,6 +76,7 @@ from interest_graph.status_metrics import (  # noqa: E402
     metrics_url,
     scrape,
 )
+from proto import recommender_pb2 as pb  # noqa: E402
 from serving.client import RecommenderClient, RecommenderError  # noqa: E402
 from streams.catalog import encode_item  # noqa: E402
 from streams.datasets import SYNTHETIC_TYPE_MIX  # noqa: E402
@@ -265,10 +266,13 @@ def probe_new_users(bootstrap: str, topic: str, addr: str, items: list[str], lab
         producer.flush(10)
         while time.monotonic() - sent < 30:
             try:
-                client.recommend(user, k=10)
-                answers.append(time.monotonic() - sent)
-                return
-            except RecommenderError as exc:  # NOT_FOUND: not served yet
+                # Until the clicks are served, the user gets the trending list: not an answer to them.
+                if client.recommend(user, k=10).source != pb.RECOMMEND_SOURCE_TRENDING:
+                    answers.append(time.monotonic() - sent)
+                    return
+                with lock:
+                    codes["trending"] += 1
+            except RecommenderError as exc:  # NOT_FOUND where trending is off: not served yet
                 with lock:
                     codes[exc.code.name] += 1
             time.sleep(0.01)

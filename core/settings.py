@@ -212,6 +212,19 @@ class Settings:
                               "on one core, against 0.7 ms for HNSW at recall@10 0.98).", "MB")
     ann_ef_search = Setting(int, "IG_ANN_EF_SEARCH", 128,
                             "HNSW search breadth (efSearch): higher = better recall, slower.", "nodes")
+    trending = Setting(bool, "IG_TRENDING", True,
+                       "Users without a personal vector (brand new, or no item the model knows) get the "
+                       "trending list, its reply's source TRENDING; off = NOT_FOUND for them.")
+    trending_half_life_s = Setting(float, "IG_TRENDING_HALF_LIFE", 21_600.0,
+                                   "Half-life of an interaction's weight in the trending list, in event time; "
+                                   "0 = all-time popularity.", "s")
+    trending_reseed_s = Setting(float, "IG_TRENDING_RESEED", 60.0,
+                                "`serve` on its own: how often trending adds what the store's item totals grew "
+                                "by (`up` hears every commit instead); 0 = only at start.", "s")
+    blend_prior_interactions = Setting(float, "IG_BLEND_PRIOR_INTERACTIONS", 0.0,
+                                       "n0 of the personal weight n / (n + n0) of a user with n items; the rest "
+                                       "of the weight goes to trending (reply source BLENDED). 0 = personal "
+                                       "lists for every user with a vector.", "interactions")
     tls_cert = Setting(str, "IG_TLS_CERT", "", "Server certificate (PEM file); with IG_TLS_KEY turns TLS on.")
     tls_key = Setting(str, "IG_TLS_KEY", "", "Server private key (PEM file) for IG_TLS_CERT.")
     tls_root_cert = Setting(str, "IG_TLS_ROOT_CERT", "",

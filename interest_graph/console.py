@@ -64,8 +64,11 @@ def print_recommendations(
     settings: Settings, user_id: str, *, k: int, exclude_seen: bool, include: Sequence[str] = (),
     exclude: Sequence[str] = (), diversity: float | None = None,
 ) -> int:
+    from proto import recommender_pb2  # here: render runs only once the server answered
+
     def render(reply: pb.RecommendReply) -> str:
-        return (f"\nuser {user_id}: top {k} (embedding version {reply.embedding_version}, "
+        source = recommender_pb2.RecommendSource.Name(reply.source).removeprefix("RECOMMEND_SOURCE_").lower()
+        return (f"\nuser {user_id}: top {k}, {source} (embedding version {reply.embedding_version}, "
                 f"age {reply.embedding_age_ms} ms, {reply.index_kind} index)\n{_items_table(reply.items)}")
 
     return _show(settings, f"recommend {user_id!r}", lambda client: client.recommend(

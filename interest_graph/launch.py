@@ -103,16 +103,17 @@ def _refresh_thread(settings: Settings, store: GraphStore, stop: threading.Event
 
 
 @contextlib.contextmanager
-def _serving(settings: Settings, store: GraphStore,
-             stop: threading.Event) -> Iterator[tuple[ServingHandle, MetricsInterceptor]]:
-    """The running server and its latency interceptor."""
+def _serving(settings: Settings, store: GraphStore, stop: threading.Event,
+             trending_from_store: bool = True) -> Iterator[tuple[ServingHandle, MetricsInterceptor]]:
+    """The running server and its latency interceptor; ``trending_from_store=False`` when the caller
+    feeds trending from commits (``up``)."""
     from serving.config import ServingConfig
     from serving.interceptors import MetricsInterceptor
     from serving.server import start_serving
 
     config = ServingConfig.from_settings(settings)
     interceptor = MetricsInterceptor()
-    handle = start_serving(config, store, interceptors=[interceptor])
+    handle = start_serving(config, store, interceptors=[interceptor], trending_from_store=trending_from_store)
     try:
         yield handle, interceptor
     finally:
@@ -139,10 +140,11 @@ def _hand_over(refresh: RefreshWorker, serving: ServingHandle) -> FreshnessTrack
 
 def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: ServingHandle) -> AppliedHook:
     """What a committed ingest batch sets off in ``up``: serving adds its edges to the cached user
-    rows (with users folded in at request time, that serves the batch), freshness times it, and the
-    next refresh round starts now."""
+    rows (with users folded in at request time, that serves the batch) and to the trending list,
+    freshness times it, and the next refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
         serving.servicer.user_rows.committed(batch.seq, batch.edges)
+        serving.servicer.trending.add_edges(batch.edges)
         if serving.index.snapshot().folds_in(batch.items):
             freshness.batch_served(batch)
         else:
@@ -154,9 +156,11 @@ def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: Ser
 
 def _hold_user_rows(store: GraphStore, serving: ServingHandle) -> None:
     """Load every user row into serving before ingest starts; from then on commits keep them, and
-    Recommend reads no row from the store (see serving.user_rows)."""
+    Recommend reads no row from the store (see serving.user_rows). The same snapshot seeds the
+    trending list, which commits then keep (see serving.trending)."""
     started = time.monotonic()
     snapshot = store.snapshot()
+    serving.servicer.trending.add_totals(snapshot)
     if serving.servicer.user_rows.hold_all(snapshot):
         log.info("serving holds the rows of %d users (%d edges), loaded in %.1f s", len(snapshot.user_ids),
                  snapshot.weight.size, time.monotonic() - started)
@@ -203,7 +207,7 @@ def run_embedded_stack(settings: Settings, *, start_broker: bool = True) -> int:
         # Write-behind: serving is a listener of the worker here, so rounds reach it before the store.
         # Live users: serving folds users in from their committed rows, so rounds refresh items only.
         with (_refresh_thread(settings, store, stop, write_behind=True, live_users=True) as refresh,
-              _serving(settings, store, stop) as (serving, grpc_metrics)):
+              _serving(settings, store, stop, trending_from_store=False) as (serving, grpc_metrics)):
             freshness = _hand_over(refresh, serving)
             _hold_user_rows(store, serving)
             stats = IngestStats(on_applied=_on_commit(freshness, refresh, serving))

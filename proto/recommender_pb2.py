@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17proto/recommender.proto\x12\x10interestgraph.v1\"D\n\nItemFilter\x12\x1a\n\x12include_categories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\"\xa6\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.interestgraph.v1.ItemFilter\x12\x1d\n\x10\x64iversity_lambda\x18\x05 \x01(\x02H\x00\x88\x01\x01\x42\x13\n\x11_diversity_lambda\"O\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"\x86\x01\n\x0eRecommendReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\x12\x12\n\nindex_kind\x18\x04 \x01(\t\"_\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12,\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1c.interestgraph.v1.ItemFilter\"\x89\x01\n\x11SimilarItemsReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\x12\x12\n\nindex_kind\x18\x04 \x01(\t\"5\n\x17RecommendFriendsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\"x\n\nScoredUser\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1c\n\x14\x65mbedding_similarity\x18\x03 \x01(\x02\x12\x16\n\x0e\x63o_interaction\x18\x04 \x01(\x02\x12\x14\n\x0cshared_items\x18\x05 \x01(\x05\"y\n\x15RecommendFriendsReply\x12+\n\x05users\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredUser\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\"A\n\x0e\x45xplainRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"m\n\x0cItemEvidence\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x02\x12\x13\n\x0b\x65\x64ge_weight\x18\x04 \x01(\x02\x12\x12\n\nsimilarity\x18\x05 \x01(\x02\"P\n\x11NeighbourEvidence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\x12\x14\n\x0cshared_items\x18\x03 \x01(\x05\"\xcb\x01\n\x0c\x45xplainReply\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x0c\n\x04rank\x18\x02 \x01(\x03\x12\x0c\n\x04seen\x18\x03 \x01(\x08\x12\r\n\x05title\x18\x04 \x01(\t\x12-\n\x05items\x18\x05 \x03(\x0b\x32\x1e.interestgraph.v1.ItemEvidence\x12\x37\n\nneighbours\x18\x06 \x03(\x0b\x32#.interestgraph.v1.NeighbourEvidence\x12\x19\n\x11\x65mbedding_version\x18\x07 \x01(\x03\"O\n\x1bWatchRecommendationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\"\x0f\n\rStatusRequest\"\xd0\x02\n\x0bStatusReply\x12\x19\n\x11\x65mbedding_version\x18\x01 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x02 \x01(\x03\x12\x15\n\rusers_indexed\x18\x03 \x01(\x03\x12\x15\n\ritems_indexed\x18\x04 \x01(\x03\x12\x11\n\tstore_seq\x18\x05 \x01(\x03\x12\x16\n\x0erefresh_cursor\x18\x06 \x01(\x03\x12\x1c\n\x14\x63hanged_node_backlog\x18\x07 \x01(\x03\x12\x13\n\x0bstore_users\x18\x08 \x01(\x03\x12\x13\n\x0bstore_items\x18\t \x01(\x03\x12\x13\n\x0bstore_edges\x18\n \x01(\x03\x12\x12\n\nindex_kind\x18\x0b \x01(\t\x12\x13\n\x0b\x61nn_version\x18\x0c \x01(\x03\x12\x14\n\x0copen_streams\x18\r \x01(\x05\x12\x17\n\x0fusers_folded_in\x18\x0e \x01(\x08\x32\xa9\x04\n\x0bRecommender\x12Q\n\tRecommend\x12\".interestgraph.v1.RecommendRequest\x1a .interestgraph.v1.RecommendReply\x12Z\n\x0cSimilarItems\x12%.interestgraph.v1.SimilarItemsRequest\x1a#.interestgraph.v1.SimilarItemsReply\x12\x66\n\x10RecommendFriends\x12).interestgraph.v1.RecommendFriendsRequest\x1a\'.interestgraph.v1.RecommendFriendsReply\x12K\n\x07\x45xplain\x12 .interestgraph.v1.ExplainRequest\x1a\x1e.interestgraph.v1.ExplainReply\x12i\n\x14WatchRecommendations\x12-.interestgraph.v1.WatchRecommendationsRequest\x1a .interestgraph.v1.RecommendReply0\x01\x12K\n\tGetStatus\x12\x1f.interestgraph.v1.StatusRequest\x1a\x1d.interestgraph.v1.StatusReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17proto/recommender.proto\x12\x10interestgraph.v1\"D\n\nItemFilter\x12\x1a\n\x12include_categories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\"\xa6\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\x12,\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x1c.interestgraph.v1.ItemFilter\x12\x1d\n\x10\x64iversity_lambda\x18\x05 \x01(\x02H\x00\x88\x01\x01\x42\x13\n\x11_diversity_lambda\"O\n\nScoredItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"\xb9\x01\n\x0eRecommendReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\x12\x12\n\nindex_kind\x18\x04 \x01(\t\x12\x31\n\x06source\x18\x05 \x01(\x0e\x32!.interestgraph.v1.RecommendSource\"_\n\x13SimilarItemsRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12,\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x1c.interestgraph.v1.ItemFilter\"\x89\x01\n\x11SimilarItemsReply\x12+\n\x05items\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredItem\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\x12\x12\n\nindex_kind\x18\x04 \x01(\t\"5\n\x17RecommendFriendsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\"x\n\nScoredUser\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1c\n\x14\x65mbedding_similarity\x18\x03 \x01(\x02\x12\x16\n\x0e\x63o_interaction\x18\x04 \x01(\x02\x12\x14\n\x0cshared_items\x18\x05 \x01(\x05\"y\n\x15RecommendFriendsReply\x12+\n\x05users\x18\x01 \x03(\x0b\x32\x1c.interestgraph.v1.ScoredUser\x12\x19\n\x11\x65mbedding_version\x18\x02 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x03 \x01(\x03\"A\n\x0e\x45xplainRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"m\n\x0cItemEvidence\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x02\x12\x13\n\x0b\x65\x64ge_weight\x18\x04 \x01(\x02\x12\x12\n\nsimilarity\x18\x05 \x01(\x02\"P\n\x11NeighbourEvidence\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\x12\x14\n\x0cshared_items\x18\x03 \x01(\x05\"\xcb\x01\n\x0c\x45xplainReply\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x0c\n\x04rank\x18\x02 \x01(\x03\x12\x0c\n\x04seen\x18\x03 \x01(\x08\x12\r\n\x05title\x18\x04 \x01(\t\x12-\n\x05items\x18\x05 \x03(\x0b\x32\x1e.interestgraph.v1.ItemEvidence\x12\x37\n\nneighbours\x18\x06 \x03(\x0b\x32#.interestgraph.v1.NeighbourEvidence\x12\x19\n\x11\x65mbedding_version\x18\x07 \x01(\x03\"O\n\x1bWatchRecommendationsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x14\n\x0c\x65xclude_seen\x18\x03 \x01(\x08\"\x0f\n\rStatusRequest\"\xd0\x02\n\x0bStatusReply\x12\x19\n\x11\x65mbedding_version\x18\x01 \x01(\x03\x12\x18\n\x10\x65mbedding_age_ms\x18\x02 \x01(\x03\x12\x15\n\rusers_indexed\x18\x03 \x01(\x03\x12\x15\n\ritems_indexed\x18\x04 \x01(\x03\x12\x11\n\tstore_seq\x18\x05 \x01(\x03\x12\x16\n\x0erefresh_cursor\x18\x06 \x01(\x03\x12\x1c\n\x14\x63hanged_node_backlog\x18\x07 \x01(\x03\x12\x13\n\x0bstore_users\x18\x08 \x01(\x03\x12\x13\n\x0bstore_items\x18\t \x01(\x03\x12\x13\n\x0bstore_edges\x18\n \x01(\x03\x12\x12\n\nindex_kind\x18\x0b \x01(\t\x12\x13\n\x0b\x61nn_version\x18\x0c \x01(\x03\x12\x14\n\x0copen_streams\x18\r \x01(\x05\x12\x17\n\x0fusers_folded_in\x18\x0e \x01(\x08*\x8f\x01\n\x0fRecommendSource\x12 \n\x1cRECOMMEND_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECOMMEND_SOURCE_PERSONAL\x10\x01\x12\x1c\n\x18RECOMMEND_SOURCE_BLENDED\x10\x02\x12\x1d\n\x19RECOMMEND_SOURCE_TRENDING\x10\x03\x32\xa9\x04\n\x0bRecommender\x12Q\n\tRecommend\x12\".interestgraph.v1.RecommendRequest\x1a .interestgraph.v1.RecommendReply\x12Z\n\x0cSimilarItems\x12%.interestgraph.v1.SimilarItemsRequest\x1a#.interestgraph.v1.SimilarItemsReply\x12\x66\n\x10RecommendFriends\x12).interestgraph.v1.RecommendFriendsRequest\x1a\'.interestgraph.v1.RecommendFriendsReply\x12K\n\x07\x45xplain\x12 .interestgraph.v1.ExplainRequest\x1a\x1e.interestgraph.v1.ExplainReply\x12i\n\x14WatchRecommendations\x12-.interestgraph.v1.WatchRecommendationsRequest\x1a .interestgraph.v1.RecommendReply0\x01\x12K\n\tGetStatus\x12\x1f.interestgraph.v1.StatusRequest\x1a\x1d.interestgraph.v1.StatusReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.recommender_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RECOMMENDSOURCE']._serialized_start=1994
+  _globals['_RECOMMENDSOURCE']._serialized_end=2137
   _globals['_ITEMFILTER']._serialized_start=45
   _globals['_ITEMFILTER']._serialized_end=113
   _globals['_RECOMMENDREQUEST']._serialized_start=116
@@ -38,31 +40,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREDITEM']._serialized_start=284
   _globals['_SCOREDITEM']._serialized_end=363
   _globals['_RECOMMENDREPLY']._serialized_start=366
-  _globals['_RECOMMENDREPLY']._serialized_end=500
-  _globals['_SIMILARITEMSREQUEST']._serialized_start=502
-  _globals['_SIMILARITEMSREQUEST']._serialized_end=597
-  _globals['_SIMILARITEMSREPLY']._serialized_start=600
-  _globals['_SIMILARITEMSREPLY']._serialized_end=737
-  _globals['_RECOMMENDFRIENDSREQUEST']._serialized_start=739
-  _globals['_RECOMMENDFRIENDSREQUEST']._serialized_end=792
-  _globals['_SCOREDUSER']._serialized_start=794
-  _globals['_SCOREDUSER']._serialized_end=914
-  _globals['_RECOMMENDFRIENDSREPLY']._serialized_start=916
-  _globals['_RECOMMENDFRIENDSREPLY']._serialized_end=1037
-  _globals['_EXPLAINREQUEST']._serialized_start=1039
-  _globals['_EXPLAINREQUEST']._serialized_end=1104
-  _globals['_ITEMEVIDENCE']._serialized_start=1106
-  _globals['_ITEMEVIDENCE']._serialized_end=1215
-  _globals['_NEIGHBOUREVIDENCE']._serialized_start=1217
-  _globals['_NEIGHBOUREVIDENCE']._serialized_end=1297
-  _globals['_EXPLAINREPLY']._serialized_start=1300
-  _globals['_EXPLAINREPLY']._serialized_end=1503
-  _globals['_WATCHRECOMMENDATIONSREQUEST']._serialized_start=1505
-  _globals['_WATCHRECOMMENDATIONSREQUEST']._serialized_end=1584
-  _globals['_STATUSREQUEST']._serialized_start=1586
-  _globals['_STATUSREQUEST']._serialized_end=1601
-  _globals['_STATUSREPLY']._serialized_start=1604
-  _globals['_STATUSREPLY']._serialized_end=1940
-  _globals['_RECOMMENDER']._serialized_start=1943
-  _globals['_RECOMMENDER']._serialized_end=2496
+  _globals['_RECOMMENDREPLY']._serialized_end=551
+  _globals['_SIMILARITEMSREQUEST']._serialized_start=553
+  _globals['_SIMILARITEMSREQUEST']._serialized_end=648
+  _globals['_SIMILARITEMSREPLY']._serialized_start=651
+  _globals['_SIMILARITEMSREPLY']._serialized_end=788
+  _globals['_RECOMMENDFRIENDSREQUEST']._serialized_start=790
+  _globals['_RECOMMENDFRIENDSREQUEST']._serialized_end=843
+  _globals['_SCOREDUSER']._serialized_start=845
+  _globals['_SCOREDUSER']._serialized_end=965
+  _globals['_RECOMMENDFRIENDSREPLY']._serialized_start=967
+  _globals['_RECOMMENDFRIENDSREPLY']._serialized_end=1088
+  _globals['_EXPLAINREQUEST']._serialized_start=1090
+  _globals['_EXPLAINREQUEST']._serialized_end=1155
+  _globals['_ITEMEVIDENCE']._serialized_start=1157
+  _globals['_ITEMEVIDENCE']._serialized_end=1266
+  _globals['_NEIGHBOUREVIDENCE']._serialized_start=1268
+  _globals['_NEIGHBOUREVIDENCE']._serialized_end=1348
+  _globals['_EXPLAINREPLY']._serialized_start=1351
+  _globals['_EXPLAINREPLY']._serialized_end=1554
+  _globals['_WATCHRECOMMENDATIONSREQUEST']._serialized_start=1556
+  _globals['_WATCHRECOMMENDATIONSREQUEST']._serialized_end=1635
+  _globals['_STATUSREQUEST']._serialized_start=1637
+  _globals['_STATUSREQUEST']._serialized_end=1652
+  _globals['_STATUSREPLY']._serialized_start=1655
+  _globals['_STATUSREPLY']._serialized_end=1991
+  _globals['_RECOMMENDER']._serialized_start=2140
+  _globals['_RECOMMENDER']._serialized_end=2693
 # @@protoc_insertion_point(module_scope)

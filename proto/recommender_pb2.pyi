@@ -1,10 +1,22 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RecommendSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RECOMMEND_SOURCE_UNSPECIFIED: _ClassVar[RecommendSource]
+    RECOMMEND_SOURCE_PERSONAL: _ClassVar[RecommendSource]
+    RECOMMEND_SOURCE_BLENDED: _ClassVar[RecommendSource]
+    RECOMMEND_SOURCE_TRENDING: _ClassVar[RecommendSource]
+RECOMMEND_SOURCE_UNSPECIFIED: RecommendSource
+RECOMMEND_SOURCE_PERSONAL: RecommendSource
+RECOMMEND_SOURCE_BLENDED: RecommendSource
+RECOMMEND_SOURCE_TRENDING: RecommendSource
 
 class ItemFilter(_message.Message):
     __slots__ = ("include_categories", "exclude_categories")
@@ -41,16 +53,18 @@ class ScoredItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendReply(_message.Message):
-    __slots__ = ("items", "embedding_version", "embedding_age_ms", "index_kind")
+    __slots__ = ("items", "embedding_version", "embedding_age_ms", "index_kind", "source")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_AGE_MS_FIELD_NUMBER: _ClassVar[int]
     INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoredItem]
     embedding_version: int
     embedding_age_ms: int
     index_kind: str
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., embedding_version: _Optional[int] = ..., embedding_age_ms: _Optional[int] = ..., index_kind: _Optional[str] = ...) -> None: ...
+    source: RecommendSource
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoredItem, _Mapping]]] = ..., embedding_version: _Optional[int] = ..., embedding_age_ms: _Optional[int] = ..., index_kind: _Optional[str] = ..., source: _Optional[_Union[RecommendSource, str]] = ...) -> None: ...
 
 class SimilarItemsRequest(_message.Message):
     __slots__ = ("item_id", "k", "filter")

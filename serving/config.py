@@ -31,6 +31,13 @@ class ServingConfig:
         ann_min_scan_mb (float): Exact-scan size (items x width x 4 bytes) from which HNSW is used
             (``IG_ANN_MIN_SCAN_MB``), MB.
         ann_ef_search (int): HNSW efSearch (``IG_ANN_EF_SEARCH``).
+        trending (bool): Users without a personal vector get the trending list (``IG_TRENDING``).
+        trending_half_life_s (float): Half-life of a trending contribution, event time; 0 = all-time
+            (``IG_TRENDING_HALF_LIFE``), s.
+        trending_reseed_s (float): ``serve`` alone: seconds between trending updates from the store
+            (``IG_TRENDING_RESEED``), s.
+        blend_prior_interactions (float): n0 of the personal weight n / (n + n0); 0 = no blending
+            (``IG_BLEND_PRIOR_INTERACTIONS``).
         tls_cert (str): Server certificate PEM file; with ``tls_key`` turns TLS on (``IG_TLS_CERT``).
         tls_key (str): Server private key PEM file (``IG_TLS_KEY``).
         auth_token (str): Bearer token every RPC must carry; empty = no auth (``IG_AUTH_TOKEN``).
@@ -49,6 +56,10 @@ class ServingConfig:
     ann_min_items: int
     ann_min_scan_mb: float
     ann_ef_search: int
+    trending: bool
+    trending_half_life_s: float
+    trending_reseed_s: float
+    blend_prior_interactions: float
     tls_cert: str
     tls_key: str
     auth_token: str = field(repr=False)

@@ -44,6 +44,7 @@ from serving.config import ServingConfig
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
 from serving.servicer import RecommenderServicer
+from serving.trending import StoreTrendingFeed
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ class ServingHandle:
     health: health.HealthServicer
     servicer: RecommenderServicer
     ann: AnnBuilder
+    #: Feeds trending from store snapshots (``serve``); ``None`` where the caller feeds it from commits.
+    trending_feed: StoreTrendingFeed | None = None
 
     def stop(self, grace_s: float | None = None) -> None:
         """Report NOT_SERVING, end streams, refuse new RPCs, let in-flight ones finish within ``grace_s``."""
@@ -141,6 +144,8 @@ class ServingHandle:
         self.server.stop(grace_s).wait()
         self.loader.stop()
         self.ann.stop()
+        if self.trending_feed is not None:
+            self.trending_feed.stop()
         log.info("gRPC server on port %d stopped", self.port)
 
 
@@ -151,6 +156,7 @@ def start_serving(
     address: str | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     index: EmbeddingIndex | None = None,
+    trending_from_store: bool = True,
 ) -> ServingHandle:
     """Bind and start the server, the index loader and the HNSW builder; returns without blocking.
 
@@ -163,6 +169,9 @@ def start_serving(
             (default: none).
         index (EmbeddingIndex, optional): Serve this index, e.g. one filled directly by a
             benchmark (default: a new, empty one).
+        trending_from_store (bool): Feed the trending list from store snapshots every
+            ``trending_reseed_s``; ``False`` when the caller feeds it from commits, as ``up`` does
+            (default: :obj:`True`).
     """
     index = index if index is not None else EmbeddingIndex()
     health_servicer = health.HealthServicer()
@@ -174,9 +183,12 @@ def start_serving(
     ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search,
                      min_scan_bytes=int(config.ann_min_scan_mb * 1e6))
     use_one_faiss_thread()
+    feed = StoreTrendingFeed(store, servicer.trending, config.trending_reseed_s) if trending_from_store else None
     server.start()
     loader.start()
     ann.start()
+    if feed is not None:
+        feed.start()
     log.info("gRPC server listening on port %d (embedding version %d)", port, index.version)
-    return ServingHandle(server, port, index, loader, health_servicer, servicer, ann)
+    return ServingHandle(server, port, index, loader, health_servicer, servicer, ann, feed)
 

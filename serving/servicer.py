@@ -32,11 +32,13 @@ from graph_store.base import GraphStore, GraphStoreError
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving import evidence
+from serving.blending import BLENDED, TRENDING, BlendPolicy, blend
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
-from serving.search import EXACT, HNSW, Found, ItemQuery, search
+from serving.search import EXACT, HNSW, MMR_POOL_FACTOR, MMR_POOL_MAX, Found, ItemQuery, mmr_order, search
+from serving.trending import TrendingItems, top_rows
 from serving.user_rows import UserRowCache
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,10 @@ Reply = TypeVar("Reply")
 Handler = Callable[[Any, Request, grpc.ServicerContext], Reply]
 #: The two replies that carry a list of items.
 ItemsReply = TypeVar("ItemsReply", pb.RecommendReply, pb.SimilarItemsReply)
+#: ``index_kind`` of a list made from the trending list alone.
+TRENDING_KIND = "trending"
+SOURCES = {"personal": pb.RECOMMEND_SOURCE_PERSONAL, BLENDED: pb.RECOMMEND_SOURCE_BLENDED,
+           TRENDING: pb.RECOMMEND_SOURCE_TRENDING}
 
 
 @contextlib.contextmanager
@@ -112,6 +118,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self.scorer = ScoreBatcher()
         self.user_rows = UserRowCache(store)
         index.subscribe_updates(self.user_rows.invalidate)
+        #: Fed by whoever starts serving (see :mod:`serving.trending`); read for users without a
+        #: vector (when ``config.trending``) and for blended lists.
+        self.trending = TrendingItems(config.trending_half_life_s)
+        self.trending_for_unknown = config.trending
+        self.blend = BlendPolicy(config.blend_prior_interactions)
         self._streams: set[threading.Event] = set()
         self._streams_lock = threading.Lock()
         self._closing = threading.Event()
@@ -280,27 +291,80 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         allowed: np.ndarray | None = None,
         diversity: float = 1.0,
     ) -> pb.RecommendReply:
-        # One read of the row serves both the folded-in vector and exclude_seen.
-        row = self.user_rows.get(user_id) if exclude_seen or snapshot.live_users is not None else None
-        vector, refreshed_ms = self._user_vector(snapshot, user_id, context, row)
+        # One read of the row serves the folded-in vector, exclude_seen and the blend's weight.
+        wants_row = exclude_seen or snapshot.live_users is not None or self.blend.prior_interactions > 0
+        row = self.user_rows.get(user_id) if wants_row else None
+        vector, refreshed_ms = self._user_vector_or_none(snapshot, user_id, row)
         seen = snapshot.items.rows_of(row.items) if row is not None and exclude_seen else np.zeros(0, np.int64)
+        source = self.blend.source(vector is not None, len(row.items) if row is not None else 0)
         check_deadline(context, "before scoring")
-        found = search(snapshot, ItemQuery(vector, k, seen, allowed, diversity), self.use_ann, scorer=self.scorer)
-        return _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)
+        if vector is None:
+            if not self.trending_for_unknown:
+                abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet: none of its "
+                      "interactions is with an item the model knows")
+            found, refreshed_ms = self._trending(snapshot, k, seen, allowed), 0
+        elif source == BLENDED:
+            assert row is not None  # a blend needs the user's item count
+            found = self._blended(snapshot, ItemQuery(vector, k, seen, allowed, diversity),
+                                  self.blend.personal_weight(len(row.items)))
+        else:
+            found = search(snapshot, ItemQuery(vector, k, seen, allowed, diversity), self.use_ann, scorer=self.scorer)
+        reply = _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)
+        reply.source = SOURCES[source]
+        return reply
+
+    def _trend_scores(self, snapshot: IndexSnapshot) -> tuple[np.ndarray, np.ndarray]:
+        """Every item row's trend score and the best rows, for this snapshot's item table."""
+        return self.trending.ranked(snapshot.generation, snapshot.items.positions, len(snapshot.items.vectors))
+
+    def _trending(self, snapshot: IndexSnapshot, k: int, exclude: np.ndarray, allowed: np.ndarray | None) -> Found:
+        """The ``k`` best trending item rows passing the filter and not excluded."""
+        scores, top = self._trend_scores(snapshot)
+        keep = np.ones(scores.shape[0], dtype=bool) if allowed is None else allowed.copy()
+        keep[exclude] = False
+        rows = top[keep[top]][:k]
+        if rows.size < k and top.size < np.count_nonzero(scores > 0):  # the cached best ran out: all of them
+            rows = top_rows(np.where(keep, scores, 0.0), k)
+        return Found(rows, scores[rows].astype(np.float32), TRENDING_KIND)
+
+    def _blended(self, snapshot: IndexSnapshot, query: ItemQuery, personal_weight: float) -> Found:
+        """The best personal and the best trending candidates, ranked by their mixed relevance."""
+        pool = max(query.k * MMR_POOL_FACTOR, query.k)
+        personal = search(snapshot, ItemQuery(query.vector, pool, query.exclude, query.allowed), self.use_ann,
+                          scorer=self.scorer)
+        trending = self._trending(snapshot, pool, query.exclude, query.allowed)
+        rows = np.union1d(personal.rows, trending.rows)
+        scores, _ = self._trend_scores(snapshot)
+        mixed = blend(snapshot.items.vectors[rows] @ query.vector, scores[rows], personal_weight)
+        diverse = query.diversity_lambda < 1.0
+        # Shifted by 1: top_rows keeps positive scores only. MMR chooses from a bounded pool, as in search.
+        order = top_rows(mixed + 1.0, min(pool, MMR_POOL_MAX) if diverse else query.k)
+        if diverse and order.size > 1:
+            order = order[mmr_order(snapshot.items.vectors[rows[order]], mixed[order], query.k,
+                                    query.diversity_lambda)]
+        return Found(rows[order], mixed[order].astype(np.float32), personal.index_kind)
+
+    def _user_vector_or_none(self, snapshot: IndexSnapshot, user_id: NodeId,
+                             row: UserRow | None = None) -> tuple[np.ndarray | None, int]:
+        """The user's embedding and when it was made (epoch ms): folded in now from the user's row
+        (``row``, if the caller has read it already) when the index does that, else the stored one;
+        ``(None, 0)`` when there is none."""
+        if snapshot.live_users is None:
+            stored = snapshot.users.row(user_id)
+            if stored is None:
+                return None, 0
+            return snapshot.users.vectors[stored], int(snapshot.users.refreshed_ms[stored])
+        vector = snapshot.live_user_vector(row if row is not None else self.user_rows.get(user_id))
+        return vector, epoch_ms() if vector is not None else 0
 
     def _user_vector(self, snapshot: IndexSnapshot, user_id: NodeId, context: grpc.ServicerContext,
                      row: UserRow | None = None) -> tuple[np.ndarray, int]:
-        """The user's embedding and when it was made (epoch ms): folded in now from the user's row
-        (``row``, if the caller has read it already) when the index does that, else the stored one;
-        ``NOT_FOUND`` when there is none."""
-        if snapshot.live_users is None:
-            stored = self._row(snapshot, NodeKind.USER, user_id, context)
-            return snapshot.users.vectors[stored], int(snapshot.users.refreshed_ms[stored])
-        vector = snapshot.live_user_vector(row if row is not None else self.user_rows.get(user_id))
+        """:meth:`_user_vector_or_none`, ``NOT_FOUND`` when there is none (methods that need a known user)."""
+        vector, refreshed_ms = self._user_vector_or_none(snapshot, user_id, row)
         if vector is None:
             abort(context, grpc.StatusCode.NOT_FOUND,
                   f"user {user_id!r} has no embedding yet: none of its interactions is with an item the model knows")
-        return vector, epoch_ms()
+        return vector, refreshed_ms
 
     def _live_vector(self, snapshot: IndexSnapshot, user_id: NodeId) -> np.ndarray | None:
         """Another user's folded-in vector (RecommendFriends' candidates)."""

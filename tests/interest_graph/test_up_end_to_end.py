@@ -23,7 +23,8 @@ from kafka import KafkaProducer
 
 from core.domain import EventType
 from core.settings import Settings
-from serving.client import RecommenderClient, RecommenderError
+from proto import recommender_pb2 as pb
+from serving.client import RecommenderClient
 from streams.datasets import ClusteredInterests
 from streams.lag import LagProbe
 from streams.replay import publish_items, replay
@@ -87,15 +88,17 @@ def test_new_user_gets_fresh_recommendations_through_the_live_stack(
 
     client = RecommenderClient(settings.grpc_addr, timeout_s=3.0)
     newcomer = "brand-new-user"
-    with pytest.raises(RecommenderError) as unknown:
-        client.recommend(newcomer, k=10)
-    assert unknown.value.code == grpc.StatusCode.NOT_FOUND
+    # Nothing known of them yet: what is trending (the store's totals at start, then every commit).
+    unknown = client.recommend(newcomer, k=10)
+    assert unknown.source == pb.RECOMMEND_SOURCE_TRENDING and len(unknown.items) == 10
+    assert [it.score for it in unknown.items] == sorted((it.score for it in unknown.items), reverse=True)
 
     first_cluster, second_cluster = 2, 5
     now = int(time.time() * 1000)
     _publish(settings, newcomer, [f"i{first_cluster + CLUSTERS * r}" for r in range(3)], EventType.CLICK, now)
-    first = eventually("a recommendation for the new user",
-                        lambda: client.recommend(newcomer, k=10, exclude_seen=True), timeout_s=20)
+    first = eventually("a personal recommendation for the new user",
+                        lambda: (reply := client.recommend(newcomer, k=10, exclude_seen=True)).source
+                        == pb.RECOMMEND_SOURCE_PERSONAL and reply, timeout_s=20)
     assert len(first.items) == 10
     # Borrowed from neighbours: mostly items of the cluster the user clicked in.
     assert _cluster_share(first.items, first_cluster) >= 0.5

@@ -49,7 +49,7 @@ def test_recommend_with_a_category_prints_titles(address, capsys: pytest.Capture
     _, grpc_addr = address
     assert main(["recommend", "u0", "-k", "3", "--category", "drama", "--diversity", "0.5", "--grpc", grpc_addr]) == 0
     out = capsys.readouterr().out
-    assert "user u0: top 3" in out and "exact index" in out
+    assert "user u0: top 3, personal" in out and "exact index" in out
     assert out.count("Film ") == 3 and all(f"Film {n}" not in out for n in (0, 2, 4))
 
 
