@@ -1,49 +1,61 @@
-"""Streaming evaluation: does live incremental refresh keep recommendations as good as retraining?
+"""Streaming evaluation: the served system against live baselines on replayed streams, per segment.
 
 Usage::
 
     python bench/streaming_eval.py --data-dir ../shared/datasets
+    python bench/streaming_eval.py --streams movielens --cuts 0.8     # one stream, one cut
 
-MovieLens ratings (``streams.datasets.movielens_ratings``: timestamp order, ties by user, then movie)
-are replayed as the rating events ``interest-graph replay`` publishes, each of weight ``rating *
-weight_rating_per_star``. The first ``--train-fraction`` build the graph in a real LadybugStore (tmp
-dir) and the model (``models.methods.train_from_store``: SpectralCF by default). The rest stream
-through the live components in batches of ``--batch`` events: ``store.apply_batch``, then
-``RefreshWorker.run_once`` and ``IndexLoader.poll_once`` into a serving ``EmbeddingIndex``. Kafka is
-skipped (ingest exactness is tested in tests/streams): each batch is planned by the ingest agent's
-own ``streams.aggregate.plan_batch`` (validation, aggregation, offsets) and written as it writes it.
+Streams (``--streams``): **movielens**, MovieLens ratings (``streams.datasets.movielens_ratings``:
+timestamp order, ties by user, then movie) as the rating events ``interest-graph replay``
+publishes; **drift**, the demo's synthetic generator (``streams.datasets.ClusteredInterests``) with
+drifting interests: each user moves on to the next interest cluster every ``--drift-every`` events
+of the stream, staggered over users. For each stream and each cut of ``--cuts``, the events before
+the cut build the graph in a real LadybugStore (tmp dir) and the model (``models.methods.
+train_from_store``: SpectralCF by default). The rest stream through the live components in batches
+of ``--batch`` events: ``store.apply_batch``, then ``RefreshWorker.run_once`` and
+``IndexLoader.poll_once`` into a serving ``EmbeddingIndex``. Kafka is skipped (ingest exactness is
+tested in tests/streams): each batch is planned by the ingest agent's own
+``streams.aggregate.plan_batch`` (validation, aggregation, offsets) and written as it writes it.
 
 Before each batch, every event of it is scored against the top-k list each system serves its
 user at that moment (seen items excluded: those in the store before the batch): HR@k and NDCG@k
-per event, averaged. A user or item a system holds no embedding for cannot be recommended (a miss).
+per event, averaged, overall and per segment of the user's distinct items at event time (new
+<= 5, light 6-50, heavy > 50). A system with no list for a user scores a miss. The systems
+(``bench/stream_systems.py``):
 
 * **live**: the model fitted at the cut, embeddings refreshed incrementally after every batch;
 * **stale**: the embeddings published at the cut, frozen;
 * **retrain**: SpectralCF refitted on the store's snapshot every ``--retrain-every`` of the stream
-  (full recompute), frozen in between;
-* **retrain + live**: the same refits, with the changed nodes refreshed incrementally in between
-  (what ``interest-graph train`` plus the running worker do);
-* **popularity**: the most-rated items of the graph so far, for scale.
+  (full recompute), frozen in between; **retrain + live**: the same refits, with the changed nodes
+  refreshed incrementally in between (what ``interest-graph train`` plus the running worker do);
+* **popularity**: the most-interacted items of the graph so far;
+* **trending**: ``serving.trending.TrendingItems`` fed each batch's edge deltas as ``up`` feeds it,
+  at the served half-life (``--half-life``, default ``IG_TRENDING_HALF_LIFE``) and at each of
+  ``--trending-half-lives``;
+* **random walk**: Pixie-style walks with restarts on the live graph from the user's last items;
+* **item co-occurrence kNN**: cosine item-kNN from the user's last items on the live graph;
+* **served (n0 = ...)**: what ``Recommend`` answers with the live embeddings and the served
+  trending list: that list for users without a vector, a blend weighted n / (n + n0) for a user
+  with n items (``serving.blending``), personal lists otherwise; one row per ``--blend-priors``
+  value (n0 = 0: personal lists with the trending fallback only).
 
-HR@k is also given over the events of users already in the graph at the cut.
+Edge weights do not decay here (issue 14's decay setting is not built yet).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from core.domain import EmbeddingRows, NodeId, NodeKind, NodeRef, SourcePosition, TopicPartition
+from core.domain import EdgeDelta, EmbeddingRows, NodeId, NodeKind, NodeRef, SourcePosition, TopicPartition
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from models.config import ModelConfig, RefreshConfig
@@ -51,98 +63,62 @@ from models.methods import train_from_store
 from models.refresh import RefreshWorker
 from models.spectral.checkpoint import fit_spectral
 from models.spectral.refresh import SpectralRefresh
-from serving.index import EmbeddingIndex, IndexSnapshot
+from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
+from serving.trending import TrendingItems
 from streams.aggregate import SourceRecord, plan_batch
 from streams.config import EventContract
-from streams.datasets import Rating, movielens_ratings
+from streams.datasets import ClusteredInterests, KeyedEvent, movielens_ratings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_systems import (
+    SEGMENTS,
+    CoOccurrence,
+    LiveGraph,
+    Popularity,
+    RandomWalk,
+    Served,
+    System,
+    Trending,
+    segment_of,
+)
 
 TP = TopicPartition("ig-events", 0)
 GROUP = "streaming-eval"
+#: One streamed event: who, which item, and the event as it goes on the wire.
+StreamEvent = tuple[str, str, KeyedEvent]
+
+
+def movielens_stream(data_dir: str) -> list[StreamEvent]:
+    return [(r.user_id, r.item_id, r.event()) for r in movielens_ratings(data_dir)]
+
+
+def drift_stream(args: argparse.Namespace) -> list[StreamEvent]:
+    world = ClusteredInterests(args.drift_users, args.drift_items, clusters=args.drift_clusters, in_cluster=0.85,
+                               seed=5, drift_every=args.drift_every, mean_gap_ms=60_000)
+    out = []
+    for event in world.events(args.drift_events):
+        value = json.loads(event.value)
+        out.append((value["user_id"], value["item_id"], event))
+    return out
 
 
 class Feeder:
-    """Applies ratings to the store the way the ingest agent does: one planned batch per call."""
+    """Applies events to the store the way the ingest agent does: one planned batch per call."""
 
     def __init__(self, store: LadybugStore, contract: EventContract) -> None:
         self.store, self.contract, self.offset = store, contract, 0
 
-    def __call__(self, ratings: Sequence[Rating]) -> None:
-        records = []
-        for n, rating in enumerate(ratings):
-            event = rating.event()
-            records.append(SourceRecord(event.value, event.key, SourcePosition(TP, self.offset + n), event.ts_ms))
+    def __call__(self, events: Sequence[StreamEvent]) -> list[EdgeDelta]:
+        records = [SourceRecord(e.value, e.key, SourcePosition(TP, self.offset + n), e.ts_ms)
+                   for n, (_, _, e) in enumerate(events)]
         # Every batch holds offsets no earlier batch applied, so nothing is skipped: no applied offsets.
         plan = plan_batch(records, {}, self.contract, GROUP, int(time.time() * 1000))
         if plan.rejected:
-            raise ValueError(f"{len(plan.rejected)} MovieLens ratings are invalid events, first: {plan.rejected[0][1]}")
+            raise ValueError(f"{len(plan.rejected)} streamed events are invalid, first: {plan.rejected[0][1]}")
         self.store.apply_batch(plan.batch)
-        self.offset += len(ratings)
-
-
-@dataclass
-class Score:
-    """HR@k and NDCG@k sums over scored events."""
-
-    events: int = 0
-    hits: int = 0
-    ndcg: float = 0.0
-    no_user: int = 0
-    old_events: int = 0
-    old_hits: int = 0
-
-    def add(self, rank: int | None, k: int, old_user: bool) -> None:
-        hit = rank is not None and rank < k
-        self.events += 1
-        self.old_events += old_user
-        if hit:
-            assert rank is not None
-            self.hits += 1
-            self.old_hits += old_user
-            self.ndcg += 1.0 / math.log2(rank + 2)
-
-
-@dataclass
-class System:
-    """One way of serving: an embedding index and its score so far."""
-
-    name: str
-    index: EmbeddingIndex
-    score: Score = field(default_factory=Score)
-
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
-        """Rank of each target in the user's served top-k (``None`` = not in the list)."""
-        snap: IndexSnapshot = self.index.snapshot()
-        row = snap.users.row(NodeId(user))
-        if row is None or not len(snap.items):
-            self.score.no_user += len(targets)
-            return [None] * len(targets)
-        return self.rank_scores(snap, snap.items.vectors @ snap.users.vectors[row], targets, seen, k)
-
-    @staticmethod
-    def rank_scores(snap: IndexSnapshot, scores: np.ndarray, targets: list[str], seen: set[str],
-                    k: int) -> list[int | None]:
-        scores = scores.copy()
-        blocked = snap.items.rows_of(NodeId(item) for item in seen)
-        scores[blocked] = -np.inf
-        top = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
-        top = top[np.argsort(-scores[top], kind="stable")]
-        served = [snap.items.ids[r] for r in top if np.isfinite(scores[r])]
-        position = {item: n for n, item in enumerate(served)}
-        return [position.get(NodeId(t)) for t in targets]
-
-
-class Popularity(System):
-    """Most interactions in the graph so far, for every user (the index only names the items)."""
-
-    def __init__(self, index: EmbeddingIndex) -> None:
-        super().__init__("popularity (live counts)", index)
-        self.counts: dict[str, int] = defaultdict(int)
-
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
-        snap = self.index.snapshot()
-        scores = np.fromiter((self.counts[i] for i in snap.items.ids), dtype=np.float64, count=len(snap.items))
-        return self.rank_scores(snap, scores, targets, seen, k)
+        self.offset += len(events)
+        return plan.batch.edges
 
 
 def publish(index: EmbeddingIndex, rows: Sequence[EmbeddingRows], version: int, replace: bool = True) -> None:
@@ -152,18 +128,19 @@ def publish(index: EmbeddingIndex, rows: Sequence[EmbeddingRows], version: int, 
     index.apply(users, items, version=version, written_ms=int(time.time() * 1000), replace=replace)
 
 
-def batches(events: Sequence[Rating], size: int) -> Iterator[Sequence[Rating]]:
+def batches(events: Sequence[StreamEvent], size: int) -> Iterator[Sequence[StreamEvent]]:
     for start in range(0, len(events), size):
         yield events[start:start + size]
 
 
-def run(args: argparse.Namespace) -> dict[str, Score]:
-    torch.set_num_threads(args.threads)
-    events = movielens_ratings(args.data_dir)
-    cut = int(args.train_fraction * len(events))
+def _floats(values: str) -> list[float]:
+    return [float(v) for v in values.split(",") if v.strip()]
+
+
+def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) -> list[System]:
+    """One stream cut at ``fraction``: every system's score."""
+    cut = int(fraction * len(events))
     history, stream = events[:cut], events[cut:]
-    print(f"{len(events)} ratings; {len(history)} build the graph and the model, {len(stream)} stream "
-          f"in batches of {args.batch} (Kafka skipped: batches go straight to store.apply_batch)", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="streaming-eval-")
     settings = Settings(store_path=str(Path(tmp.name) / "graph.lbdb"), model_dir=str(Path(tmp.name) / "model"),
                         bootstrap_min_edges=0, refresh_max_seeds=100_000, model_method=args.method)
@@ -171,10 +148,10 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
     store.ensure_schema()
     feed = Feeder(store, EventContract.from_settings(settings))
     started = time.perf_counter()
+    history_edges: list[EdgeDelta] = []
     for chunk in batches(history, 5000):
-        feed(chunk)
+        history_edges += feed(chunk)
     checkpoint = train_from_store(store, ModelConfig.from_settings(settings), device="cpu")
-    # threads: set above
     worker = RefreshWorker(store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
     worker.run_once()
     live = System("live (incremental refresh)", EmbeddingIndex())
@@ -184,43 +161,55 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
     stale = System("stale (frozen at the cut)", EmbeddingIndex())
     retrain = System(f"retrain every {args.retrain_every:.0%} of the stream", EmbeddingIndex())
     both = System(f"retrain every {args.retrain_every:.0%} + live refresh", EmbeddingIndex())
-    popularity = Popularity(live.index)
     for system in (stale, retrain, both):
         publish(system.index, frozen, 1)
     both_refresh = SpectralRefresh(fit_spectral(store.snapshot(), rank=settings.spectral_rank,
                                                 values=settings.spectral_values, device="cpu"))
-    print(f"cut at event {cut}: graph {store.counts()}, {args.method} d={checkpoint.dim}, "
-          f"built in {time.perf_counter() - started:.1f} s", flush=True)
-
+    popularity = Popularity(live.index)
+    trending = TrendingItems(args.half_life * 3600.0)
+    trends = [Trending(live.index, trending)] + [
+        Trending(live.index, TrendingItems(h * 3600.0)) for h in _floats(args.trending_half_lives)
+        if h * 3_600_000 != trending.half_life_ms]
+    graph = LiveGraph()
+    graph.add(history_edges)
+    served = [Served(live.index, trending, p) for p in dict.fromkeys(_floats(args.blend_priors))]
+    systems: list[System] = [live, stale, retrain, both, popularity, *trends, RandomWalk(graph), CoOccurrence(graph),
+                             *served]
     seen: dict[str, set[str]] = defaultdict(set)
-    for rating in history:
-        seen[rating.user_id].add(rating.item_id)
-        popularity.counts[rating.item_id] += 1
-    old_users = set(seen)
-    systems = [live, stale, retrain, both, popularity]
+    for user, item, _ in history:
+        seen[user].add(item)
+        popularity.counts[item] += 1
+    for t in trends:
+        t.trending.add_edges(history_edges)
+    print(f"  cut at event {cut:,} ({fraction:.0%}): graph {store.counts()}, {args.method} d={checkpoint.dim}, "
+          f"built in {time.perf_counter() - started:.1f} s; {len(stream):,} events stream in batches of "
+          f"{args.batch}", flush=True)
+
     retrain_at = max(1, int(args.retrain_every * len(stream)))
-    next_retrain, done, refresh_s, retrains = retrain_at, 0, 0.0, 0
+    next_retrain, done, retrains = retrain_at, 0, 0
     started = time.perf_counter()
     for chunk in batches(stream, args.batch):
         by_user: dict[str, list[str]] = defaultdict(list)
-        for rating in chunk:
-            by_user[rating.user_id].append(rating.item_id)
+        for user, item, _ in chunk:
+            by_user[user].append(item)
         for user, targets in by_user.items():
+            segment = segment_of(len(seen[user]))
             for system in systems:
                 for rank in system.ranks(user, targets, seen[user], args.k):
-                    system.score.add(rank, args.k, user in old_users)
-        tick = time.perf_counter()
-        feed(chunk)
+                    system.score.add(rank, args.k, segment)
+        edges = feed(chunk)
         worker.run_once()
         loader.poll_once()
-        refresh_s += time.perf_counter() - tick
-        seeds = {NodeRef(NodeKind.USER, NodeId(r.user_id)) for r in chunk} | \
-            {NodeRef(NodeKind.ITEM, NodeId(r.item_id)) for r in chunk}
+        seeds = {NodeRef(NodeKind.USER, NodeId(u)) for u, _, _ in chunk} | \
+            {NodeRef(NodeKind.ITEM, NodeId(i)) for _, i, _ in chunk}
         sub = store.k_hop_subgraph(sorted(seeds, key=str), hops=both_refresh.read_hops, fanout=both_refresh.fanout)
         publish(both.index, both_refresh.incremental(sub).rows, done + 2, replace=False)
-        for rating in chunk:
-            seen[rating.user_id].add(rating.item_id)
-            popularity.counts[rating.item_id] += 1
+        graph.add(edges)
+        for t in trends:
+            t.trending.add_edges(edges)
+        for user, item, _ in chunk:
+            seen[user].add(item)
+            popularity.counts[item] += 1
         done += len(chunk)
         if done >= next_retrain and done < len(stream):
             snapshot = store.snapshot()
@@ -231,39 +220,65 @@ def run(args: argparse.Namespace) -> dict[str, Score]:
             publish(both.index, full, done + 2)
             retrains += 1
             next_retrain += retrain_at
-    print(f"streamed {done} events in {time.perf_counter() - started:.1f} s (store + refresh + index "
-          f"{refresh_s:.1f} s, {retrains} retrains); worker: {worker.stats.rounds} rounds", flush=True)
+    print(f"  streamed {done:,} events in {time.perf_counter() - started:.1f} s ({retrains} retrains, "
+          f"{worker.stats.rounds} refresh rounds)", flush=True)
+    for system in served:
+        print(f"  {system.name}: lists by source {dict(system.sources)} (events)")
     store.close()
     tmp.cleanup()
-    return {s.name: s.score for s in systems}
+    return systems
 
 
-def print_table(scores: dict[str, Score], k: int) -> None:
-    print(f"\n| system | HR@{k} | NDCG@{k} | HR@{k}, users known at the cut | events of users without an "
-          "embedding |")
-    print("|---|---|---|---|---|")
-    for name, s in scores.items():
-        print(f"| {name} | {s.hits / max(s.events, 1):.4f} | {s.ndcg / max(s.events, 1):.4f} | "
-              f"{s.old_hits / max(s.old_events, 1):.4f} ({s.old_events} events) | {s.no_user} of {s.events} |")
+def print_table(systems: list[System], k: int) -> None:
+    names = [name for name, _ in SEGMENTS]
+    print(f"\n| system | HR@{k} | NDCG@{k} | " + " | ".join(f"HR@{k} / NDCG@{k} {n}" for n in names)
+          + " | events without a list |")
+    print("|---|---|---|" + "---|" * len(names) + "---|")
+    for s in systems:
+        score = s.score
+        print(f"| {s.name} | {score.hit_rate():.4f} | {score.mean_ndcg():.4f} | "
+              + " | ".join(f"{score.hit_rate(n):.4f} / {score.mean_ndcg(n):.4f}" for n in names)
+              + f" | {score.no_user} of {score.events} |")
+    first = systems[0].score
+    print("\nevents per segment: " + ", ".join(f"{n} {first.segment_events[n]:,}" for n in names) + "\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/datasets",
                         help="datasets folder holding movielens-small/ (default: %(default)s)")
-    parser.add_argument("--train-fraction", type=float, default=0.8, help="share of events before the cut")
+    parser.add_argument("--streams", default="movielens,drift", help="streams to replay (default: %(default)s)")
+    parser.add_argument("--cuts", default="0.5,0.8", help="shares of each stream before the cut (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=100, help="streamed events per store batch / refresh round")
     parser.add_argument("--retrain-every", type=float, default=0.1, help="retrain period, share of the stream")
     parser.add_argument("--method", default="spectral", choices=["spectral", "lightgcn"],
                         help="model fitted at the cut (the retrain baseline is always SpectralCF)")
     parser.add_argument("--k", type=int, default=10, help="list length")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--half-life", type=float, default=defaults.trending_half_life_s / 3600.0,
+                        help="served trending half-life, hours of event time (default: IG_TRENDING_HALF_LIFE's)")
+    parser.add_argument("--trending-half-lives", default="0,24,720",
+                        help="more trending rows at these half-lives, hours; 0 = all-time (default: %(default)s)")
+    parser.add_argument("--blend-priors", default=f"0,{defaults.blend_prior_interactions:g},10,30",
+                        help="n0 values of the served rows, comma-separated (default: %(default)s)")
+    parser.add_argument("--drift-users", type=int, default=1000, help="drift stream: users (default: %(default)s)")
+    parser.add_argument("--drift-items", type=int, default=2000, help="drift stream: items (default: %(default)s)")
+    parser.add_argument("--drift-clusters", type=int, default=8, help="drift stream: clusters (default: %(default)s)")
+    parser.add_argument("--drift-events", type=int, default=40_000, help="drift stream: events (default: %(default)s)")
+    parser.add_argument("--drift-every", type=int, default=8000,
+                        help="drift stream: events between a user's moves (default: %(default)s)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print_table(run(args), args.k)
+    torch.set_num_threads(args.threads)
+    for name in args.streams.split(","):
+        events = movielens_stream(args.data_dir) if name == "movielens" else drift_stream(args)
+        for fraction in _floats(args.cuts):
+            print(f"### {name}, cut {fraction:g} ({len(events):,} events)", flush=True)
+            print_table(run(args, events, fraction), args.k)
     return 0
 
 

@@ -22,12 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serving.index import IndexSnapshot
+from serving.scoring import Scorer, score_alone
+from serving.search import MMR_POOL_FACTOR, MMR_POOL_MAX, Found, ItemQuery, mmr_order, search
+from serving.trending import TrendingItems, top_rows
+
 #: Below this trending weight a list is personal: blending would change nothing a client sees.
 MIN_TRENDING_WEIGHT = 0.01
 
 PERSONAL = "personal"
 BLENDED = "blended"
 TRENDING = "trending"
+#: ``Found.index_kind`` of a list made from the trending list alone.
+TRENDING_KIND = "trending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +76,37 @@ def min_max(values: np.ndarray) -> np.ndarray:
 def blend(personal: np.ndarray, trending: np.ndarray, personal_weight: float) -> np.ndarray:
     """Mixed relevance of candidates with these personal and trending scores (each min-max scaled)."""
     return personal_weight * min_max(personal) + (1.0 - personal_weight) * min_max(trending)
+
+
+def trend_scores(snapshot: IndexSnapshot, trending: TrendingItems) -> tuple[np.ndarray, np.ndarray]:
+    """Every item row's trend score and the best rows, for this snapshot's item table."""
+    return trending.ranked(snapshot.generation, snapshot.items.positions, len(snapshot.items.vectors))
+
+
+def trending_search(snapshot: IndexSnapshot, trending: TrendingItems, k: int, exclude: np.ndarray,
+                    allowed: np.ndarray | None = None) -> Found:
+    """The ``k`` best trending item rows passing the filter (``allowed`` mask) and not in ``exclude``."""
+    scores, top = trend_scores(snapshot, trending)
+    keep = np.ones(scores.shape[0], dtype=bool) if allowed is None else allowed.copy()
+    keep[exclude] = False
+    rows = top[keep[top]][:k]
+    if rows.size < k and top.size < np.count_nonzero(scores > 0):  # the cached best ran out: all of them
+        rows = top_rows(np.where(keep, scores, 0.0), k)
+    return Found(rows, scores[rows].astype(np.float32), TRENDING_KIND)
+
+
+def blended_search(snapshot: IndexSnapshot, trending: TrendingItems, query: ItemQuery, personal_weight: float,
+                   use_ann: bool = True, scorer: Scorer = score_alone) -> Found:
+    """The best personal and the best trending candidates (:data:`~serving.search.MMR_POOL_FACTOR`
+    times ``k`` of each), ranked by their mixed relevance (:func:`blend`), MMR-diversified when asked."""
+    pool = max(query.k * MMR_POOL_FACTOR, query.k)
+    personal = search(snapshot, ItemQuery(query.vector, pool, query.exclude, query.allowed), use_ann, scorer=scorer)
+    rows = np.union1d(personal.rows, trending_search(snapshot, trending, pool, query.exclude, query.allowed).rows)
+    scores, _ = trend_scores(snapshot, trending)
+    mixed = blend(snapshot.items.vectors[rows] @ query.vector, scores[rows], personal_weight)
+    diverse = query.diversity_lambda < 1.0
+    # Shifted by 1: top_rows keeps positive scores only. MMR chooses from a bounded pool, as in search.
+    order = top_rows(mixed + 1.0, min(pool, MMR_POOL_MAX) if diverse else query.k)
+    if diverse and order.size > 1:
+        order = order[mmr_order(snapshot.items.vectors[rows[order]], mixed[order], query.k, query.diversity_lambda)]
+    return Found(rows[order], mixed[order].astype(np.float32), personal.index_kind)

@@ -32,13 +32,13 @@ from graph_store.base import GraphStore, GraphStoreError
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving import evidence
-from serving.blending import BLENDED, TRENDING, BlendPolicy, blend
+from serving.blending import BLENDED, TRENDING, BlendPolicy, blended_search, trending_search
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
-from serving.search import EXACT, HNSW, MMR_POOL_FACTOR, MMR_POOL_MAX, Found, ItemQuery, mmr_order, search
-from serving.trending import TrendingItems, top_rows
+from serving.search import EXACT, HNSW, Found, ItemQuery, search
+from serving.trending import TrendingItems
 from serving.user_rows import UserRowCache
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ Reply = TypeVar("Reply")
 Handler = Callable[[Any, Request, grpc.ServicerContext], Reply]
 #: The two replies that carry a list of items.
 ItemsReply = TypeVar("ItemsReply", pb.RecommendReply, pb.SimilarItemsReply)
-#: ``index_kind`` of a list made from the trending list alone.
-TRENDING_KIND = "trending"
 SOURCES = {"personal": pb.RECOMMEND_SOURCE_PERSONAL, BLENDED: pb.RECOMMEND_SOURCE_BLENDED,
            TRENDING: pb.RECOMMEND_SOURCE_TRENDING}
 
@@ -302,47 +300,16 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             if not self.trending_for_unknown:
                 abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet: none of its "
                       "interactions is with an item the model knows")
-            found, refreshed_ms = self._trending(snapshot, k, seen, allowed), 0
+            found, refreshed_ms = trending_search(snapshot, self.trending, k, seen, allowed), 0
         elif source == BLENDED:
             assert row is not None  # a blend needs the user's item count
-            found = self._blended(snapshot, ItemQuery(vector, k, seen, allowed, diversity),
-                                  self.blend.personal_weight(len(row.items)))
+            found = blended_search(snapshot, self.trending, ItemQuery(vector, k, seen, allowed, diversity),
+                                   self.blend.personal_weight(len(row.items)), self.use_ann, self.scorer)
         else:
             found = search(snapshot, ItemQuery(vector, k, seen, allowed, diversity), self.use_ann, scorer=self.scorer)
         reply = _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)
         reply.source = SOURCES[source]
         return reply
-
-    def _trend_scores(self, snapshot: IndexSnapshot) -> tuple[np.ndarray, np.ndarray]:
-        """Every item row's trend score and the best rows, for this snapshot's item table."""
-        return self.trending.ranked(snapshot.generation, snapshot.items.positions, len(snapshot.items.vectors))
-
-    def _trending(self, snapshot: IndexSnapshot, k: int, exclude: np.ndarray, allowed: np.ndarray | None) -> Found:
-        """The ``k`` best trending item rows passing the filter and not excluded."""
-        scores, top = self._trend_scores(snapshot)
-        keep = np.ones(scores.shape[0], dtype=bool) if allowed is None else allowed.copy()
-        keep[exclude] = False
-        rows = top[keep[top]][:k]
-        if rows.size < k and top.size < np.count_nonzero(scores > 0):  # the cached best ran out: all of them
-            rows = top_rows(np.where(keep, scores, 0.0), k)
-        return Found(rows, scores[rows].astype(np.float32), TRENDING_KIND)
-
-    def _blended(self, snapshot: IndexSnapshot, query: ItemQuery, personal_weight: float) -> Found:
-        """The best personal and the best trending candidates, ranked by their mixed relevance."""
-        pool = max(query.k * MMR_POOL_FACTOR, query.k)
-        personal = search(snapshot, ItemQuery(query.vector, pool, query.exclude, query.allowed), self.use_ann,
-                          scorer=self.scorer)
-        trending = self._trending(snapshot, pool, query.exclude, query.allowed)
-        rows = np.union1d(personal.rows, trending.rows)
-        scores, _ = self._trend_scores(snapshot)
-        mixed = blend(snapshot.items.vectors[rows] @ query.vector, scores[rows], personal_weight)
-        diverse = query.diversity_lambda < 1.0
-        # Shifted by 1: top_rows keeps positive scores only. MMR chooses from a bounded pool, as in search.
-        order = top_rows(mixed + 1.0, min(pool, MMR_POOL_MAX) if diverse else query.k)
-        if diverse and order.size > 1:
-            order = order[mmr_order(snapshot.items.vectors[rows[order]], mixed[order], query.k,
-                                    query.diversity_lambda)]
-        return Found(rows[order], mixed[order].astype(np.float32), personal.index_kind)
 
     def _user_vector_or_none(self, snapshot: IndexSnapshot, user_id: NodeId,
                              row: UserRow | None = None) -> tuple[np.ndarray | None, int]:

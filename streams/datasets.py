@@ -116,6 +116,10 @@ class ClusteredInterests:
     cluster, else from all items; within the pick, item popularity follows a Zipf-like law so some
     items are hubs. Types follow :data:`SYNTHETIC_TYPE_MIX`; timestamps grow by random gaps.
 
+    With ``drift_every`` > 0 interests drift: every user moves on to the next cluster after each
+    ``drift_every`` events of the stream, the moves staggered over users (user ``n`` first moves
+    after ``(n * 7919) % drift_every`` events), so at any time some users have just moved.
+
     Args:
         users (int): number of users.
         items (int): number of items (at least ``clusters``).
@@ -123,20 +127,33 @@ class ClusteredInterests:
         in_cluster (float): probability that an event stays in the user's cluster (default: ``0.85``).
         seed (int): random seed; the same arguments give the same events (default: ``0``).
         start_ms (int): time of the first event, epoch ms (default: ``1_700_000_000_000``).
+        drift_every (int): events of the stream between a user's moves to the next cluster; 0 = no
+            drift (default: ``0``).
+        mean_gap_ms (int): mean time between two events, ms (default: ``500``).
     """
 
     def __init__(self, users: int, items: int, clusters: int = 8, in_cluster: float = 0.85, seed: int = 0,
-                 start_ms: int = 1_700_000_000_000) -> None:
+                 start_ms: int = 1_700_000_000_000, drift_every: int = 0, mean_gap_ms: int = 500) -> None:
         if users < 1 or items < clusters or clusters < 1 or not 0.0 <= in_cluster <= 1.0:
             raise ValueError(f"need users >= 1, items >= clusters >= 1 and 0 <= in_cluster <= 1, got "
                              f"users={users} items={items} clusters={clusters} in_cluster={in_cluster}")
+        if drift_every < 0 or mean_gap_ms < 1:
+            raise ValueError(f"need drift_every >= 0 and mean_gap_ms >= 1, got {drift_every}, {mean_gap_ms}")
         self.users, self.items, self.clusters = users, items, clusters
         self.in_cluster = in_cluster
         self.seed = seed
         self.start_ms = start_ms
+        self.drift_every, self.mean_gap_ms = drift_every, mean_gap_ms
 
-    def user_cluster(self, user_id: str) -> int:
-        return int(user_id[1:]) % self.clusters
+    def user_cluster(self, user_id: str, at_event: int = 0) -> int:
+        """The cluster of ``user_id``'s interests at event number ``at_event`` of the stream."""
+        return int(self._clusters(np.asarray([int(user_id[1:])]), np.asarray([at_event]))[0])
+
+    def _clusters(self, user: np.ndarray, at_event: np.ndarray) -> np.ndarray:
+        if not self.drift_every:
+            return user % self.clusters
+        moves = (at_event + (user * 7919) % self.drift_every) // self.drift_every
+        return (user + moves) % self.clusters
 
     def item_cluster(self, item_id: str) -> int:
         return int(item_id[1:]) % self.clusters
@@ -150,9 +167,9 @@ class ClusteredInterests:
         for start in range(0, count, 10_000):
             n = min(10_000, count - start)
             user = rng.integers(0, self.users, n)
-            item = self._pick_items(rng, user % self.clusters, n)
+            item = self._pick_items(rng, self._clusters(user, np.arange(start, start + n)), n)
             kind = rng.choice(len(types), size=n, p=type_p / type_p.sum())
-            gaps = rng.integers(1, 1000, n)
+            gaps = rng.integers(1, 2 * self.mean_gap_ms, n)
             stars = rng.integers(1, 11, n) / 2.0
             for j in range(n):
                 ts += int(gaps[j])

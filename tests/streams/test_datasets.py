@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import streams.replay as replay_module
@@ -64,6 +66,26 @@ def test_synthetic_events_are_valid_deterministic_and_clustered() -> None:
     assert same / len(decoded) > 0.85  # 0.9 planted, plus chance hits from the uniform part
     assert len({d.event_id for d in decoded}) == len(decoded)
     assert all(json.loads(e.value)["user_id"].encode() == e.key for e in events)
+
+
+def test_drifting_users_move_to_the_next_cluster_staggered() -> None:
+    world = ClusteredInterests(users=300, items=600, clusters=4, in_cluster=1.0, seed=3, drift_every=2000,
+                               mean_gap_ms=60_000)
+    decoded = [valid(e.value) for e in world.events(8000)]
+    # Every event stays in the cluster its user has at that point of the stream...
+    assert all(world.user_cluster(d.user_id, n) == world.item_cluster(d.item_id) for n, d in enumerate(decoded))
+    # ...which moves by one every 2,000 events, at a different point for different users.
+    # u5's offset is 5 * 7919 % 2000 = 1595: its first move comes after 405 events.
+    assert [world.user_cluster("u5", n) for n in (0, 404, 405, 2404, 2405)] == [1, 1, 2, 2, 3]
+    first_moves = {next(n for n in range(1, 2001) if world.user_cluster(f"u{u}", n) != world.user_cluster(f"u{u}", 0))
+                   for u in range(50)}
+    assert len(first_moves) > 40
+    for user in range(50):
+        at = [world.user_cluster(f"u{user}", n) for n in range(0, 8000, 2000)]
+        assert [(b - a) % 4 for a, b in itertools.pairwise(at)] == [1, 1, 1]
+    gaps = np.diff([d.ts_ms for d in decoded])
+    assert 50_000 < gaps.mean() < 70_000  # the stream spans about 8,000 minutes
+    assert ClusteredInterests(10, 20, 2).user_cluster("u3", 10**6) == 1  # no drift by default
 
 
 def test_synthetic_catalog_names_every_item() -> None:
