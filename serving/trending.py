@@ -46,10 +46,10 @@ class TrendingItems:
 
     Args:
         half_life_s (float): Seconds for a contribution to lose half its weight; 0 = no decay
-            (all-time popularity) (default: ``21600.0``, six hours).
+            (all-time popularity) (default: ``15768000.0``, half a year, ``IG_TRENDING_HALF_LIFE``'s).
     """
 
-    def __init__(self, half_life_s: float = 21_600.0) -> None:
+    def __init__(self, half_life_s: float = 15_768_000.0) -> None:
         if half_life_s < 0:
             raise ValueError(f"half_life_s must be >= 0, got {half_life_s}")
         self.half_life_ms = half_life_s * 1000.0
