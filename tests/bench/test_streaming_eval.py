@@ -42,7 +42,7 @@ def test_graph_baselines_recommend_what_shares_users_with_the_recent_items() -> 
 def test_a_drifting_stream_is_scored_per_system_and_segment() -> None:
     out = subprocess.run([sys.executable, str(BENCH / "streaming_eval.py"), "--streams", "drift", "--cuts", "0.8",
                           "--drift-events", "3000", "--drift-users", "100", "--drift-items", "200",
-                          "--drift-every", "500", "--batch", "300", "--blend-priors", "0,5"],
+                          "--drift-every", "500", "--batch", "300", "--blend-priors", "0,5", "--half-life", "6"],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     rows = {line.split("|")[1].strip(): line for line in out.splitlines()
             if line.startswith("| ") and not line.startswith("| system")}
