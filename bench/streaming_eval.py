@@ -9,7 +9,8 @@ Streams (``--streams``): **movielens**, MovieLens ratings (``streams.datasets.mo
 timestamp order, ties by user, then movie) as the rating events ``interest-graph replay``
 publishes; **drift**, the demo's synthetic generator (``streams.datasets.ClusteredInterests``) with
 drifting interests: each user moves on to the next interest cluster every ``--drift-every`` events
-of the stream, staggered over users. For each stream and each cut of ``--cuts``, the events before
+of the stream, staggered over users, and user activity skewed (``--drift-skew``: a few heavy users,
+a long tail arriving late). For each stream and each cut of ``--cuts``, the events before
 the cut build the graph in a real LadybugStore (tmp dir) and the model (``models.methods.
 train_from_store``: SpectralCF by default). The rest stream through the live components in batches
 of ``--batch`` events: ``store.apply_batch``, then ``RefreshWorker.run_once`` and
@@ -95,7 +96,7 @@ def movielens_stream(data_dir: str) -> list[StreamEvent]:
 
 def drift_stream(args: argparse.Namespace) -> list[StreamEvent]:
     world = ClusteredInterests(args.drift_users, args.drift_items, clusters=args.drift_clusters, in_cluster=0.85,
-                               seed=5, drift_every=args.drift_every, mean_gap_ms=60_000)
+                               seed=5, drift_every=args.drift_every, mean_gap_ms=60_000, user_skew=args.drift_skew)
     out = []
     for event in world.events(args.drift_events):
         value = json.loads(event.value)
@@ -268,6 +269,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drift-events", type=int, default=40_000, help="drift stream: events (default: %(default)s)")
     parser.add_argument("--drift-every", type=int, default=8000,
                         help="drift stream: events between a user's moves (default: %(default)s)")
+    parser.add_argument("--drift-skew", type=float, default=1.0,
+                        help="drift stream: user activity ~ rank^-skew, 0 = uniform (default: %(default)s)")
     return parser.parse_args(argv)
 
 

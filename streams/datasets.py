@@ -130,20 +130,24 @@ class ClusteredInterests:
         drift_every (int): events of the stream between a user's moves to the next cluster; 0 = no
             drift (default: ``0``).
         mean_gap_ms (int): mean time between two events, ms (default: ``500``).
+        user_skew (float): users are drawn with probability ~ rank^-user_skew (a few heavy users,
+            a long tail that shows up late); 0 = uniformly (default: ``0.0``).
     """
 
     def __init__(self, users: int, items: int, clusters: int = 8, in_cluster: float = 0.85, seed: int = 0,
-                 start_ms: int = 1_700_000_000_000, drift_every: int = 0, mean_gap_ms: int = 500) -> None:
+                 start_ms: int = 1_700_000_000_000, drift_every: int = 0, mean_gap_ms: int = 500,
+                 user_skew: float = 0.0) -> None:
         if users < 1 or items < clusters or clusters < 1 or not 0.0 <= in_cluster <= 1.0:
             raise ValueError(f"need users >= 1, items >= clusters >= 1 and 0 <= in_cluster <= 1, got "
                              f"users={users} items={items} clusters={clusters} in_cluster={in_cluster}")
-        if drift_every < 0 or mean_gap_ms < 1:
-            raise ValueError(f"need drift_every >= 0 and mean_gap_ms >= 1, got {drift_every}, {mean_gap_ms}")
+        if drift_every < 0 or mean_gap_ms < 1 or user_skew < 0:
+            raise ValueError(f"need drift_every >= 0, mean_gap_ms >= 1 and user_skew >= 0, got {drift_every}, "
+                             f"{mean_gap_ms}, {user_skew}")
         self.users, self.items, self.clusters = users, items, clusters
         self.in_cluster = in_cluster
         self.seed = seed
         self.start_ms = start_ms
-        self.drift_every, self.mean_gap_ms = drift_every, mean_gap_ms
+        self.drift_every, self.mean_gap_ms, self.user_skew = drift_every, mean_gap_ms, user_skew
 
     def user_cluster(self, user_id: str, at_event: int = 0) -> int:
         """The cluster of ``user_id``'s interests at event number ``at_event`` of the stream."""
@@ -164,9 +168,13 @@ class ClusteredInterests:
         types = list(SYNTHETIC_TYPE_MIX)
         type_p = np.array([SYNTHETIC_TYPE_MIX[t] for t in types])
         ts = self.start_ms
+        user_p = None
+        if self.user_skew:
+            weights = np.arange(1, self.users + 1, dtype=np.float64) ** -self.user_skew
+            user_p = weights[np.random.default_rng(self.seed + 1).permutation(self.users)] / weights.sum()
         for start in range(0, count, 10_000):
             n = min(10_000, count - start)
-            user = rng.integers(0, self.users, n)
+            user = rng.integers(0, self.users, n) if user_p is None else rng.choice(self.users, size=n, p=user_p)
             item = self._pick_items(rng, self._clusters(user, np.arange(start, start + n)), n)
             kind = rng.choice(len(types), size=n, p=type_p / type_p.sum())
             gaps = rng.integers(1, 2 * self.mean_gap_ms, n)

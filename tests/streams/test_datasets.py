@@ -88,6 +88,18 @@ def test_drifting_users_move_to_the_next_cluster_staggered() -> None:
     assert ClusteredInterests(10, 20, 2).user_cluster("u3", 10**6) == 1  # no drift by default
 
 
+def test_skewed_users_have_a_heavy_head_and_a_late_long_tail() -> None:
+    decoded = [valid(e.value) for e in ClusteredInterests(500, 600, 4, seed=2, user_skew=1.0).events(20_000)]
+    per_user = Counter(d.user_id for d in decoded)
+    counts = sorted(per_user.values(), reverse=True)
+    assert counts[0] > 20 * counts[len(counts) // 2]  # rank^-1: the head is far above the median
+    first_seen = {}
+    for n, d in enumerate(decoded):
+        first_seen.setdefault(d.user_id, n)
+    assert max(first_seen.values()) > len(decoded) // 2  # some users arrive in the stream's second half
+    assert len(Counter(e.key for e in ClusteredInterests(500, 600, 4, seed=2).events(20_000))) == 500  # uniform
+
+
 def test_synthetic_catalog_names_every_item() -> None:
     world = ClusteredInterests(users=3, items=10, clusters=2)
     catalog = world.catalog()
