@@ -80,7 +80,7 @@ def blend(personal: np.ndarray, trending: np.ndarray, personal_weight: float) ->
 
 def trend_scores(snapshot: IndexSnapshot, trending: TrendingItems) -> tuple[np.ndarray, np.ndarray]:
     """Every item row's trend score and the best rows, for this snapshot's item table."""
-    return trending.ranked(snapshot.generation, snapshot.items.positions, len(snapshot.items.vectors))
+    return trending.ranked(snapshot.items, snapshot.items.positions, len(snapshot.items.vectors))
 
 
 def trending_search(snapshot: IndexSnapshot, trending: TrendingItems, k: int, exclude: np.ndarray,

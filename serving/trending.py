@@ -62,7 +62,8 @@ class TrendingItems:
         self._totals: dict[NodeId, float] = {}
         #: Bumped by every change, so per-snapshot caches know when they are old.
         self.epoch = 0
-        self._cache: tuple[int, int, np.ndarray, np.ndarray] | None = None  # (table id, epoch, scores, top rows)
+        self._cache: tuple[object, int, np.ndarray, np.ndarray] | None = None  # (table, epoch, scores, top rows)
+        self._positions: tuple[object, np.ndarray] | None = None  # (table, row of each item held)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -137,23 +138,34 @@ class TrendingItems:
         with self._lock:
             return list(self._ids)
 
-    def ranked(self, table_key: int, positions_of: Callable[[list[NodeId]], np.ndarray],
+    def ranked(self, table: object, positions_of: Callable[[list[NodeId]], np.ndarray],
                rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores over ``rows``, the best :data:`TOP_CACHED` rows best first), cached per table and epoch.
+        """(scores over ``rows``, the best :data:`TOP_CACHED` rows best first) for the caller's row table.
+
+        The rows of this tracker's items are looked up once per table (and then only for items new
+        since), the scores once per change: a request costs nothing when neither moved.
 
         Args:
-            table_key (int): Identity of the caller's row table; a new table recomputes.
+            table (object): The caller's row table (the snapshot's item table); held until the next
+                table, so its identity cannot be reused meanwhile.
             positions_of (Callable[[list[NodeId]], np.ndarray]): Rows of the given item ids (``-1``: none).
             rows (int): How many rows the table has.
         """
         cached = self._cache
-        if cached is not None and cached[0] == table_key and cached[1] == self.epoch:
+        if cached is not None and cached[0] is table and cached[1] == self.epoch:
             return cached[2], cached[3]
         epoch = self.epoch
         ids = self.ids()
-        scores = self.scores_for(positions_of(ids), rows)
+        held = self._positions
+        if held is not None and held[0] is table:
+            positions = held[1] if len(held[1]) == len(ids) else \
+                np.concatenate([held[1], positions_of(ids[len(held[1]):])])
+        else:
+            positions = positions_of(ids)
+        self._positions = (table, positions)
+        scores = self.scores_for(positions, rows)
         top = top_rows(scores, TOP_CACHED)
-        self._cache = (table_key, epoch, scores, top)
+        self._cache = (table, epoch, scores, top)
         return scores, top
 
     # --- internals -------------------------------------------------------------------------------

@@ -84,22 +84,25 @@ def test_edges_add_their_weight_at_their_newest_event_time() -> None:
     assert scores(trending, ["a", "b"]) == pytest.approx({"a": 0.5, "b": 1.0})
 
 
-def test_ranked_is_cached_per_table_and_change() -> None:
+def test_ranked_looks_rows_up_once_per_table_and_scores_once_per_change() -> None:
     trending = TrendingItems()
     trending.add(ids("a", "b", "c"), [1.0, 3.0, 2.0], [0, 0, 0])
-    rows = {NodeId("a"): 2, NodeId("b"): 0, NodeId("c"): 1}
-    calls: list[int] = []
+    rows = {NodeId("a"): 2, NodeId("b"): 0, NodeId("c"): 1, NodeId("d"): 3}
+    looked_up: list[list[NodeId]] = []
 
     def positions(held: list[NodeId]) -> np.ndarray:
-        calls.append(1)
+        looked_up.append(list(held))
         return np.asarray([rows.get(i, -1) for i in held], np.int64)
 
-    first = trending.ranked(1, positions, 4)
+    table, other = object(), object()
+    first = trending.ranked(table, positions, 4)
     assert first[1].tolist() == [0, 1, 2] and first[0].tolist() == [3.0, 2.0, 1.0, 0.0]
-    assert trending.ranked(1, positions, 4)[1].tolist() == [0, 1, 2] and len(calls) == 1
-    trending.add(ids("a"), [5.0], [0])
-    assert trending.ranked(1, positions, 4)[1].tolist() == [2, 0, 1] and len(calls) == 2
-    assert trending.ranked(2, positions, 4)[1].tolist() == [2, 0, 1] and len(calls) == 3
+    assert trending.ranked(table, positions, 4)[1].tolist() == [0, 1, 2] and len(looked_up) == 1
+    trending.add(ids("a"), [5.0], [0])  # scores change, rows do not: no lookup
+    assert trending.ranked(table, positions, 4)[1].tolist() == [2, 0, 1] and len(looked_up) == 1
+    trending.add(ids("d"), [0.5], [0])  # a new item: only it is looked up
+    assert trending.ranked(table, positions, 4)[1].tolist() == [2, 0, 1, 3] and looked_up[-1] == ids("d")
+    assert trending.ranked(other, positions, 4)[1].tolist() == [2, 0, 1, 3] and len(looked_up[-1]) == 4
 
 
 def test_top_rows_keeps_positive_scores_best_first_ties_by_row() -> None:
