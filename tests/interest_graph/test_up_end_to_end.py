@@ -40,8 +40,10 @@ CLUSTERS = 6
 @pytest.fixture
 def stack(kafka_topics: KafkaTopics, tmp_path: Path) -> Iterator[tuple[Settings, UpProcess]]:
     # The worker trains its own model once the graph has enough edges, as on a fresh deployment.
+    # Personal lists only (no trending blended in): this test follows the fold-in of a user's own
+    # clicks; tests/serving/test_trending_api.py covers blending.
     settings = stack_settings(kafka_topics, tmp_path, metrics_port=0, batch_max_events=5000,
-                              bootstrap_min_edges=1000)
+                              bootstrap_min_edges=1000, blend_prior_interactions=0.0)
     up = UpProcess(settings, tmp_path).start()
     try:
         yield settings, up
