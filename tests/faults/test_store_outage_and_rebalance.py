@@ -124,10 +124,15 @@ def test_records_replayed_after_a_rebalance_are_skipped(kafka_topics: KafkaTopic
             # The rebalance hands the second worker some partitions from offset 0 (nothing committed).
             pump(first, lambda: second.stats.snapshot().events_skipped > 0, 60, "the second worker to skip a replay")
             replay(events[1000:], kafka_topics.bootstrap, kafka_topics.events)
-            pump(first, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(events), 60,
-                 "all events applied by the two workers")
+            def accepted_by_both() -> int:
+                return second.stats.snapshot().events_accepted + first.stats.snapshot().events_accepted
+
+            # The store's offsets move at the commit; each worker counts its batch a moment later, on
+            # its own loop (the second worker's runs in another thread): wait for both, then compare.
+            pump(first, lambda: applied_count(ladybug_store, kafka_topics.offsets_group) == len(events)
+                 and accepted_by_both() >= len(events), 60, "all events applied and counted by the two workers")
             skipped = second.stats.snapshot().events_skipped + first.stats.snapshot().events_skipped
-            accepted = second.stats.snapshot().events_accepted + first.stats.snapshot().events_accepted
+            accepted = accepted_by_both()
             assert first.app.crash_reason is None and second.app.crash_reason is None
     assert skipped > 0 and accepted == len(events)  # each event applied once, replays skipped
     assert stored_totals(ladybug_store) == expected
