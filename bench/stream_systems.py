@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.domain import EdgeDelta, NodeId
-from serving.blending import TRENDING, BlendPolicy, blended_search, trending_search
+from serving.blending import PERSONAL, TRENDING, BlendPolicy, blended_search, trending_search
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.search import ItemQuery, search
 from serving.trending import TrendingItems
@@ -155,7 +155,7 @@ class Served(System):
             found = trending_search(snap, self.trending, k, exclude)
         else:
             query = ItemQuery(snap.users.vectors[row], k, exclude)
-            found = (search(snap, query, use_ann=False) if source == "personal" else
+            found = (search(snap, query, use_ann=False) if source == PERSONAL else
                      blended_search(snap, self.trending, query, self.policy.personal_weight(len(seen)), use_ann=False))
         return ranked([snap.items.ids[r] for r in found.rows.tolist()], targets)
 

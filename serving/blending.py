@@ -87,12 +87,23 @@ def trending_search(snapshot: IndexSnapshot, trending: TrendingItems, k: int, ex
                     allowed: np.ndarray | None = None) -> Found:
     """The ``k`` best trending item rows passing the filter (``allowed`` mask) and not in ``exclude``."""
     scores, top = trend_scores(snapshot, trending)
-    keep = np.ones(scores.shape[0], dtype=bool) if allowed is None else allowed.copy()
-    keep[exclude] = False
-    rows = top[keep[top]][:k]
-    if rows.size < k and top.size < np.count_nonzero(scores > 0):  # the cached best ran out: all of them
-        rows = top_rows(np.where(keep, scores, 0.0), k)
+    rows = _trending_rows(scores, top, k, exclude, allowed)
     return Found(rows, scores[rows].astype(np.float32), TRENDING_KIND)
+
+
+def _trending_rows(scores: np.ndarray, top: np.ndarray, k: int, exclude: np.ndarray,
+                   allowed: np.ndarray | None) -> np.ndarray:
+    """The best ``k`` of the cached ``top`` rows that pass; every row is looked at only when they run out
+    (a request touches about :data:`~serving.trending.TOP_CACHED` rows, not the catalog)."""
+    keep = np.ones(top.size, dtype=bool) if allowed is None else allowed[top]
+    if exclude.size:
+        keep &= ~np.isin(top, exclude)
+    rows = top[keep][:k]
+    if rows.size < k and top.size < np.count_nonzero(scores > 0):
+        passing = np.ones(scores.shape[0], dtype=bool) if allowed is None else allowed.copy()
+        passing[exclude] = False
+        rows = top_rows(np.where(passing, scores, 0.0), k)
+    return rows
 
 
 def blended_search(snapshot: IndexSnapshot, trending: TrendingItems, query: ItemQuery, personal_weight: float,
@@ -101,8 +112,8 @@ def blended_search(snapshot: IndexSnapshot, trending: TrendingItems, query: Item
     times ``k`` of each), ranked by their mixed relevance (:func:`blend`), MMR-diversified when asked."""
     pool = max(query.k * MMR_POOL_FACTOR, query.k)
     personal = search(snapshot, ItemQuery(query.vector, pool, query.exclude, query.allowed), use_ann, scorer=scorer)
-    rows = np.union1d(personal.rows, trending_search(snapshot, trending, pool, query.exclude, query.allowed).rows)
-    scores, _ = trend_scores(snapshot, trending)
+    scores, top = trend_scores(snapshot, trending)
+    rows = np.union1d(personal.rows, _trending_rows(scores, top, pool, query.exclude, query.allowed))
     mixed = blend(snapshot.items.vectors[rows] @ query.vector, scores[rows], personal_weight)
     diverse = query.diversity_lambda < 1.0
     # Shifted by 1: top_rows keeps positive scores only. MMR chooses from a bounded pool, as in search.

@@ -32,7 +32,7 @@ from graph_store.base import GraphStore, GraphStoreError
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving import evidence
-from serving.blending import BLENDED, TRENDING, BlendPolicy, blended_search, trending_search
+from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy, blended_search, trending_search
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.requests import RequestChecker, abort, check_deadline
@@ -53,7 +53,7 @@ Reply = TypeVar("Reply")
 Handler = Callable[[Any, Request, grpc.ServicerContext], Reply]
 #: The two replies that carry a list of items.
 ItemsReply = TypeVar("ItemsReply", pb.RecommendReply, pb.SimilarItemsReply)
-SOURCES = {"personal": pb.RECOMMEND_SOURCE_PERSONAL, BLENDED: pb.RECOMMEND_SOURCE_BLENDED,
+SOURCES = {PERSONAL: pb.RECOMMEND_SOURCE_PERSONAL, BLENDED: pb.RECOMMEND_SOURCE_BLENDED,
            TRENDING: pb.RECOMMEND_SOURCE_TRENDING}
 
 

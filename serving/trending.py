@@ -17,8 +17,9 @@ could overflow.
 Where the deltas come from: inside ``up``, every committed ingest batch (the same feed that keeps
 the user rows, see :mod:`serving.user_rows`), after a seed from the store snapshot ``up`` loads at
 start (the store keeps no per-event times, so the seed is every item's total weight, stamped with
-the start time); in ``serve`` on its own, from store snapshots every ``IG_TRENDING_RESEED``
-seconds, each adding what the totals grew by since the last one.
+the first event time that follows: see :meth:`TrendingItems.add_totals`); in ``serve`` on its own,
+from store snapshots every ``IG_TRENDING_RESEED`` seconds, each adding what the totals grew by
+since the last one, stamped with the clock.
 """
 
 from __future__ import annotations
@@ -64,9 +65,6 @@ class TrendingItems:
         self.epoch = 0
         self._cache: tuple[object, int, np.ndarray, np.ndarray] | None = None  # (table, epoch, scores, top rows)
         self._positions: tuple[object, np.ndarray] | None = None  # (table, row of each item held)
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     @property
     def newest_ms(self) -> int:
@@ -213,7 +211,6 @@ class StoreTrendingFeed:
 
     def __init__(self, store: GraphStore, trending: TrendingItems, interval_s: float = 60.0) -> None:
         self.store, self.trending, self.interval_s = store, trending, interval_s
-        self.reads = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -225,7 +222,6 @@ class StoreTrendingFeed:
             log.warning("trending: reading the store's item totals failed: %s", exc)
             return False
         self.trending.add_totals(snapshot, epoch_ms())
-        self.reads += 1
         return True
 
     def start(self) -> StoreTrendingFeed:
