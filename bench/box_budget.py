@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import shutil
 import sys
@@ -37,8 +35,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-
-import faust
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -53,16 +49,16 @@ from freshness import (  # noqa: E402
     produce_load,
     recommend_load,
     table,
+    tansu_among,
     warm_up,
 )
-from ingest import planned_batches, zipf_events  # noqa: E402
+from ingest import noop_app, planned_batches, zipf_events  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
 from graph_store.ladybug import LadybugStore  # noqa: E402
 from interest_graph.embedded_broker import TansuBroker  # noqa: E402
 from streams.config import EventContract  # noqa: E402
 from streams.kafka_admin import create_topics  # noqa: E402
-from streams.kafka_transport import kafka_transport  # noqa: E402
 
 PARTITIONS = Settings().topic_partitions
 
@@ -77,20 +73,7 @@ def box_busy_s() -> float:
 def noop_faust(broker_url: str, topic: str, fetch_max_wait_s: float, seconds: float,
                ready: Any, go: Any, results: Any) -> None:
     """Child process: a no-op Faust agent consuming ``topic`` live; reports events seen in the window."""
-    app = faust.App(f"budget-noop-{uuid.uuid4().hex[:8]}", broker=broker_url, web_enabled=False,
-                    autodiscover=False, datadir=tempfile.mkdtemp(prefix="budget-faust-"),
-                    consumer_auto_offset_reset="earliest", broker_max_poll_records=5000,
-                    broker_session_timeout=2.0, broker_rebalance_timeout=2.0, broker_heartbeat_interval=0.3)
-    app.transport = kafka_transport(fetch_max_wait_s)(app.conf.broker_consumer, app)
-    source = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
-    seen = [0]
-
-    @app.agent(source, concurrency=1)
-    async def noop(stream: Any) -> None:
-        async for values in stream.take(5000, within=0.05):
-            for value in values:
-                json.loads(value)
-            seen[0] += len(values)
+    app, state = noop_app(broker_url, topic, tempfile.mkdtemp(prefix="budget-faust-"), fetch_max_wait_s)
 
     async def window() -> None:
         while not app.consumer.assignment():
@@ -100,7 +83,7 @@ def noop_faust(broker_url: str, topic: str, fetch_max_wait_s: float, seconds: fl
             await asyncio.sleep(0.005)
         started = time.monotonic()
         await asyncio.sleep(seconds + 1.0)  # the last second: what was published late in the window
-        results.put(("noop faust", {"seen": seen[0], "seconds": time.monotonic() - started}))
+        results.put(("noop faust", {"seen": state["seen"], "seconds": time.monotonic() - started}))
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -111,14 +94,6 @@ def noop_faust(broker_url: str, topic: str, fetch_max_wait_s: float, seconds: fl
         loop.run_until_complete(app.stop())
 
 
-def tansu_pid() -> int | None:
-    for pid in descendants(os.getpid()):
-        with contextlib.suppress(OSError):
-            if "tansu" in Path(f"/proc/{pid}/comm").read_text():
-                return pid
-    return None
-
-
 def kafka_step(broker: TansuBroker, rate: float, seconds: float, step: int, users: int, items: int) -> dict[str, Any]:
     """One offered rate through producer -> broker -> no-op Faust; cores of each over the window."""
     topic = f"budget-{step}-{uuid.uuid4().hex[:6]}"
@@ -127,7 +102,8 @@ def kafka_step(broker: TansuBroker, rate: float, seconds: float, step: int, user
     with Children((produce_load, (broker.bootstrap, topic, rate, seconds, source)),
                   (noop_faust, (broker.url, topic, Settings().broker_fetch_max_wait_s, seconds))) as children:
         t0 = children.start()
-        pids = {"producer": children.procs[0].pid, "noop faust": children.procs[1].pid, "broker": tansu_pid()}
+        pids = {"producer": children.procs[0].pid, "noop faust": children.procs[1].pid,
+                "broker": tansu_among(descendants(os.getpid()))}
         before, box_before = {k: cpu_s([p]) for k, p in pids.items()}, box_busy_s()
         time.sleep(max(0.1, seconds - 0.5))  # the producer exits at ``seconds``: read it while it lives
         elapsed = time.monotonic() - t0

@@ -357,6 +357,15 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def tansu_among(pids: Iterable[int]) -> int | None:
+    """The Tansu broker process among ``pids`` (by its command name), if one is."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if "tansu" in Path(f"/proc/{pid}/comm").read_text():
+                return pid
+    return None
+
+
 class Stack:
     """``interest-graph up`` in ``tmp`` on free ports, logging to ``tmp/up.log``."""
 
@@ -390,10 +399,7 @@ class Stack:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 self._broker = int(json.loads((self.tmp / "broker" / "tansu.json").read_text())["pid"])
         if self._broker is None and self.proc is not None:
-            for pid in descendants(self.proc.pid):
-                with contextlib.suppress(OSError):
-                    if "tansu" in Path(f"/proc/{pid}/comm").read_text():
-                        self._broker = pid
+            self._broker = tansu_among(descendants(self.proc.pid))
         return self._broker
 
     def up_pids(self) -> list[int]:

@@ -138,19 +138,20 @@ def run_app(app: faust.App, done: Callable[[], bool], timeout_s: float) -> float
         asyncio.set_event_loop(None)
 
 
-def noop_faust_ceiling(config: IngestConfig, topic: str, count: int, datadir: str, *, ours: bool = False) -> float:
-    """Events/s of a Faust agent that only take(5000)s, json-decodes and acks.
-
-    ``ours``: with our transport (:mod:`streams.kafka_transport`) instead of Faust's stock one.
-    """
-    app = faust.App(f"bench-noop-{uuid.uuid4().hex[:8]}", broker=config.broker_url, datadir=datadir,
+def noop_app(broker_url: str, topic: str, datadir: str,
+             fetch_max_wait_s: float | None = None) -> tuple[faust.App, dict[str, float]]:
+    """A Faust app whose one agent only take(5000)s, json-decodes and counts ``topic``'s records:
+    Faust's own per-event cost. ``fetch_max_wait_s``: on our transport (:mod:`streams.kafka_transport`)
+    with that fetch wait; ``None``: Faust's stock one. The dict counts ``seen`` and the
+    ``perf_counter()`` of the ``first`` batch."""
+    app = faust.App(f"bench-noop-{uuid.uuid4().hex[:8]}", broker=broker_url, datadir=datadir,
                     web_enabled=False, autodiscover=False, consumer_auto_offset_reset="earliest",
                     broker_max_poll_records=5000, broker_session_timeout=2.0, broker_rebalance_timeout=2.0,
                     broker_heartbeat_interval=0.3)
-    if ours:
-        app.transport = kafka_transport(config.broker_fetch_max_wait_s)(app.conf.broker_consumer, app)
+    if fetch_max_wait_s is not None:
+        app.transport = kafka_transport(fetch_max_wait_s)(app.conf.broker_consumer, app)
     source = app.topic(topic, value_type=bytes, key_type=bytes, value_serializer="raw", key_serializer="raw")
-    state = {"seen": 0, "first": 0.0}
+    state = {"seen": 0.0, "first": 0.0}
 
     @app.agent(source, concurrency=1)
     async def noop(stream: Any) -> None:
@@ -161,6 +162,15 @@ def noop_faust_ceiling(config: IngestConfig, topic: str, count: int, datadir: st
                 json.loads(value)
             state["seen"] += len(values)
 
+    return app, state
+
+
+def noop_faust_ceiling(config: IngestConfig, topic: str, count: int, datadir: str, *, ours: bool = False) -> float:
+    """Events/s of :func:`noop_app` draining ``count`` records.
+
+    ``ours``: with our transport (:mod:`streams.kafka_transport`) instead of Faust's stock one.
+    """
+    app, state = noop_app(config.broker_url, topic, datadir, config.broker_fetch_max_wait_s if ours else None)
     end = run_app(app, lambda: state["seen"] >= count, timeout_s=3600)
     return count / (end - state["first"])
 
