@@ -82,7 +82,7 @@ class AnnBuilder:
                 ann = snapshot.ann.extended(snapshot.stale_rows, snapshot.stale_vectors, len(snapshot.items),
                                             snapshot.version)
             else:
-                ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, self.ef_search)
+                ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, self.ef_search, snapshot.items.codec)
         finally:
             self.building = False
         self.builds += 1
@@ -96,7 +96,8 @@ class AnnBuilder:
     def _extendable(self, snapshot: IndexSnapshot) -> bool:
         """Whether the snapshot's graph can take its stale rows and stay within the replaced share."""
         ann = snapshot.ann
-        if ann is None or ann.graph.d != snapshot.items.dim:
+        # A graph takes new rows only in its own codes: after a reload fitted a new codec, rebuild.
+        if ann is None or ann.graph.d != snapshot.items.dim or ann.codec is not snapshot.items.codec:
             return False
         replaced = ann.replaced + int(np.count_nonzero(snapshot.stale_rows < ann.n_rows))
         return replaced <= self.max_replaced_fraction * len(snapshot.items)

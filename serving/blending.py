@@ -114,10 +114,10 @@ def blended_search(snapshot: IndexSnapshot, trending: TrendingItems, query: Item
     personal = search(snapshot, ItemQuery(query.vector, pool, query.exclude, query.allowed), use_ann, scorer=scorer)
     scores, top = trend_scores(snapshot, trending)
     rows = np.union1d(personal.rows, _trending_rows(scores, top, pool, query.exclude, query.allowed))
-    mixed = blend(snapshot.items.vectors[rows] @ query.vector, scores[rows], personal_weight)
+    mixed = blend(snapshot.items.dot(snapshot.items.vectors[rows], query.vector), scores[rows], personal_weight)
     diverse = query.diversity_lambda < 1.0
     # Shifted by 1: top_rows keeps positive scores only. MMR chooses from a bounded pool, as in search.
     order = top_rows(mixed + 1.0, min(pool, MMR_POOL_MAX) if diverse else query.k)
     if diverse and order.size > 1:
-        order = order[mmr_order(snapshot.items.vectors[rows[order]], mixed[order], query.k, query.diversity_lambda)]
+        order = order[mmr_order(snapshot.items.gather(rows[order]), mixed[order], query.k, query.diversity_lambda)]
     return Found(rows[order], mixed[order].astype(np.float32), personal.index_kind)

@@ -31,6 +31,7 @@ class ServingConfig:
         ann_min_scan_mb (float): Exact-scan size (items x width x 4 bytes) from which HNSW is used
             (``IG_ANN_MIN_SCAN_MB``), MB.
         ann_ef_search (int): HNSW efSearch (``IG_ANN_EF_SEARCH``).
+        item_codec (str): How item vectors are held, ``f32`` or ``int8`` (``IG_ITEM_CODEC``).
         trending (bool): Users without a personal vector get the trending list (``IG_TRENDING``).
         trending_half_life_s (float): Half-life of a trending contribution, event time; 0 = all-time
             (``IG_TRENDING_HALF_LIFE``), s.
@@ -56,6 +57,7 @@ class ServingConfig:
     ann_min_items: int
     ann_min_scan_mb: float
     ann_ef_search: int
+    item_codec: str
     trending: bool
     trending_half_life_s: float
     trending_reseed_s: float

@@ -84,13 +84,15 @@ def explain_items(
     graph: NormalisedGraph, snapshot: IndexSnapshot, user_id: NodeId, item_id: NodeId, limit: int
 ) -> list[ItemContribution]:
     """The user's items that pull ``item_id`` up (or down) the most, strongest ``|contribution|`` first."""
-    target = snapshot.items.vectors[snapshot.items.row(item_id)]
+    target_row = snapshot.items.row(item_id)
+    assert target_row is not None  # the servicer answered NOT_FOUND for an item the index lacks
+    target = snapshot.items.gather(target_row)
     found = []
     for item, coefficient in graph.items_of.get(user_id, {}).items():
         row = snapshot.items.row(item)
         if row is None:
             continue
-        similarity = float(snapshot.items.vectors[row] @ target)
+        similarity = float(snapshot.items.gather(row) @ target)
         found.append(ItemContribution(item, coefficient * similarity, graph.weight[(user_id, item)], similarity))
     found.sort(key=lambda c: (-abs(c.contribution), c.item_id))
     return found[:limit]

@@ -27,6 +27,7 @@ from core.domain import EmbeddingRows, ItemMeta, NodeId, UserFoldIn, UserRow
 from core.errors import InterestGraphError
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
+from serving.codec import F32, INT8, Int8Codec
 from serving.live_users import LiveUsers
 
 #: Called with the index's readiness (it holds item embeddings) whenever that changes.
@@ -71,8 +72,8 @@ class _RowBuffer:
 
     __slots__ = ("stamps", "used", "vectors")
 
-    def __init__(self, capacity: int, dim: int) -> None:
-        self.vectors = np.empty((capacity, dim), dtype=np.float32)
+    def __init__(self, capacity: int, dim: int, dtype: type[np.generic] = np.float32) -> None:
+        self.vectors = np.empty((capacity, dim), dtype=dtype)
         self.stamps = np.empty(capacity, dtype=np.int64)
         self.used = 0
 
@@ -96,13 +97,21 @@ class EmbeddingTable:
     dead rows pass :data:`MAX_DEAD_SHARE` and the table compacts. That is the user table, rewritten
     by every refresh round: copying all of it per round cost 120 ms at 100,000 users x 1,024 dims.
 
+    With ``int8`` the rows are held as :class:`~serving.codec.Int8Codec` codes, a quarter of the
+    memory: the codec is fitted on the first vectors an empty table takes and kept by every table
+    that grows from it (a full reload starts an empty one). Readers go through :meth:`gather`,
+    :meth:`dot` and :meth:`scan`, which decode; :attr:`vectors` is what the rows hold.
+
     Args:
         ids (tuple[NodeId, ...]): ``ids[r]`` owned row ``r`` when it was written (dead rows included).
         rows (Mapping[NodeId, int]): Each id's live row.
-        vectors (np.ndarray): ``float32 [n, d]`` embeddings, read-only (dead rows included).
+        vectors (np.ndarray): ``[n, d]`` embeddings, read-only (dead rows included): ``float32``,
+            or ``int8`` codes of :attr:`codec`.
         refreshed_ms (np.ndarray): ``int64 [n]`` store write time (epoch ms) of each row's embedding.
         append_only (bool): Rewrites take new rows (default: :obj:`False`).
         dead (int): Rows no id owns any more.
+        int8 (bool): Hold rows as int8 codes (default: :obj:`False`).
+        codec (Int8Codec, optional): The codes' codec, once fitted.
     """
 
     ids: tuple[NodeId, ...] = ()
@@ -111,6 +120,8 @@ class EmbeddingTable:
     refreshed_ms: np.ndarray = field(default_factory=lambda: _frozen(np.zeros(0, np.int64)))
     append_only: bool = False
     dead: int = 0
+    int8: bool = False
+    codec: Int8Codec | None = None
     _buffer: _RowBuffer | None = None
 
     def __len__(self) -> int:
@@ -121,8 +132,36 @@ class EmbeddingTable:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
+    @property
+    def vector_bytes(self) -> int:
+        """Bytes one row's vector takes in memory."""
+        return int(self.vectors.shape[1] * self.vectors.itemsize)
+
     def row(self, node_id: NodeId) -> int | None:
         return self.rows.get(node_id)
+
+    # --- reading vectors -------------------------------------------------------------------------
+    def gather(self, rows: int | np.ndarray) -> np.ndarray:
+        """``float32`` vectors of ``rows`` (``[d]`` for one row, ``[m, d]`` for an array of them)."""
+        return self.decode(self.vectors[rows])
+
+    def decode(self, held: np.ndarray) -> np.ndarray:
+        """``float32`` vectors of rows as :attr:`vectors` holds them."""
+        return self.codec.decode(held) if self.codec is not None else held
+
+    def dot(self, held: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Dot products of rows as :attr:`vectors` holds them (``[m, d]``) with ``vector`` (``[d]``)."""
+        if self.codec is None:
+            return np.asarray(held @ vector, dtype=np.float32)
+        return np.asarray(held, dtype=np.float32) @ self.codec.query(vector)
+
+    def scan(self, queries: np.ndarray) -> np.ndarray:
+        """Scores of every row: ``[n]`` for one ``[d]`` query, ``[b, n]`` for ``[b, d]`` queries."""
+        if self.codec is not None:
+            return self.codec.scan(self.vectors, queries)
+        if np.ndim(queries) == 1:
+            return self.vectors @ queries
+        return queries @ self.vectors.T  # [b, n], rows contiguous
 
     def positions(self, node_ids: Collection[NodeId]) -> np.ndarray:
         """``int64 [len(node_ids)]``: each id's row, ``-1`` where the table does not hold it."""
@@ -155,6 +194,14 @@ class EmbeddingTable:
                 f"{update.kind} embeddings of width {vectors.shape[1]} cannot join an index of width"
                 f" {self.dim}"
             )
+        if self.int8:
+            codec = self.codec if self.codec is not None and len(self.ids) else Int8Codec.fitted(vectors)
+            grown = dataclasses.replace(self, codec=codec)
+            return grown._upsert_held(ids, codec.encode(vectors), refreshed_ms)
+        return self._upsert_held(ids, vectors, refreshed_ms)
+
+    def _upsert_held(self, ids: list[NodeId], vectors: np.ndarray, refreshed_ms: int) -> EmbeddingTable:
+        """:meth:`upsert` of rows already as :attr:`vectors` holds them."""
         rewritten = sum(node_id in self.rows for node_id in ids)
         if rewritten and not self.append_only:
             return self._copied(ids, vectors, refreshed_ms)
@@ -169,7 +216,7 @@ class EmbeddingTable:
         rows = dict(self.rows)
         rows.update(zip(ids, range(len(self.ids), length), strict=True))
         return EmbeddingTable((*self.ids, *ids), rows, _view(buffer.vectors, length), _view(buffer.stamps, length),
-                              self.append_only, dead, buffer)
+                              self.append_only, dead, self.int8, self.codec, buffer)
 
     def _copied(self, ids: list[NodeId], vectors: np.ndarray, refreshed_ms: int) -> EmbeddingTable:
         """Every row copied (positions kept), the rewritten ones replaced, new ids appended."""
@@ -179,7 +226,7 @@ class EmbeddingTable:
             if node_id not in rows:
                 rows[node_id] = len(all_ids)
                 all_ids.append(node_id)
-        buffer = _RowBuffer(_with_room(len(all_ids)), vectors.shape[1])
+        buffer = _RowBuffer(_with_room(len(all_ids)), vectors.shape[1], vectors.dtype.type)
         held = len(self.ids)
         buffer.vectors[:held] = self.vectors
         buffer.stamps[:held] = self.refreshed_ms
@@ -188,14 +235,15 @@ class EmbeddingTable:
         buffer.stamps[target] = refreshed_ms
         buffer.used = len(all_ids)
         return EmbeddingTable(tuple(all_ids), rows, _view(buffer.vectors, buffer.used),
-                              _view(buffer.stamps, buffer.used), self.append_only, self.dead, buffer)
+                              _view(buffer.stamps, buffer.used), self.append_only, self.dead, self.int8, self.codec,
+                              buffer)
 
     def _compacted(self, ids: list[NodeId], vectors: np.ndarray, refreshed_ms: int) -> EmbeddingTable:
         """Live rows that ``update`` does not rewrite, in order, then ``update``'s rows: no dead rows."""
         fresh = set(ids)
         keep = np.asarray(sorted(r for node_id, r in self.rows.items() if node_id not in fresh), dtype=np.int64)
         all_ids = [self.ids[r] for r in keep.tolist()] + ids
-        buffer = _RowBuffer(_with_room(len(all_ids)), vectors.shape[1])
+        buffer = _RowBuffer(_with_room(len(all_ids)), vectors.shape[1], vectors.dtype.type)
         buffer.vectors[:len(keep)] = self.vectors[keep] if len(keep) else 0
         buffer.stamps[:len(keep)] = self.refreshed_ms[keep] if len(keep) else 0
         buffer.vectors[len(keep):len(all_ids)] = vectors
@@ -203,7 +251,7 @@ class EmbeddingTable:
         buffer.used = len(all_ids)
         rows = {node_id: r for r, node_id in enumerate(all_ids)}
         return EmbeddingTable(tuple(all_ids), rows, _view(buffer.vectors, buffer.used),
-                              _view(buffer.stamps, buffer.used), self.append_only, 0, buffer)
+                              _view(buffer.stamps, buffer.used), self.append_only, 0, self.int8, self.codec, buffer)
 
 
 def _with_room(rows: int) -> int:
@@ -238,7 +286,8 @@ class IndexSnapshot:
         ann (HnswIndex, optional): An HNSW graph over the items of an earlier or equal version.
         stale_rows (np.ndarray): Item rows ``ann`` does not hold as they are now: rewritten or
             appended since it was built. Searches score them exactly beside the graph's candidates.
-        stale_vectors (np.ndarray): ``float32 [len(stale_rows), d]``, contiguous: their vectors,
+        stale_vectors (np.ndarray): ``[len(stale_rows), d]``, contiguous: their vectors as the item
+            table holds them (:meth:`EmbeddingTable.dot` scores them),
             gathered once per update rather than once per request (up to 5 % of the catalog,
             4 MB at 20,000 x 1,024, which each search had copied).
         generation (int): Counts every swap (updates, catalogs, graphs), for waiters.
@@ -278,7 +327,7 @@ class IndexSnapshot:
         rows, weights = rows[rows >= 0], row.weights[rows >= 0]
         if not self.live_users.folds(rows).any():
             return None
-        return self.live_users.vector(self.items.vectors, rows, weights)
+        return self.live_users.vector(self.items.gather, rows, weights)
 
 
 class EmbeddingIndex:
@@ -289,10 +338,17 @@ class EmbeddingIndex:
     builder attaches graphs with :meth:`attach_ann`. Listeners added with :meth:`subscribe` hear
     when the index becomes ready (or stops being ready), those added with
     :meth:`subscribe_updates` hear every update, and streams block in :meth:`wait_for_update`.
+
+    Args:
+        item_codec (str): How item vectors are held: :data:`~serving.codec.F32` or
+            :data:`~serving.codec.INT8` (default: :obj:`"f32"`). User vectors stay ``float32``.
     """
 
-    def __init__(self) -> None:
-        self._snapshot = IndexSnapshot()
+    def __init__(self, item_codec: str = F32) -> None:
+        if item_codec not in (F32, INT8):
+            raise ValueError(f"item_codec must be {F32!r} or {INT8!r}, got {item_codec!r}")
+        self.item_codec = item_codec
+        self._snapshot = IndexSnapshot(items=self._empty_items())
         self._write_lock = threading.Lock()
         self._changed = threading.Condition()
         self._listeners: list[ReadyListener] = []
@@ -342,7 +398,8 @@ class EmbeddingIndex:
         the index's. Returns the new snapshot.
         """
         with self._write_lock:
-            base = IndexSnapshot(catalog=self._snapshot.catalog) if replace else self._snapshot
+            base = IndexSnapshot(catalog=self._snapshot.catalog, items=self._empty_items()) if replace \
+                else self._snapshot
             item_table = base.items.upsert(items, written_ms)
             stale = np.union1d(base.stale_rows, item_table.rows_of(items.ids)) if base.ann is not None \
                 else base.stale_rows
@@ -374,6 +431,9 @@ class EmbeddingIndex:
             for update_listener in self._update_listeners:
                 update_listener(change)
         return updated
+
+    def _empty_items(self) -> EmbeddingTable:
+        return EmbeddingTable(int8=self.item_codec == INT8)
 
     def attach_ann(self, ann: HnswIndex, built_from: IndexSnapshot) -> bool:
         """Serve from ``ann`` (built from ``built_from``'s items); ``False`` if the index was

@@ -9,6 +9,7 @@ no refresh round, no 4 kB user-vector write into the store, no user table in mem
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,10 +50,12 @@ class LiveUsers:
         out[inside] = self.scale[rows[inside]] > 0
         return out
 
-    def vector(self, item_vectors: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def vector(self, item_vectors: Callable[[np.ndarray], np.ndarray], rows: np.ndarray,
+               weights: np.ndarray) -> np.ndarray:
         """A user's vector from the item ``rows`` of the user's edges and their accumulated ``weights``:
-        ``sum value(weight) * scale * item vector`` (zero when no row adds anything)."""
+        ``sum value(weight) * scale * item vector`` (zero when no row adds anything); ``item_vectors``
+        gives the ``float32`` vectors of item rows (the item table's ``gather``)."""
         rows = np.asarray(rows, dtype=np.int64)
         use = self.folds(rows)
         coef = edge_values(np.asarray(weights, dtype=np.float32)[use], self.values) * self.scale[rows[use]]
-        return np.asarray(coef @ item_vectors[rows[use]], dtype=np.float32)
+        return np.asarray(coef @ item_vectors(rows[use]), dtype=np.float32)

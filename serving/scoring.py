@@ -13,25 +13,43 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
-#: Computes ``matrix @ vector`` (exact scores of every item row).
-Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+class Scannable(Protocol):
+    """Rows that score queries themselves (the item table, whose rows may be int8 codes)."""
+
+    def scan(self, queries: np.ndarray) -> np.ndarray:
+        """``[n]`` scores for one ``[d]`` query, ``[b, n]`` for ``[b, d]`` queries."""
+        ...
+
+
+#: What a scorer scans: a ``float32 [n, d]`` matrix or rows that scan themselves.
+Rows = np.ndarray | Scannable
+
+#: Computes the exact scores of every row for one vector (``matrix @ vector``).
+Scorer = Callable[[Rows, np.ndarray], np.ndarray]
 
 #: Most queries in one product (the leader's own latency grows with the batch).
 MAX_BATCH = 64
 
 
-def score_alone(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+def score_alone(matrix: Rows, vector: np.ndarray) -> np.ndarray:
     """The unbatched scorer: one matrix-vector product."""
-    return matrix @ vector
+    return matrix @ vector if isinstance(matrix, np.ndarray) else matrix.scan(vector)
+
+
+def _score_many(matrix: Rows, vectors: np.ndarray) -> np.ndarray:
+    """``[b, n]`` scores of ``[b, d]`` vectors in one product, rows contiguous."""
+    return vectors @ matrix.T if isinstance(matrix, np.ndarray) else matrix.scan(vectors)
 
 
 class _Waiting:
     __slots__ = ("done", "lead", "matrix", "scores", "vector")
 
-    def __init__(self, matrix: np.ndarray, vector: np.ndarray) -> None:
+    def __init__(self, matrix: Rows, vector: np.ndarray) -> None:
         self.matrix, self.vector = matrix, vector
         self.scores: np.ndarray | None = None
         #: Set (with ``done``) when leadership passes to this caller: it runs the next batch.
@@ -57,7 +75,7 @@ class ScoreBatcher:
         self.products = 0
         self.queries = 0
 
-    def __call__(self, matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    def __call__(self, matrix: Rows, vector: np.ndarray) -> np.ndarray:
         mine = _Waiting(matrix, vector)
         with self._lock:
             self._queue.append(mine)
@@ -99,7 +117,7 @@ class ScoreBatcher:
             if len(batch) == 1:
                 batch[0].scores = score_alone(batch[0].matrix, batch[0].vector)
             else:
-                scores = np.stack([w.vector for w in batch]) @ batch[0].matrix.T  # [batch, items], rows contiguous
+                scores = _score_many(batch[0].matrix, np.stack([w.vector for w in batch]))
                 for row, waiting in zip(scores, batch, strict=True):
                     waiting.scores = row
             self.products += 1

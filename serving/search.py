@@ -86,7 +86,7 @@ def search(
     if found is None:
         found = _exact_search(snapshot, query, pool, scorer)
     if query.diversity_lambda < 1.0 and found.rows.size > 1:
-        order = mmr_order(snapshot.items.vectors[found.rows], found.scores, query.k, query.diversity_lambda)
+        order = mmr_order(snapshot.items.gather(found.rows), found.scores, query.k, query.diversity_lambda)
         return Found(found.rows[order], found.scores[order], found.index_kind)
     return found
 
@@ -101,9 +101,9 @@ def _best(rows: np.ndarray | None, scores: np.ndarray, k: int, kind: str) -> Fou
 
 
 def _exact_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, scorer: Scorer = score_alone) -> Found:
-    vectors = snapshot.items.vectors
+    items = snapshot.items
     if query.allowed is None:
-        scores = scorer(vectors, query.vector)  # this caller's own row (a batch gives each its own)
+        scores = scorer(items, query.vector)  # this caller's own row (a batch gives each its own)
         scores[query.exclude] = -np.inf
         found = _best(None, scores, k, EXACT)
         keep = np.isfinite(found.scores)  # excluded rows only surface when fewer than k others exist
@@ -111,7 +111,7 @@ def _exact_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, scorer: Sco
     allowed = query.allowed.copy()
     allowed[query.exclude] = False
     rows = np.flatnonzero(allowed)
-    return _best(rows, vectors[rows] @ query.vector, k, EXACT)
+    return _best(rows, items.dot(items.vectors[rows], query.vector), k, EXACT)
 
 
 def _graph_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, n_allowed: int) -> Found | None:
@@ -120,6 +120,7 @@ def _graph_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, n_allowed: 
     n = len(snapshot.items)
     # Over-fetch so that, after dropping excluded and filtered rows, about k remain.
     fetch = int((k + query.exclude.size) * (n / max(n_allowed, 1)) * 1.2) + 1
+    items = snapshot.items
     graph_rows = snapshot.ann.search(query.vector, min(fetch, snapshot.ann.n_rows))[0]
     graph_rows = graph_rows[graph_rows >= 0]
     # Row masks rather than np.isin: isin sorts both sides on every call, a mask costs a byte per item.
@@ -127,8 +128,8 @@ def _graph_search(snapshot: IndexSnapshot, query: ItemQuery, k: int, n_allowed: 
     stale[snapshot.stale_rows] = True
     graph_rows = graph_rows[~stale[graph_rows]]  # a stale row is scored once, below
     rows = np.concatenate([graph_rows, snapshot.stale_rows])
-    scores = np.concatenate([snapshot.items.vectors[graph_rows] @ query.vector,
-                             snapshot.stale_vectors @ query.vector if snapshot.stale_rows.size
+    scores = np.concatenate([items.dot(items.vectors[graph_rows], query.vector),
+                             items.dot(snapshot.stale_vectors, query.vector) if snapshot.stale_rows.size
                              else np.zeros(0, np.float32)])
     keep = np.ones(rows.size, dtype=bool)
     if query.exclude.size:

@@ -173,7 +173,7 @@ def start_serving(
             ``trending_reseed_s``; ``False`` when the caller feeds it from commits, as ``up`` does
             (default: :obj:`True`).
     """
-    index = index if index is not None else EmbeddingIndex()
+    index = index if index is not None else EmbeddingIndex(config.item_codec)
     health_servicer = health.HealthServicer()
     server, port, servicer = create_server(
         address or config.grpc_addr, index, store, config,

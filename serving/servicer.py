@@ -148,7 +148,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         snapshot = self._ready_snapshot(context)
         row = self._row(snapshot, NodeKind.ITEM, item_id, context)
         allowed = snapshot.catalog.allowed_rows(snapshot.items.rows, len(snapshot.items), include, exclude)
-        query = ItemQuery(snapshot.items.vectors[row], k, np.asarray([row], dtype=np.int64), allowed)
+        query = ItemQuery(snapshot.items.gather(row), k, np.asarray([row], dtype=np.int64), allowed)
         found = search(snapshot, query, self.use_ann, scorer=self.scorer)
         return _items_reply(pb.SimilarItemsReply, snapshot, found, int(snapshot.items.refreshed_ms[row]))
 
@@ -178,9 +178,10 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         limit = self.check.limit(request.limit, context)
         snapshot = self._ready_snapshot(context)
         user_vector, _ = self._user_vector(snapshot, user_id, context)
-        item_vector = snapshot.items.vectors[self._row(snapshot, NodeKind.ITEM, item_id, context)]
-        score = float(item_vector @ user_vector)
-        rank = 1 + int(np.count_nonzero(snapshot.items.vectors @ user_vector > score))
+        item_row = self._row(snapshot, NodeKind.ITEM, item_id, context)
+        scores = snapshot.items.scan(user_vector)  # the score and the rank from one scan: they agree exactly
+        score = float(scores[item_row])
+        rank = 1 + int(np.count_nonzero(scores > score))
         graph = self._graph([NodeRef(NodeKind.USER, user_id), NodeRef(NodeKind.ITEM, item_id)], context)
         items = evidence.explain_items(graph, snapshot, user_id, item_id, limit)
         neighbours = evidence.explain_neighbours(graph, user_id, item_id, limit)
@@ -320,7 +321,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             stored = snapshot.users.row(user_id)
             if stored is None:
                 return None, 0
-            return snapshot.users.vectors[stored], int(snapshot.users.refreshed_ms[stored])
+            return snapshot.users.gather(stored), int(snapshot.users.refreshed_ms[stored])
         vector = snapshot.live_user_vector(row if row is not None else self.user_rows.get(user_id))
         return vector, epoch_ms() if vector is not None else 0
 

@@ -173,7 +173,7 @@ def test_live_users_rounds_refresh_items_only_and_serving_folds_users_in_exactly
     for user, expected in zip(users.ids, users.vectors, strict=True):
         row = ladybug_store.user_row(user)
         rows = np.asarray([snapshot.items.rows[item] for item in row.items], dtype=np.int64)
-        got = snapshot.live_users.vector(snapshot.items.vectors, rows, row.weights)
+        got = snapshot.live_users.vector(snapshot.items.gather, rows, row.weights)
         assert np.abs(got - expected).max() < 1e-4, user
     # An edge to an item the model knows folds in at once; one to an item it does not know adds nothing.
     assert snapshot.folds_in(["a0", "a1"]) and not snapshot.folds_in(["a0", "fresh-item"])

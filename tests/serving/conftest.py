@@ -53,9 +53,11 @@ N_USERS, N_ITEMS = 5, 60
 @pytest.fixture
 def settings() -> Settings:
     # Personal lists only: these tests check the personal search; tests/serving/test_trending_api.py blends.
+    # Float32 item vectors, so scores equal the products of the written vectors; test_api.py's
+    # TestInt8Items serves the default int8 codes.
     return Settings(
         grpc_addr="127.0.0.1:0", index_poll_s=0.01, max_k=MAX_K, max_id_length=MAX_ID, grace_s=2.0,
-        blend_prior_interactions=0.0,
+        blend_prior_interactions=0.0, item_codec="f32",
     )
 
 

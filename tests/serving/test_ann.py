@@ -245,3 +245,35 @@ def test_catalog_filters_by_category_and_follows_changes() -> None:
     moved = catalog.merge([ItemMeta(NodeId("a"), "A2", ("music",))])
     assert moved.allowed_rows(rows_of, 4, include=["books"]).tolist() == [False, False, True, False]
     assert moved.title(NodeId("a")) == "A2" and catalog.title(NodeId("a")) == "A"
+
+
+def test_an_hnsw_graph_over_int8_codes_keeps_recall_and_extends_in_its_own_codes(
+        data: tuple[np.ndarray, np.ndarray]) -> None:
+    items, users = data
+    index = EmbeddingIndex(item_codec="int8")
+    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=1,
+                             written_ms=1)
+    ann = HnswIndex.build(built_from.items.vectors, version=1, codec=built_from.items.codec)
+    assert ann.codec is built_from.items.codec
+    assert index.attach_ann(ann, built_from)
+    snapshot, k = index.snapshot(), 10
+    recalls = []
+    for query in users:
+        exact = search(snapshot, ItemQuery(query, k, nothing()), use_ann=False)
+        approx = search(snapshot, ItemQuery(query, k, nothing()), use_ann=True)
+        assert approx.index_kind == HNSW
+        recalls.append(len(set(exact.rows.tolist()) & set(approx.rows.tolist())) / k)
+    assert float(np.mean(recalls)) >= 0.95
+    # Rewritten rows are inserted as codes of the same codec; a reload's new codec means a new graph.
+    moved = rows(NodeKind.ITEM, "i", items[:300] * -1)
+    index.apply(rows(NodeKind.USER, "u", users[:0]), moved, version=2, written_ms=2)
+    builder = AnnBuilder(index, min_items=1, rebuild_fraction=0.0)
+    assert builder._extendable(index.snapshot())
+    assert builder.build_once() and builder.extensions == 1
+    extended = index.snapshot()
+    assert extended.ann is not None and extended.ann.codec is extended.items.codec
+    top = search(extended, ItemQuery(-items[0], 1, nothing()), use_ann=True)
+    assert top.index_kind == HNSW and top.rows.size == 1
+    index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=3, written_ms=3,
+                replace=True)
+    assert not builder._extendable(index.snapshot())

@@ -26,6 +26,7 @@ from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from proto import recommender_pb2 as pb
 from serving.client import RecommenderClient, RecommenderError
+from serving.codec import Int8Codec
 from serving.config import ServingConfig
 from serving.server import ServingHandle, start_serving
 from tests.serving.conftest import DIM, MAX_K, EmbeddingWriter, categories_of, embedding_rows, expected_top
@@ -50,6 +51,37 @@ def expect_error(code: grpc.StatusCode, fragment: str, call: Callable[[], object
     assert caught.value.code == code, caught.value
     assert fragment in caught.value.message
     return caught.value
+
+
+# --- int8 item vectors (the default codec) ----------------------------------------------------------
+class TestInt8Items:
+    """The default ``IG_ITEM_CODEC``: replies rank and score by the decoded codes, consistently."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(grpc_addr="127.0.0.1:0", index_poll_s=0.01, max_k=MAX_K, grace_s=2.0,
+                        blend_prior_interactions=0.0)
+
+    @staticmethod
+    def decoded(items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        codec = Int8Codec.fitted(np.stack(list(items.values())))  # what the index fits on its first update
+        return {i: codec.decode(codec.encode(v[None, :]))[0] for i, v in items.items()}
+
+    def test_recommend_similar_and_explain_agree_with_the_decoded_vectors(self, server: ServingHandle,
+                                                                         graph: RecommenderClient, vectors) -> None:
+        users, items = vectors
+        assert server.index.snapshot().items.vectors.dtype == np.int8
+        decoded = self.decoded(items)
+        reply = graph.recommend("u0", k=10)
+        want, scores = expected_top(users["u0"], decoded, 10)
+        assert [s.item_id for s in reply.items] == want
+        np.testing.assert_allclose([s.score for s in reply.items], scores, rtol=1e-4, atol=1e-5)
+        similar = graph.similar_items("i3", k=5)
+        assert [s.item_id for s in similar.items] == expected_top(decoded["i3"], decoded, 5, leave_out=["i3"])[0]
+        third = reply.items[2]
+        explained = graph.explain("u0", third.item_id)
+        assert explained.rank == 3
+        assert explained.score == pytest.approx(third.score, rel=1e-5)
 
 
 # --- Recommend: filters and diversity --------------------------------------------------------------

@@ -132,3 +132,38 @@ def test_readers_never_see_a_half_applied_update() -> None:
     assert problems == []
     assert reads[0] > 0
     assert index.version == versions
+
+
+def test_an_int8_table_holds_codes_fitted_once_and_decodes_them() -> None:
+    rng = np.random.default_rng(5)
+    first = rng.standard_normal((50, 8)).astype(np.float32)
+    table = EmbeddingTable(int8=True).upsert(items(first), refreshed_ms=1)
+    assert table.vectors.dtype == np.int8 and table.vector_bytes == 8 and table.codec is not None
+    np.testing.assert_allclose(table.gather(np.arange(50)), first, atol=float(table.codec.scale.max()))
+    # Rewrites, appends and compactions keep the codec (and with it every row's meaning).
+    grown = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i3"), NodeId("new")], first[:2] * 0.5), 2)
+    assert grown.codec is table.codec and grown.vectors.dtype == np.int8
+    np.testing.assert_allclose(grown.gather(grown.rows[NodeId("new")]), first[1] * 0.5,
+                               atol=float(table.codec.scale.max()))
+    query = rng.standard_normal(8).astype(np.float32)
+    np.testing.assert_allclose(grown.scan(query), grown.gather(np.arange(len(grown))) @ query, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(grown.dot(grown.vectors[[0, 3]], query), grown.gather(np.array([0, 3])) @ query,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_an_int8_index_refits_its_codec_on_a_reload_and_searches_like_its_decoded_vectors() -> None:
+    rng = np.random.default_rng(6)
+    index = EmbeddingIndex(item_codec="int8")
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    first = index.apply(users(vectors[:5]), items(vectors), version=1, written_ms=1)
+    assert first.users.vectors.dtype == np.float32 and first.items.vectors.dtype == np.int8
+    reloaded = index.apply(users(vectors[:5]), items(vectors * 10), version=2, written_ms=2, replace=True)
+    assert reloaded.items.codec is not first.items.codec
+    assert reloaded.items.codec is not None and first.items.codec is not None
+    np.testing.assert_allclose(reloaded.items.codec.scale, first.items.codec.scale * 10, rtol=1e-5)
+    decoded = reloaded.items.gather(np.arange(300))
+    for query in vectors[:5]:
+        found = search(reloaded, ItemQuery(query, 10, np.zeros(0, np.int64)), use_ann=False)
+        assert found.rows.tolist() == np.argsort(-(decoded @ query), kind="stable")[:10].tolist()
+    with pytest.raises(ValueError, match="item_codec"):
+        EmbeddingIndex(item_codec="int4")

@@ -25,7 +25,7 @@ def test_the_vector_sums_edge_values_times_scale_times_item_vectors() -> None:
     rows, weights = np.asarray([0, 1, 2]), np.asarray([3.0, 4.0, -1.0], np.float32)
     weighted = LiveUsers.lay(_fold_in(), np.asarray([2, 0, -1]), num_rows=3)
     # b: 3 x 2.0 x [1, 0]; row 1 adds nothing; a: a negative weight counts as 0
-    np.testing.assert_allclose(weighted.vector(items, rows, weights), [6.0, 0.0])
+    np.testing.assert_allclose(weighted.vector(items.__getitem__, rows, weights), [6.0, 0.0])
     binary = LiveUsers.lay(_fold_in("binary"), np.asarray([2, 0, -1]), num_rows=3)
-    np.testing.assert_allclose(binary.vector(items, rows, weights), [2.0, 0.5])
-    assert binary.vector(items, np.zeros(0, np.int64), np.zeros(0, np.float32)).tolist() == [0.0, 0.0]
+    np.testing.assert_allclose(binary.vector(items.__getitem__, rows, weights), [2.0, 0.5])
+    assert binary.vector(items.__getitem__, np.zeros(0, np.int64), np.zeros(0, np.float32)).tolist() == [0.0, 0.0]
