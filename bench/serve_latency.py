@@ -81,7 +81,7 @@ def serve(args: argparse.Namespace) -> None:
     ))
     store.upsert_items([ItemMeta(item_ids[n], title=f"Item {n}", categories=(f"c{n % 20}",))
                         for n in range(min(args.size, 20_000))])
-    index = EmbeddingIndex()
+    index = EmbeddingIndex(item_codec=args.codec)
     through_store = args.size <= args.store_max
     user_rows = EmbeddingRows(NodeKind.USER, user_ids, users)
     item_rows = EmbeddingRows(NodeKind.ITEM, item_ids, items)
@@ -202,6 +202,14 @@ def recall_at_10(size: int, args: argparse.Namespace) -> float:
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist(), strict=True)]))
 
 
+def resident_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` (``VmRSS``), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
                 workdir: str) -> tuple[list[subprocess.Popen], dict]:
     """``procs`` serving processes on one port, each over its own store in ``workdir``; waits until all are ready."""
@@ -212,7 +220,8 @@ def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
         os.mkdir(own)
         command = [sys.executable, __file__, "--serve", "--size", str(size), "--index", index, "--workdir", own,
                    "--users", str(args.users), "--edges", str(args.edges), "--dim", str(args.dim),
-                   "--store-max", str(args.store_max), "--port", str(port)] + (["--share-port"] if procs > 1 else [])
+                   "--store-max", str(args.store_max), "--port", str(port), "--codec", args.codec] + \
+            (["--share-port"] if procs > 1 else [])
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         port = json.loads(process.stdout.readline())["port"]  # the next ones bind the same port
@@ -222,7 +231,8 @@ def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
         assert process.stdout is not None
         infos.append(json.loads(process.stdout.readline()))
     return processes, {"port": port, "through_store": infos[0]["through_store"],
-                       "ready_s": max(i["ready_s"] for i in infos), "pids": [p.pid for p in processes]}
+                       "ready_s": max(i["ready_s"] for i in infos), "pids": [p.pid for p in processes],
+                       "rss_mb": sum(resident_mb(p.pid) for p in processes)}
 
 
 def run_configuration(size: int, index: str, procs: int, args: argparse.Namespace) -> list[tuple]:
@@ -231,12 +241,12 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
     with tempfile.TemporaryDirectory(prefix="ig-bench-") as workdir:
         processes, info = run_servers(size, index, procs, args, workdir)
         loaded = "through LadybugStore" if info["through_store"] else "directly into the index (store bypassed)"
-        print(f"# {size} items, {index}, {procs} serving process(es): embeddings loaded {loaded}; "
-              f"ready in {info['ready_s']} s", flush=True)
+        print(f"# {size} items, {index}, {args.codec} item vectors, {procs} serving process(es): embeddings "
+              f"loaded {loaded}; ready in {info['ready_s']} s, resident {info['rss_mb']:,.0f} MB", flush=True)
         args.size, args.serving_procs = size, procs  # what the load-generator processes need to know
         for method in args.methods:
             result = measure(info["port"], info["pids"], method, args)
-            rows.append((size, index, procs, method, result))
+            rows.append((size, f"{index}, {args.codec}", procs, method, result | {"rss_mb": info["rss_mb"]}))
             print(f"  {method:18s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
                   f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
                   f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
@@ -253,6 +263,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--indexes", nargs="+", default=["exact", "hnsw"])
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--codecs", nargs="+", default=["int8"], choices=["f32", "int8"],
+                        help="how the server holds item vectors (IG_ITEM_CODEC); int8 is the default")
+    parser.add_argument("--codec", default="int8", help=argparse.SUPPRESS)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--edges", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -275,13 +288,16 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         for index in args.indexes:
-            for procs in args.server_procs:
-                rows += run_configuration(size, index, procs, args)
-    print("\n| items | index | serving processes | method | p50 / p99 ms | QPS | CPU/s server | CPU/s clients |")
-    print("|---|---|---|---|---|---|---|---|")
+            for codec in args.codecs:
+                args.codec = codec
+                for procs in args.server_procs:
+                    rows += run_configuration(size, index, procs, args)
+    print("\n| items | index, item vectors | serving processes | method | p50 / p99 ms | QPS | CPU/s server | "
+          "CPU/s clients | server resident MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size, index, procs, method, r in rows:
         print(f"| {size:,} | {index} | {procs} | {method} | {r['p50']:.2f} / {r['p99']:.2f} | {r['qps']:.0f} | "
-              f"{r['server_cpu']:.2f} | {r['client_cpu']:.2f} |")
+              f"{r['server_cpu']:.2f} | {r['client_cpu']:.2f} | {r['rss_mb']:,.0f} |")
     for size in args.sizes:
         print(f"HNSW recall@10 vs exact at {size:,} items (200 queries, efSearch 128): {recall_at_10(size, args):.3f}")
 

@@ -179,7 +179,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         snapshot = self._ready_snapshot(context)
         user_vector, _ = self._user_vector(snapshot, user_id, context)
         item_row = self._row(snapshot, NodeKind.ITEM, item_id, context)
-        scores = snapshot.items.scan(user_vector)  # the score and the rank from one scan: they agree exactly
+        # The score and the rank from one scan, so they agree exactly; concurrent calls share it.
+        scores = self.scorer(snapshot.items, user_vector)
         score = float(scores[item_row])
         rank = 1 + int(np.count_nonzero(scores > score))
         graph = self._graph([NodeRef(NodeKind.USER, user_id), NodeRef(NodeKind.ITEM, item_id)], context)

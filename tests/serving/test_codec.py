@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.codec import CODE_MAX, SCAN_BLOCK, Int8Codec
+from serving.codec import CODE_MAX, SCAN_BLOCK_FLOATS, Int8Codec
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_each_coordinate_decodes_within_half_a_step(vectors: np.ndarray) -> None
 
 def test_scans_equal_the_decoded_products_for_one_query_and_many(vectors: np.ndarray) -> None:
     rng = np.random.default_rng(8)
-    many = np.concatenate([vectors] * (2 * SCAN_BLOCK // len(vectors) + 1))  # more than two blocks
+    many = np.concatenate([vectors] * (2 * SCAN_BLOCK_FLOATS // 16 // len(vectors) + 1))  # over two blocks
     codec = Int8Codec.fitted(many)
     codes = codec.encode(many)
     queries = rng.standard_normal((3, 16)).astype(np.float32)
