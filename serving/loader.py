@@ -20,7 +20,8 @@ import numpy as np
 from core.domain import EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.retry import BACKOFF
 from graph_store.base import GraphStore, GraphStoreError
-from serving.index import EmbeddingDimensionError, EmbeddingIndex
+from serving.embedding_table import EmbeddingDimensionError
+from serving.index import EmbeddingIndex
 
 log = logging.getLogger(__name__)
 

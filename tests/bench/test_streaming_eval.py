@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.domain import EdgeDelta, NodeId
+from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 _spec = importlib.util.spec_from_file_location("bench_stream_systems", BENCH / "stream_systems.py")
@@ -15,6 +15,11 @@ assert _spec is not None and _spec.loader is not None
 systems = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = systems  # dataclasses look their module up while the class is made
 _spec.loader.exec_module(systems)
+_eval_spec = importlib.util.spec_from_file_location("bench_streaming_eval", BENCH / "streaming_eval.py")
+assert _eval_spec is not None and _eval_spec.loader is not None
+streaming_eval = importlib.util.module_from_spec(_eval_spec)
+sys.modules[_eval_spec.name] = streaming_eval
+_eval_spec.loader.exec_module(streaming_eval)
 
 
 def tiny_graph():
@@ -42,7 +47,8 @@ def test_graph_baselines_recommend_what_shares_users_with_the_recent_items() -> 
 def test_a_drifting_stream_is_scored_per_system_and_segment() -> None:
     out = subprocess.run([sys.executable, str(BENCH / "streaming_eval.py"), "--streams", "drift", "--cuts", "0.8",
                           "--drift-events", "3000", "--drift-users", "100", "--drift-items", "200",
-                          "--drift-every", "500", "--batch", "300", "--blend-priors", "0,5", "--half-life", "6"],
+                          "--drift-every", "500", "--batch", "300", "--blend-priors", "0,5", "--half-life", "6",
+                          "--edge-half-life", "12"],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     rows = {line.split("|")[1].strip(): line for line in out.splitlines()
             if line.startswith("| ") and not line.startswith("| system")}
@@ -53,3 +59,18 @@ def test_a_drifting_stream_is_scored_per_system_and_segment() -> None:
         assert 0.0 <= float(cells[1]) <= 1.0 and 0.0 <= float(cells[2]) <= float(cells[1])
         assert cells[-1].endswith("of 600")  # every streamed event scored
     assert "served (n0 = 5): lists by source {'blended'" in out
+
+
+def test_edge_half_life_weights_edges_in_reference_time_units() -> None:
+    hour = 3_600_000
+    feeder = streaming_eval.Feeder(store=None, contract=None, half_life_h=2.0)
+    offsets = {TopicPartition("t", 0): OffsetRange(0, 1)}
+    first = UpsertBatch([EdgeDelta(NodeId("u"), NodeId("a"), 3.0, 1, 10 * hour)], offsets)
+    later = UpsertBatch([EdgeDelta(NodeId("u"), NodeId("b"), 3.0, 1, 14 * hour),
+                         EdgeDelta(NodeId("v"), NodeId("a"), 1.0, 1, 11 * hour)], offsets)
+    assert [e.weight for e in feeder._decayed(first).edges] == [3.0]  # the first edge sets t0
+    # Two half-lives later weighs 4 times as much: decayed to any later moment, the ratio is the same.
+    assert [e.weight for e in feeder._decayed(later).edges] == [12.0, 2.0 ** 0.5]
+    assert later.edges[0].weight == 3.0  # the baselines' edges are left as they were
+    off = streaming_eval.Feeder(store=None, contract=None)
+    assert off._decayed(later) is later

@@ -1,4 +1,4 @@
-"""EmbeddingIndex: copy-on-write tables, width checks, readiness, and searches that never see half an update."""
+"""EmbeddingIndex: width checks, readiness, codecs, and searches that never see half an update."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core.domain import EmbeddingRows, NodeId, NodeKind
-from serving.index import EmbeddingDimensionError, EmbeddingIndex, EmbeddingTable
+from serving.embedding_table import EmbeddingDimensionError
+from serving.index import EmbeddingIndex
 from serving.search import ItemQuery, search
 
 
@@ -23,59 +24,6 @@ def users(vectors: np.ndarray) -> EmbeddingRows:
 
 def items(vectors: np.ndarray) -> EmbeddingRows:
     return rows(NodeKind.ITEM, "i", vectors)
-
-
-def test_upsert_replaces_and_appends_without_touching_the_old_table() -> None:
-    old = EmbeddingTable().upsert(items(np.zeros((3, 2))), refreshed_ms=100)
-    delta = EmbeddingRows(NodeKind.ITEM, [NodeId("i1"), NodeId("new")], np.ones((2, 2), np.float32))
-    new = old.upsert(delta, refreshed_ms=200)
-    assert new.ids == ("i0", "i1", "i2", "new")
-    np.testing.assert_array_equal(new.vectors[[1, 3]], np.ones((2, 2)))
-    np.testing.assert_array_equal(new.refreshed_ms, [100, 200, 100, 200])
-    np.testing.assert_array_equal(old.vectors, np.zeros((3, 2)))
-    assert old.ids == ("i0", "i1", "i2") and "new" not in old.rows
-    with pytest.raises(ValueError, match="read-only"):
-        new.vectors[0, 0] = 5.0
-
-
-def _vector(table: EmbeddingTable, node_id: str) -> np.ndarray:
-    row = table.row(NodeId(node_id))
-    assert row is not None
-    return table.vectors[row]
-
-
-def test_appends_share_the_buffer_and_older_tables_never_see_them() -> None:
-    first = EmbeddingTable().upsert(items(np.zeros((3, 2))), refreshed_ms=100)
-    grown = first.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("new")], np.ones((1, 2), np.float32)), 200)
-    assert np.shares_memory(first.vectors, grown.vectors)  # no copy for new ids
-    assert len(first.vectors) == 3 and "new" not in first.rows and grown.ids[-1] == "new"
-    # A second table grown from the older one must not write over rows the first grown one shows.
-    other = first.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("other")], np.full((1, 2), 7, np.float32)), 300)
-    np.testing.assert_array_equal(_vector(grown, "new"), [1, 1])
-    np.testing.assert_array_equal(_vector(other, "other"), [7, 7])
-    assert not np.shares_memory(grown.vectors, other.vectors)
-
-
-def test_append_only_rewrites_take_new_rows_and_compact_past_the_dead_share() -> None:
-    table = EmbeddingTable(append_only=True).upsert(users(np.zeros((8, 2))), refreshed_ms=1)
-    held = table
-    for step in range(1, 20):
-        table = table.upsert(EmbeddingRows(NodeKind.USER, [NodeId("u3"), NodeId("u3")],
-                                           np.asarray([[0, 0], [step, step]], np.float32)), refreshed_ms=step)
-        np.testing.assert_array_equal(_vector(table, "u3"), [step, step])  # the last vector of an id wins
-        assert len(table) == 8 and table.dead <= 0.25 * len(table.ids)
-        assert int(table.live_mask().sum()) == 8
-    np.testing.assert_array_equal(_vector(held, "u3"), [0, 0])  # what a reader held never moved
-    np.testing.assert_array_equal(held.vectors, np.zeros((8, 2)))
-    assert {table.ids[r] for r in np.flatnonzero(table.live_mask())} == {f"u{i}" for i in range(8)}
-
-
-def test_rewriting_items_keeps_their_rows() -> None:
-    table = EmbeddingTable().upsert(items(np.zeros((4, 2))), refreshed_ms=1)
-    again = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i2")], np.ones((1, 2), np.float32)), 2)
-    assert again.ids == table.ids and again.dead == 0 and again.row(NodeId("i2")) == 2
-    np.testing.assert_array_equal(again.vectors[2], [1, 1])
-    np.testing.assert_array_equal(table.vectors[2], [0, 0])
 
 
 def test_width_change_is_rejected_and_changes_nothing() -> None:
@@ -132,23 +80,6 @@ def test_readers_never_see_a_half_applied_update() -> None:
     assert problems == []
     assert reads[0] > 0
     assert index.version == versions
-
-
-def test_an_int8_table_holds_codes_fitted_once_and_decodes_them() -> None:
-    rng = np.random.default_rng(5)
-    first = rng.standard_normal((50, 8)).astype(np.float32)
-    table = EmbeddingTable(int8=True).upsert(items(first), refreshed_ms=1)
-    assert table.vectors.dtype == np.int8 and table.vector_bytes == 8 and table.codec is not None
-    np.testing.assert_allclose(table.gather(np.arange(50)), first, atol=float(table.codec.scale.max()))
-    # Rewrites, appends and compactions keep the codec (and with it every row's meaning).
-    grown = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i3"), NodeId("new")], first[:2] * 0.5), 2)
-    assert grown.codec is table.codec and grown.vectors.dtype == np.int8
-    np.testing.assert_allclose(grown.gather(grown.rows[NodeId("new")]), first[1] * 0.5,
-                               atol=float(table.codec.scale.max()))
-    query = rng.standard_normal(8).astype(np.float32)
-    np.testing.assert_allclose(grown.scan(query), grown.gather(np.arange(len(grown))) @ query, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(grown.dot(grown.vectors[[0, 3]], query), grown.gather(np.array([0, 3])) @ query,
-                               rtol=1e-4, atol=1e-4)
 
 
 def test_an_int8_index_refits_its_codec_on_a_reload_and_searches_like_its_decoded_vectors() -> None:
