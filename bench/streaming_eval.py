@@ -40,12 +40,21 @@ per event, averaged, overall and per segment of the user's distinct items at eve
   with n items (``serving.blending``), personal lists otherwise; one row per ``--blend-priors``
   value (n0 = 0: personal lists with the trending fallback only).
 
-Edge weights do not decay here (issue 14's decay setting is not built yet).
+Edge weights do not decay in the store (issue 14's decay setting is not built yet).
+``--edge-half-life H`` tries what it would do: every edge the store takes is weighted
+``2^((t - t0) / H)`` (``t`` the edge's event time, ``t0`` the stream's first), the reference-time
+units the planned setting would store. SpectralCF's scores are invariant to a common factor on
+every weight (the normalised matrix does not change), so ranking by these weights at any moment is
+ranking by weights decayed to that moment, ``w * 2^-(now - t)/H``, and the incremental refresh stays
+exact with no change. What this bench approximates: a batch's repeated (user, item) pairs are one
+edge at the batch's latest event time. The baselines (popularity, trending, walks, co-occurrence)
+see the undecayed edges, as before.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -56,7 +65,16 @@ from pathlib import Path
 
 import torch
 
-from core.domain import EdgeDelta, EmbeddingRows, NodeId, NodeKind, NodeRef, SourcePosition, TopicPartition
+from core.domain import (
+    EdgeDelta,
+    EmbeddingRows,
+    NodeId,
+    NodeKind,
+    NodeRef,
+    SourcePosition,
+    TopicPartition,
+    UpsertBatch,
+)
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from models.config import ModelConfig, RefreshConfig
@@ -107,8 +125,10 @@ def drift_stream(args: argparse.Namespace) -> list[StreamEvent]:
 class Feeder:
     """Applies events to the store the way the ingest agent does: one planned batch per call."""
 
-    def __init__(self, store: LadybugStore, contract: EventContract) -> None:
+    def __init__(self, store: LadybugStore, contract: EventContract, half_life_h: float = 0.0) -> None:
         self.store, self.contract, self.offset = store, contract, 0
+        self.half_life_ms = half_life_h * 3_600_000
+        self.first_ms: int | None = None
 
     def __call__(self, events: Sequence[StreamEvent]) -> list[EdgeDelta]:
         records = [SourceRecord(e.value, e.key, SourcePosition(TP, self.offset + n), e.ts_ms)
@@ -117,9 +137,19 @@ class Feeder:
         plan = plan_batch(records, {}, self.contract, GROUP, int(time.time() * 1000))
         if plan.rejected:
             raise ValueError(f"{len(plan.rejected)} streamed events are invalid, first: {plan.rejected[0][1]}")
-        self.store.apply_batch(plan.batch)
+        self.store.apply_batch(self._decayed(plan.batch))
         self.offset += len(events)
         return plan.batch.edges
+
+    def _decayed(self, batch: UpsertBatch) -> UpsertBatch:
+        """``batch`` with its edge weights in reference-time units (``--edge-half-life``; unchanged at 0)."""
+        if not self.half_life_ms or not batch.edges:
+            return batch
+        if self.first_ms is None:
+            self.first_ms = min(e.last_ts_ms for e in batch.edges)
+        edges = [dataclasses.replace(e, weight=e.weight * 2.0 ** ((e.last_ts_ms - self.first_ms) / self.half_life_ms))
+                 for e in batch.edges]
+        return dataclasses.replace(batch, edges=edges)
 
 
 def publish(index: EmbeddingIndex, rows: Sequence[EmbeddingRows], version: int, replace: bool = True) -> None:
@@ -147,7 +177,7 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
                         bootstrap_min_edges=0, refresh_max_seeds=100_000, model_method=args.method)
     store = LadybugStore(settings.store_path)
     store.ensure_schema()
-    feed = Feeder(store, EventContract.from_settings(settings))
+    feed = Feeder(store, EventContract.from_settings(settings), args.edge_half_life)
     started = time.perf_counter()
     history_edges: list[EdgeDelta] = []
     for chunk in batches(history, 5000):
@@ -263,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="more trending rows at these half-lives, hours; 0 = all-time (default: %(default)s)")
     parser.add_argument("--blend-priors", default=f"0,{defaults.blend_prior_interactions:g},10,30",
                         help="n0 values of the served rows, comma-separated (default: %(default)s)")
+    parser.add_argument("--edge-half-life", type=float, default=0.0,
+                        help="weight the store's edges in reference-time units of this half-life, hours of "
+                             "event time; 0 = no decay (default: %(default)s)")
     parser.add_argument("--drift-users", type=int, default=1000, help="drift stream: users (default: %(default)s)")
     parser.add_argument("--drift-items", type=int, default=2000, help="drift stream: items (default: %(default)s)")
     parser.add_argument("--drift-clusters", type=int, default=8, help="drift stream: clusters (default: %(default)s)")
