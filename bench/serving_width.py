@@ -15,9 +15,10 @@ so the first ``K`` columns are the rank-``K`` model) is served every way the opt
   range per dimension) and ``pq`` (product quantiser, one byte per 4 dimensions);
 * **user vectors** at request time from the user's row, as ``up`` serves them
   (:class:`~serving.live_users.LiveUsers`): SpectralCF's user vector is linear in the row,
-  :math:`e_u = \\sum_i r_{ui} E_i / d_i`, so it is computed from the *decoded* item vectors and the
-  item degrees (4 bytes per item) and costs no memory per user. Quantisation error therefore
-  reaches both sides of every score, as it would in serving.
+  :math:`e_u = \\sum_i r_{ui} s_i E_i` with the fold-in scale :math:`s_i = 1 / d_i` the refresh
+  worker publishes (:meth:`~models.spectral.refresh.SpectralRefresh.fold_in`, 4 bytes per item), so
+  it is computed from the *decoded* item vectors and costs no memory per user. Quantisation error
+  therefore reaches both sides of every score, as it would in serving.
 
 Quality is LightGCN's all-ranking protocol (:func:`models.evaluation.evaluate`). The scan column
 is the cost of one exact top-100 scan of a catalog of ``--scan-items`` items (Gowalla's item
@@ -43,14 +44,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from core.domain import NodeId
 from models.evaluation import evaluate
 from models.interactions import InteractionSplit, load_split
+from models.spectral.checkpoint import SpectralCheckpoint
 from models.spectral.model import SpectralCF
+from models.spectral.refresh import SpectralRefresh
 from serving.codec import Int8Codec
 
 CODECS = ("f32", "int8", "f16", "sq8", "sq4", "pq")
-#: Bytes per item beside the vector: the item degree a request-time user vector divides by.
-DEGREE_BYTES = 4
+#: Bytes per item beside the vector: the fold-in scale a request-time user vector multiplies by.
+FOLD_IN_BYTES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +111,9 @@ def _faiss_scan(trained: faiss.Index, base: np.ndarray, n: int, k: int) -> Calla
     return lambda query: index.search(query[None, :], k)
 
 
-def request_time_users(train: sp.csr_matrix, items: np.ndarray, degree: np.ndarray) -> np.ndarray:
+def request_time_users(train: sp.csr_matrix, items: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Every user's vector from its row and the served item vectors: ``R D_I^-1 E``."""
-    return np.asarray(train @ (items / degree[:, None]), dtype=np.float32)
+    return np.asarray(train @ (items * scale[:, None]), dtype=np.float32)
 
 
 def scan_ms(served: Served, base: np.ndarray, n_items: int, queries: np.ndarray) -> float:
@@ -143,10 +147,11 @@ def fit(data: InteractionSplit, rank: int, cache: Path | None) -> tuple[Spectral
 
 def measure(data: InteractionSplit, model: SpectralCF, widths: list[int], codecs: list[str],
             scan_items: int, k: int) -> list[dict[str, object]]:
-    degree = np.asarray(data.train.sum(axis=0), dtype=np.float64).ravel()
-    degree[degree <= 0] = 1.0
-    degree32 = degree.astype(np.float32)
-    item_emb = model._require(model.item_emb)
+    checkpoint = SpectralCheckpoint([NodeId(str(u)) for u in range(data.num_users)],
+                                    [NodeId(str(i)) for i in range(data.num_items)], model)
+    scale = SpectralRefresh(checkpoint).fold_in(model_version=0).scale
+    item_emb = model.item_emb
+    assert item_emb is not None  # fit() returns a fitted model
     queries = None
     rows: list[dict[str, object]] = []
     for width in widths:
@@ -154,14 +159,14 @@ def measure(data: InteractionSplit, model: SpectralCF, widths: list[int], codecs
         for codec in codecs:
             started = time.perf_counter()
             served = serve(full, codec)
-            users = request_time_users(data.train, served.items, degree32)
+            users = request_time_users(data.train, served.items, scale)
             metrics = evaluate(users, served.items, data.train, data.test, k=k)
             if queries is None or queries.shape[1] != width:
                 pick = np.random.default_rng(0).choice(users.shape[0], 20, replace=False)
                 queries = np.ascontiguousarray(users[pick])
             scan = scan_ms(served, full, scan_items, queries) if scan_items else float("nan")
             row = {"width": width, "codec": codec, "recall": metrics["recall"], "ndcg": metrics["ndcg"],
-                   "item_bytes": served.code_bytes + DEGREE_BYTES, "user_bytes": 0,
+                   "item_bytes": served.code_bytes + FOLD_IN_BYTES, "user_bytes": 0,
                    "store_item_bytes": 4 * width, "store_user_bytes": 4 * width,
                    "scan_ms": scan, "seconds": time.perf_counter() - started}
             rows.append(row)

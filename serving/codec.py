@@ -6,8 +6,8 @@ the HNSW graph. :class:`Int8Codec` keeps each coordinate as a signed byte with o
 *dimension*, :math:`x_{id} \\approx s_d c_{id}`, :math:`c \\in [-127, 127]`, chosen from the largest
 magnitude of that dimension over the vectors it is fitted on. Scale per dimension rather than per
 item keeps every score a plain dot product of codes: :math:`e_u^\\top \\hat{x}_i = (e_u \\circ s)^\\top
-c_i`, so a scan multiplies the codes by a rescaled query and an HNSW graph over the codes (faiss'
-``QT_8bit_direct_signed``) ranks exactly as the decoded vectors do.
+c_i`, so a scan multiplies the codes by a rescaled query, and an HNSW graph over the codes
+(:class:`serving.ann.HnswIndex`) searches with the same rescaled query.
 
 ``bench/serving_width.py`` measures what it costs on Gowalla against float32, side by side
 (``bench/RESULTS.md``): the quality is the same to the third decimal at every width, at a quarter

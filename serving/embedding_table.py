@@ -105,21 +105,13 @@ class EmbeddingTable:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
-    @property
-    def vector_bytes(self) -> int:
-        """Bytes one row's vector takes in memory."""
-        return int(self.vectors.shape[1] * self.vectors.itemsize)
-
     def row(self, node_id: NodeId) -> int | None:
         return self.rows.get(node_id)
 
     # --- reading vectors -------------------------------------------------------------------------
     def gather(self, rows: int | np.ndarray) -> np.ndarray:
         """``float32`` vectors of ``rows`` (``[d]`` for one row, ``[m, d]`` for an array of them)."""
-        return self.decode(self.vectors[rows])
-
-    def decode(self, held: np.ndarray) -> np.ndarray:
-        """``float32`` vectors of rows as :attr:`vectors` holds them."""
+        held = self.vectors[rows]
         return self.codec.decode(held) if self.codec is not None else held
 
     def dot(self, held: np.ndarray, vector: np.ndarray) -> np.ndarray:

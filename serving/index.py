@@ -27,7 +27,7 @@ import numpy as np
 from core.domain import EmbeddingRows, ItemMeta, NodeId, UserFoldIn, UserRow
 from serving.ann import HnswIndex
 from serving.catalog import Catalog
-from serving.codec import F32, INT8
+from serving.codec import CODECS, F32, INT8
 from serving.embedding_table import EmbeddingDimensionError, EmbeddingTable, read_only
 from serving.live_users import LiveUsers
 
@@ -124,8 +124,8 @@ class EmbeddingIndex:
     """
 
     def __init__(self, item_codec: str = F32) -> None:
-        if item_codec not in (F32, INT8):
-            raise ValueError(f"item_codec must be {F32!r} or {INT8!r}, got {item_codec!r}")
+        if item_codec not in CODECS:
+            raise ValueError(f"item_codec must be one of {CODECS}, got {item_codec!r}")
         self.item_codec = item_codec
         self._snapshot = IndexSnapshot(items=self._empty_items())
         self._write_lock = threading.Lock()

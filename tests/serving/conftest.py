@@ -19,6 +19,20 @@ from serving.server import ServingHandle, start_serving
 EmbeddingWriter = Callable[..., None]
 
 
+def numbered_rows(kind: NodeKind, prefix: str, vectors: np.ndarray) -> EmbeddingRows:
+    """Rows ``{prefix}0``, ``{prefix}1``... of ``vectors`` (as float32)."""
+    ids = [NodeId(f"{prefix}{i}") for i in range(len(vectors))]
+    return EmbeddingRows(kind, ids, np.asarray(vectors, dtype=np.float32))
+
+
+def user_rows(vectors: np.ndarray) -> EmbeddingRows:
+    return numbered_rows(NodeKind.USER, "u", vectors)
+
+
+def item_rows(vectors: np.ndarray) -> EmbeddingRows:
+    return numbered_rows(NodeKind.ITEM, "i", vectors)
+
+
 def embedding_rows(kind: NodeKind, vectors: Mapping[str, np.ndarray]) -> EmbeddingRows:
     ids = [NodeId(i) for i in vectors]
     stacked = np.asarray([vectors[i] for i in ids], dtype=np.float32) if ids else np.zeros((0, 0), np.float32)

@@ -14,6 +14,7 @@ from serving.ann_builder import AnnBuilder
 from serving.catalog import Catalog
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.search import EXACT, HNSW, ItemQuery, mmr_order, search
+from tests.serving.conftest import item_rows, user_rows
 
 DIM = 32
 N_ITEMS = 12_000
@@ -23,10 +24,6 @@ def clustered(n: int, rng: np.random.Generator, centers: np.ndarray) -> np.ndarr
     """Embeddings around cluster centres, as trained embeddings are (pure noise has no structure)."""
     picked = centers[rng.integers(0, len(centers), n)]
     return (picked + 0.35 * rng.standard_normal((n, centers.shape[1]))).astype(np.float32)
-
-
-def rows(kind: NodeKind, prefix: str, vectors: np.ndarray) -> EmbeddingRows:
-    return EmbeddingRows(kind, [NodeId(f"{prefix}{n}") for n in range(len(vectors))], vectors)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 def snapshot_with_graph(data: tuple[np.ndarray, np.ndarray]) -> IndexSnapshot:
     items, users = data
     index = EmbeddingIndex()
-    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items),
+    built_from = index.apply(user_rows(users), item_rows(items),
                              version=1, written_ms=1)
     assert index.attach_ann(HnswIndex.build(items, version=1), built_from)
     return index.snapshot()
@@ -71,7 +68,7 @@ def test_graph_results_are_rescored_exactly_and_sorted(snapshot_with_graph: Inde
 def test_rows_changed_after_the_build_are_found_with_their_new_vectors(data) -> None:
     items, users = data
     index = EmbeddingIndex()
-    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items),
+    built_from = index.apply(user_rows(users), item_rows(items),
                              version=1, written_ms=1)
     index.attach_ann(HnswIndex.build(items, version=1), built_from)
     query = users[0]
@@ -105,7 +102,7 @@ def test_an_extended_graph_serves_each_row_by_its_newest_vector_only(data) -> No
     items, users = data[0].copy(), data[1]
     rng = np.random.default_rng(11)
     index = EmbeddingIndex()
-    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items),
+    built_from = index.apply(user_rows(users), item_rows(items),
                              version=1, written_ms=1)
     assert index.attach_ann(HnswIndex.build(items, version=1), built_from)
     for version in range(2, 6):  # four rounds, each rewriting 10 % of the rows, some twice
@@ -146,7 +143,7 @@ def test_builder_extends_the_graph_until_replaced_entries_pass_their_share(data)
     rng = np.random.default_rng(5)
     index = EmbeddingIndex()
     builder = AnnBuilder(index, min_items=1, max_replaced_fraction=0.25)
-    index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=1, written_ms=1)
+    index.apply(user_rows(users), item_rows(items), version=1, written_ms=1)
     assert builder.build_once() and builder.extensions == 0
     kinds = []
     for version in range(2, 6):  # 10 % rewritten each time: extended, extended, then 30 % > 25 %: rebuilt
@@ -186,13 +183,13 @@ def test_builder_attaches_a_graph_once_the_catalog_is_large_enough(data) -> None
     items, users = data
     index = EmbeddingIndex()
     builder = AnnBuilder(index, min_items=N_ITEMS)
-    small = rows(NodeKind.ITEM, "i", items[:100])
-    index.apply(rows(NodeKind.USER, "u", users), small, version=1, written_ms=1)
+    small = item_rows(items[:100])
+    index.apply(user_rows(users), small, version=1, written_ms=1)
     assert not builder.needs_build()
     builder.start()
     try:
         index.apply(EmbeddingRows(NodeKind.USER, [], np.zeros((0, DIM), np.float32)),
-                    rows(NodeKind.ITEM, "i", items), version=2, written_ms=2)
+                    item_rows(items), version=2, written_ms=2)
         deadline = time.monotonic() + 60
         while index.snapshot().ann is None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -210,18 +207,18 @@ def test_builder_weighs_the_exact_scan_by_width_as_well_as_count(data) -> None:
     for min_scan_bytes, wanted in ((scan + 1, False), (scan, True)):
         index = EmbeddingIndex()
         builder = AnnBuilder(index, min_items=1, min_scan_bytes=min_scan_bytes)
-        index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=1, written_ms=1)
+        index.apply(user_rows(users), item_rows(items), version=1, written_ms=1)
         assert builder.needs_build() is wanted
 
 
 def test_a_graph_built_before_a_full_reload_is_dropped(data) -> None:
     items, users = data
     index = EmbeddingIndex()
-    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items[:500]),
+    built_from = index.apply(user_rows(users), item_rows(items[:500]),
                              version=1, written_ms=1)
     ann = HnswIndex.build(items[:500], version=1)
     reordered = EmbeddingRows(NodeKind.ITEM, [NodeId(f"i{n}") for n in reversed(range(500))], items[:500])
-    index.apply(rows(NodeKind.USER, "u", users), reordered, version=2, written_ms=2, replace=True)
+    index.apply(user_rows(users), reordered, version=2, written_ms=2, replace=True)
     assert not index.attach_ann(ann, built_from)
     assert index.snapshot().ann is None
 
@@ -251,7 +248,7 @@ def test_an_hnsw_graph_over_int8_codes_keeps_recall_and_extends_in_its_own_codes
         data: tuple[np.ndarray, np.ndarray]) -> None:
     items, users = data
     index = EmbeddingIndex(item_codec="int8")
-    built_from = index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=1,
+    built_from = index.apply(user_rows(users), item_rows(items), version=1,
                              written_ms=1)
     ann = HnswIndex.build(built_from.items.vectors, version=1, codec=built_from.items.codec)
     assert ann.codec is built_from.items.codec
@@ -265,8 +262,8 @@ def test_an_hnsw_graph_over_int8_codes_keeps_recall_and_extends_in_its_own_codes
         recalls.append(len(set(exact.rows.tolist()) & set(approx.rows.tolist())) / k)
     assert float(np.mean(recalls)) >= 0.95
     # Rewritten rows are inserted as codes of the same codec; a reload's new codec means a new graph.
-    moved = rows(NodeKind.ITEM, "i", items[:300] * -1)
-    index.apply(rows(NodeKind.USER, "u", users[:0]), moved, version=2, written_ms=2)
+    moved = item_rows(items[:300] * -1)
+    index.apply(user_rows(users[:0]), moved, version=2, written_ms=2)
     builder = AnnBuilder(index, min_items=1, rebuild_fraction=0.0)
     assert builder._extendable(index.snapshot())
     assert builder.build_once() and builder.extensions == 1
@@ -274,6 +271,6 @@ def test_an_hnsw_graph_over_int8_codes_keeps_recall_and_extends_in_its_own_codes
     assert extended.ann is not None and extended.ann.codec is extended.items.codec
     top = search(extended, ItemQuery(-items[0], 1, nothing()), use_ann=True)
     assert top.index_kind == HNSW and top.rows.size == 1
-    index.apply(rows(NodeKind.USER, "u", users), rows(NodeKind.ITEM, "i", items), version=3, written_ms=3,
+    index.apply(user_rows(users), item_rows(items), version=3, written_ms=3,
                 replace=True)
     assert not builder._extendable(index.snapshot())

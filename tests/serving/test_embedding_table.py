@@ -7,23 +7,11 @@ import pytest
 
 from core.domain import EmbeddingRows, NodeId, NodeKind
 from serving.embedding_table import EmbeddingTable
-
-
-def rows(kind: NodeKind, prefix: str, vectors: np.ndarray) -> EmbeddingRows:
-    ids = [NodeId(f"{prefix}{i}") for i in range(len(vectors))]
-    return EmbeddingRows(kind, ids, vectors.astype(np.float32))
-
-
-def users(vectors: np.ndarray) -> EmbeddingRows:
-    return rows(NodeKind.USER, "u", vectors)
-
-
-def items(vectors: np.ndarray) -> EmbeddingRows:
-    return rows(NodeKind.ITEM, "i", vectors)
+from tests.serving.conftest import item_rows, user_rows
 
 
 def test_upsert_replaces_and_appends_without_touching_the_old_table() -> None:
-    old = EmbeddingTable().upsert(items(np.zeros((3, 2))), refreshed_ms=100)
+    old = EmbeddingTable().upsert(item_rows(np.zeros((3, 2))), refreshed_ms=100)
     delta = EmbeddingRows(NodeKind.ITEM, [NodeId("i1"), NodeId("new")], np.ones((2, 2), np.float32))
     new = old.upsert(delta, refreshed_ms=200)
     assert new.ids == ("i0", "i1", "i2", "new")
@@ -42,7 +30,7 @@ def _vector(table: EmbeddingTable, node_id: str) -> np.ndarray:
 
 
 def test_appends_share_the_buffer_and_older_tables_never_see_them() -> None:
-    first = EmbeddingTable().upsert(items(np.zeros((3, 2))), refreshed_ms=100)
+    first = EmbeddingTable().upsert(item_rows(np.zeros((3, 2))), refreshed_ms=100)
     grown = first.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("new")], np.ones((1, 2), np.float32)), 200)
     assert np.shares_memory(first.vectors, grown.vectors)  # no copy for new ids
     assert len(first.vectors) == 3 and "new" not in first.rows and grown.ids[-1] == "new"
@@ -54,7 +42,7 @@ def test_appends_share_the_buffer_and_older_tables_never_see_them() -> None:
 
 
 def test_append_only_rewrites_take_new_rows_and_compact_past_the_dead_share() -> None:
-    table = EmbeddingTable(append_only=True).upsert(users(np.zeros((8, 2))), refreshed_ms=1)
+    table = EmbeddingTable(append_only=True).upsert(user_rows(np.zeros((8, 2))), refreshed_ms=1)
     held = table
     for step in range(1, 20):
         table = table.upsert(EmbeddingRows(NodeKind.USER, [NodeId("u3"), NodeId("u3")],
@@ -68,7 +56,7 @@ def test_append_only_rewrites_take_new_rows_and_compact_past_the_dead_share() ->
 
 
 def test_rewriting_items_keeps_their_rows() -> None:
-    table = EmbeddingTable().upsert(items(np.zeros((4, 2))), refreshed_ms=1)
+    table = EmbeddingTable().upsert(item_rows(np.zeros((4, 2))), refreshed_ms=1)
     again = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i2")], np.ones((1, 2), np.float32)), 2)
     assert again.ids == table.ids and again.dead == 0 and again.row(NodeId("i2")) == 2
     np.testing.assert_array_equal(again.vectors[2], [1, 1])
@@ -78,8 +66,8 @@ def test_rewriting_items_keeps_their_rows() -> None:
 def test_an_int8_table_holds_codes_fitted_once_and_decodes_them() -> None:
     rng = np.random.default_rng(5)
     first = rng.standard_normal((50, 8)).astype(np.float32)
-    table = EmbeddingTable(int8=True).upsert(items(first), refreshed_ms=1)
-    assert table.vectors.dtype == np.int8 and table.vector_bytes == 8 and table.codec is not None
+    table = EmbeddingTable(int8=True).upsert(item_rows(first), refreshed_ms=1)
+    assert table.vectors.dtype == np.int8 and table.vectors.nbytes == 50 * 8 and table.codec is not None
     np.testing.assert_allclose(table.gather(np.arange(50)), first, atol=float(table.codec.scale.max()))
     # Rewrites, appends and compactions keep the codec (and with it every row's meaning).
     grown = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i3"), NodeId("new")], first[:2] * 0.5), 2)
