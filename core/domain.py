@@ -146,14 +146,57 @@ class OffsetRange:
     last: int
 
 
+@dataclass(frozen=True, slots=True)
+class ErasureRequest:
+    """A request to forget a user, read from the events topic in order with the user's events.
+
+    ``user_id`` is as the producer names the user (the ingest step maps it like an event's).
+    """
+
+    user_id: NodeId
+    requested_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """Where an erasure request was published: applied once the ingest has passed this offset."""
+
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """One user a store batch forgets: every node, edge, tally, embedding and change of ``user_id``
+    goes, and the deny-list keeps ``digest`` (a keyed hash, never the id) until ``expires_ms``."""
+
+    user_id: NodeId
+    digest: str
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForgottenUser:
+    """A deny-list entry as the store keeps it: the digest, the change-log sequence of its erasure
+    and until when (epoch ms) events of that user are ignored."""
+
+    digest: str
+    seq: int
+    expires_ms: int
+
+
 @dataclass(slots=True)
 class UpsertBatch:
-    """Edge deltas plus the per-partition offsets they cover: applied in one store transaction."""
+    """Edge deltas, erasures and the per-partition offsets they cover: applied in one store transaction.
+
+    Erasures apply after the edges; a batch never holds edges of a user it erases.
+    """
 
     edges: list[EdgeDelta]
     offsets: dict[TopicPartition, OffsetRange]
     #: Consumer group the offsets belong to (several pipelines may share one store).
     group: str = "interest-graph"
+    erasures: list[Erasure] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +355,10 @@ class EmbeddingUpdate:
     rows: Sequence[EmbeddingRows]
     base: Sequence[EmbeddingRows] = ()
     created_ms: int = 0
+    #: The lowest cursor any of its rows was computed as of, when updates were merged
+    #: (:mod:`models.persister`); ``None`` = ``cursor``. The store refuses to recreate users an
+    #: erasure after it removed.
+    oldest_cursor: int | None = None
     #: Set by a full round of a model whose users serving folds in itself (then ``rows`` hold no
     #: users); in-process hand-over only, the store does not keep it.
     fold_in: UserFoldIn | None = None

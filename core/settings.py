@@ -249,6 +249,32 @@ class Settings:
                          "Bearer token every RPC must carry (health and reflection excepted); empty = no auth.",
                          secret=True)
     metrics_port = Setting(int, "IG_METRICS_PORT", 9108, "Prometheus exposition port (0 = off).", "port")
+    # --- Privacy -----------------------------------------------------------------------------
+    id_key = Setting(str, "IG_ID_KEY", "",
+                     "Turns pseudonymous user ids on: at ingest every user id becomes its keyed hash "
+                     "(HMAC-SHA256, ``p{version}_{32 hex}``) and serving hashes the id a client sends, so the "
+                     "store, change log, metrics, logs and dead letters never hold a raw user id. At least 16 "
+                     "bytes; empty = off (ids are stored as producers send them).", secret=True)
+    id_key_version = Setting(int, "IG_ID_KEY_VERSION", 1,
+                             "Version of IG_ID_KEY, written into every pseudonym: a new key gets a new version, "
+                             "so pseudonyms of two keys never collide.", "version")
+    erasure_key = Setting(str, "IG_ERASURE_KEY", "",
+                          "Key of the deny-list of forgotten users, which holds only keyed hashes of their ids "
+                          "(at least 16 bytes; every worker of a deployment must share it). Empty = the key in "
+                          "IG_ERASURE_KEY_FILE.", secret=True)
+    erasure_key_file = Setting(str, "IG_ERASURE_KEY_FILE", "data/erasure.key",
+                               "Where the erasure key is kept when IG_ERASURE_KEY is empty; created with a random "
+                               "key (mode 0600) on first use.")
+    forget_retention_s = Setting(float, "IG_FORGET_RETENTION", 604_800.0,
+                                 "How long a forgotten user stays on the deny-list (their events still in Kafka "
+                                 "are ignored meanwhile). Set it to at least the events topic's ``retention.ms`` "
+                                 "(Kafka's default is 7 days, this default).", "s")
+    dead_letter_redact = Setting(bool, "IG_DEAD_LETTER_REDACT", False,
+                                 "Dead letters keep only reason, field, position, length and a keyed hash of the "
+                                 "record: no key, no payload, no message quoting it. Always on with IG_ID_KEY.")
+    admin_service = Setting(bool, "IG_ADMIN_SERVICE", True,
+                            "Serve the ``interestgraph.v1.Admin`` service (Forget) beside the Recommender, behind "
+                            "IG_AUTH_TOKEN like every call; off = a server that can only recommend.")
     # --- Process -----------------------------------------------------------------------------
     gc_young_threshold = Setting(int, "IG_GC_YOUNG_THRESHOLD", 50_000,
                                  "Net allocations between the garbage collector's young passes, set once start-up "

@@ -19,6 +19,7 @@ from core.domain import (
     EdgeSnapshot,
     EmbeddingRows,
     EmbeddingUpdate,
+    ForgottenUser,
     ItemMeta,
     NodeId,
     NodeKind,
@@ -75,7 +76,9 @@ class GraphStore(abc.ABC):
     def apply_batch(self, batch: UpsertBatch) -> int:
         """Upsert the batch's edges, record its offsets and log its changed nodes, atomically.
 
-        Edge weights/counts/per-type counts are added, ``last_ts_ms`` takes the max. Offsets are
+        Edge weights/counts/per-type counts are added, ``last_ts_ms`` takes the max. The batch's
+        erasures then delete each user's node, edges, tallies, embeddings and change stamp, stamp the
+        items they had edges to as changed, and add the digests to the deny-list. Offsets are
         stored per (group, topic, partition) as the highest applied offset. Every touched user and
         item is stamped with a new change-log sequence number. Raises :class:`StaleBatchError`
         (and changes nothing) if any partition's stored offset is already ``>= first``.
@@ -85,6 +88,15 @@ class GraphStore(abc.ABC):
     @abc.abstractmethod
     def applied_offsets(self, group: str) -> dict[TopicPartition, int]:
         """Highest offset applied per partition for a consumer group (absent = none applied)."""
+
+    @abc.abstractmethod
+    def forgotten_users(self, since_seq: int = 0) -> list[ForgottenUser]:
+        """Deny-list entries whose erasure has a sequence ``> since_seq``, in sequence order
+        (expired ones included until :meth:`purge_forgotten` drops them)."""
+
+    @abc.abstractmethod
+    def purge_forgotten(self, now_ms: int) -> None:
+        """Drop deny-list entries that expire at or before ``now_ms``."""
 
     @abc.abstractmethod
     def upsert_items(self, items: Sequence[ItemMeta]) -> None:
@@ -145,7 +157,9 @@ class GraphStore(abc.ABC):
     @abc.abstractmethod
     def write_embeddings(self, update: EmbeddingUpdate) -> None:
         """Write refreshed embeddings (and derived base embeddings) with their version, and the
-        refresh cursor, in one transaction. Idempotent: rewriting the same update is harmless."""
+        refresh cursor, in one transaction. Idempotent: rewriting the same update is harmless.
+        Nodes an update names are created if missing, except users when an erasure committed after
+        ``update.cursor`` (the update may hold a user forgotten since)."""
 
     @abc.abstractmethod
     def read_embeddings(self, kind: NodeKind, since_version: int = 0) -> EmbeddingRows:

@@ -22,6 +22,8 @@ from core.domain import (
     EdgeSnapshot,
     EmbeddingRows,
     EmbeddingUpdate,
+    Erasure,
+    ForgottenUser,
     ItemMeta,
     NodeId,
     NodeKind,
@@ -83,6 +85,8 @@ class CypherGraphStore(GraphStore):
                 raise GraphStoreError("the store has no Meta node: call ensure_schema() first")
             if edges:
                 self._upsert_edges(tx, edges, int(seq[0][0]))
+            if batch.erasures:
+                self._erase(tx, batch.erasures, int(seq[0][0]))
             if offsets:
                 tx.run(cypher.WRITE_OFFSETS, offsets=offsets)
             return int(seq[0][0])
@@ -110,6 +114,27 @@ class CypherGraphStore(GraphStore):
         new = [e for e in edges if e["k"] not in found]
         if new:
             tx.run(cypher.CREATE_EDGES, edges=new)
+
+    @staticmethod
+    def _erase(tx: Runner, erasures: Sequence[Erasure], seq: int) -> None:
+        """Forget users: tallies, edges, nodes; stamp their items changed; add their digests to the deny-list."""
+        ids = sorted({e.user_id for e in erasures})
+        pairs = tx.run(cypher.ITEMS_OF_USERS, ids=ids)
+        if pairs:
+            tx.run(cypher.DELETE_TALLIES, keys=[encode.interaction_key(user, item) for user, item in pairs])
+        tx.run(cypher.DELETE_USERS, ids=ids)
+        if pairs:
+            tx.run(cypher.STAMP_ITEMS, ids=sorted({item for _, item in pairs}), seq=seq)
+        tx.run(cypher.DENY, rows=[{"digest": e.digest, "expires_ms": e.expires_ms} for e in erasures], seq=seq)
+        # Entries past their expiry go with the next erasure, and at every ingest start (purge_forgotten).
+        tx.run(cypher.PURGE_FORGOTTEN, now_ms=int(time.time() * 1000))
+
+    def forgotten_users(self, since_seq: int = 0) -> list[ForgottenUser]:
+        rows = self._read(lambda tx: tx.run(cypher.FORGOTTEN_SINCE, since=since_seq))
+        return [ForgottenUser(str(digest), int(seq), int(expires)) for digest, seq, expires in rows]
+
+    def purge_forgotten(self, now_ms: int) -> None:
+        self._write(lambda tx: tx.run(cypher.PURGE_FORGOTTEN, now_ms=now_ms))
 
     def applied_offsets(self, group: str) -> dict[TopicPartition, int]:
         rows = self._read(lambda tx: tx.run(cypher.APPLIED_OFFSETS, consumer_group=group))
@@ -223,7 +248,13 @@ class CypherGraphStore(GraphStore):
         written_ms = int(time.time() * 1000)
 
         def work(tx: Runner) -> None:
+            # An update computed before an erasure committed may still hold the forgotten users:
+            # then it writes only to users that exist, so it cannot bring one back.
+            as_of = update.cursor if update.oldest_cursor is None else update.oldest_cursor
+            erased = int(tx.run(cypher.ERASED_AFTER, cursor=as_of)[0][0]) > 0
             for kind in NodeKind:
+                if erased and kind is NodeKind.USER:
+                    continue
                 ids = sorted({row["id"] for k, params in (*rows, *base) if k == kind for row in params})
                 if ids:
                     tx.run(cypher.ENSURE_NODES[kind], ids=ids)

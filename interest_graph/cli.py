@@ -126,6 +126,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(_settings(args), watch=args.watch, interval_s=args.interval)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from core.domain import InvalidIdError, check_id
+    from streams.erasure_publisher import ErasurePublisher, ErasurePublishError
+
+    settings = _settings(args)
+    try:
+        user_ids = [check_id(u, "user_id", settings.max_id_length) for u in args.user_ids]
+    except InvalidIdError as exc:
+        print(f"interest-graph forget: {exc}", file=sys.stderr)
+        return 2
+    publisher = ErasurePublisher(settings.bootstrap_servers, settings.events_topic)
+    try:
+        receipts = publisher.forget(user_ids)
+    except ErasurePublishError as exc:
+        print(f"interest-graph forget: {exc} (nothing is lost by trying again)", file=sys.stderr)
+        return 1
+    finally:
+        publisher.close()
+    for user_id, receipt in zip(user_ids, receipts, strict=True):
+        print(f"{user_id}\t{settings.events_topic}[{receipt.partition}]@{receipt.offset}")
+    return 0
+
+
 def cmd_store_recover(args: argparse.Namespace) -> int:
     from graph_store import GraphStoreError
     from graph_store.ladybug import LadybugStore
@@ -250,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "Consumer lag per partition, dead letters, refresh backlog, embedding age.")
     p.add_argument("--watch", action="store_true", help="refresh the table until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: %(default)s)")
+    p = add("forget", cmd_forget, "Erase users everywhere the system keeps them: publishes erasure requests that "
+            "the ingest agent applies in order with their events.", common=("broker",))
+    p.add_argument("user_ids", nargs="+", metavar="USER_ID", help="user ids as producers name them")
     add("store-recover", cmd_store_recover,
         "Open a LadybugDB store a crash left (lenient log replay), checkpoint it and close: plain opens work again.")
     add("settings", cmd_settings, "Print the settings reference (env var, default, unit, meaning).")

@@ -110,14 +110,20 @@ def _serving(settings: Settings, store: GraphStore, stop: threading.Event,
     from serving.config import ServingConfig
     from serving.interceptors import MetricsInterceptor
     from serving.server import start_serving
+    from streams.erasure_publisher import ErasurePublisher
 
     config = ServingConfig.from_settings(settings)
     interceptor = MetricsInterceptor()
-    handle = start_serving(config, store, interceptors=[interceptor], trending_from_store=trending_from_store)
+    # The Admin service's Forget publishes where producers publish events (serving speaks no Kafka).
+    publisher = ErasurePublisher(settings.bootstrap_servers, settings.events_topic)
+    handle = start_serving(config, store, interceptors=[interceptor], trending_from_store=trending_from_store,
+                           publish_erasures=publisher.forget if config.admin_service else None,
+                           erasure_topic=settings.events_topic)
     try:
         yield handle, interceptor
     finally:
         handle.stop(config.grace_s)
+        publisher.close()
 
 
 def _hand_over(refresh: RefreshWorker, serving: ServingHandle) -> FreshnessTracker:
@@ -144,6 +150,8 @@ def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: Ser
     freshness times it, and the next refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
         serving.servicer.user_rows.committed(batch.seq, batch.edges)
+        if batch.erased and serving.forgotten is not None:
+            serving.forgotten.forget(batch.erased)
         serving.servicer.trending.add_edges(batch.edges)
         if serving.index.snapshot().folds_in(batch.items):
             freshness.batch_served(batch)

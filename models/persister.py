@@ -45,6 +45,7 @@ class _Pending:
 
     version: int = 0
     cursor: int = 0
+    oldest_cursor: int | None = None
     created_ms: int = 0
     dim: int | None = None
     vectors: dict[_Slot, dict[NodeId, np.ndarray]] = field(default_factory=dict)
@@ -52,6 +53,8 @@ class _Pending:
     def merge(self, update: EmbeddingUpdate) -> None:
         self.version, self.created_ms = update.version, update.created_ms
         self.cursor = max(self.cursor, update.cursor)
+        oldest = update.cursor if update.oldest_cursor is None else update.oldest_cursor
+        self.oldest_cursor = oldest if self.oldest_cursor is None else min(self.oldest_cursor, oldest)
         for base, blocks in ((False, update.rows), (True, update.base)):
             for rows in blocks:
                 if rows.ids:
@@ -64,6 +67,7 @@ class _Pending:
             return EmbeddingRows(slot[0], list(nodes), np.stack(list(nodes.values())).astype(np.float32, copy=False))
 
         return EmbeddingUpdate(version=self.version, cursor=self.cursor, created_ms=self.created_ms,
+                               oldest_cursor=self.oldest_cursor,
                                rows=[block(s) for s in self.vectors if not s[1]],
                                base=[block(s) for s in self.vectors if s[1]])
 

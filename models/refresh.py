@@ -213,6 +213,12 @@ class RefreshWorker:
             report = self._full_round()
         elif changes:
             report = self._incremental_round(changes)
+        elif changes is not None and changes.upto > self._cursor:
+            # Batches that changed no node (dead letters only, events of forgotten users): the
+            # cursor moves past them, so the backlog reads zero.
+            self._computed_ms = epoch_ms()
+            self._write([], [], changes.upto)
+            report = RefreshReport("incremental", version=self._version, cursor=changes.upto)
         else:
             report = RefreshReport("idle", version=self._version, cursor=self._cursor)
         report = replace(report, ms=(time.perf_counter() - started) * 1000)

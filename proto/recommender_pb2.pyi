@@ -18,6 +18,28 @@ RECOMMEND_SOURCE_PERSONAL: RecommendSource
 RECOMMEND_SOURCE_BLENDED: RecommendSource
 RECOMMEND_SOURCE_TRENDING: RecommendSource
 
+class ForgetRequest(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ForgetReceipt(_message.Message):
+    __slots__ = ("partition", "offset")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    offset: int
+    def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class ForgetReply(_message.Message):
+    __slots__ = ("topic", "receipts")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    receipts: _containers.RepeatedCompositeFieldContainer[ForgetReceipt]
+    def __init__(self, topic: _Optional[str] = ..., receipts: _Optional[_Iterable[_Union[ForgetReceipt, _Mapping]]] = ...) -> None: ...
+
 class ItemFilter(_message.Message):
     __slots__ = ("include_categories", "exclude_categories")
     INCLUDE_CATEGORIES_FIELD_NUMBER: _ClassVar[int]

@@ -317,3 +317,88 @@ class Recommender:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """Operator calls, a service of its own so a proxy (or IG_ADMIN_SERVICE=false) can expose
+    Recommender without them. Behind the bearer token like every call when auth is on.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Forget = channel.unary_unary(
+                '/interestgraph.v1.Admin/Forget',
+                request_serializer=proto_dot_recommender__pb2.ForgetRequest.SerializeToString,
+                response_deserializer=proto_dot_recommender__pb2.ForgetReply.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """Operator calls, a service of its own so a proxy (or IG_ADMIN_SERVICE=false) can expose
+    Recommender without them. Behind the bearer token like every call when auth is on.
+    """
+
+    def Forget(self, request, context):
+        """Forget users everywhere the system keeps them: publishes one erasure request per user to the
+        events topic, keyed like the user's events, and returns once the broker holds every one.
+        The ingest agent applies each in order with the user's events, exactly once: their node,
+        edges, tallies, embeddings and change-log entries leave the store, serving drops them, and
+        their events still in Kafka are ignored (a deny-list of keyed hashes, IG_FORGET_RETENTION).
+        A receipt's offset is applied once the ingest lag passes it. Forgetting twice is harmless.
+        UNAVAILABLE when the broker cannot take the requests now (retry: the call is idempotent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Forget': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forget,
+                    request_deserializer=proto_dot_recommender__pb2.ForgetRequest.FromString,
+                    response_serializer=proto_dot_recommender__pb2.ForgetReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'interestgraph.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('interestgraph.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """Operator calls, a service of its own so a proxy (or IG_ADMIN_SERVICE=false) can expose
+    Recommender without them. Behind the bearer token like every call when auth is on.
+    """
+
+    @staticmethod
+    def Forget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interestgraph.v1.Admin/Forget',
+            proto_dot_recommender__pb2.ForgetRequest.SerializeToString,
+            proto_dot_recommender__pb2.ForgetReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

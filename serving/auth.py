@@ -1,6 +1,6 @@
-"""Bearer-token authentication for the Recommender service, as a gRPC server interceptor.
+"""Bearer-token authentication for the Recommender and Admin services, as a gRPC server interceptor.
 
-Off unless ``IG_AUTH_TOKEN`` is set. Every Recommender call must then carry the metadata
+Off unless ``IG_AUTH_TOKEN`` is set. Every Recommender and Admin call must then carry the metadata
 ``authorization: Bearer <token>`` or fails with ``UNAUTHENTICATED``; health checks and reflection
 stay open, so load balancers and ``grpcurl list`` work without the secret. Tokens are compared in
 constant time (``hmac.compare_digest``) so the reply time leaks nothing about a wrong guess.
@@ -14,7 +14,10 @@ from typing import Any
 
 import grpc
 
-from serving import SERVICE_NAME
+from serving import ADMIN_SERVICE_NAME, SERVICE_NAME
+
+#: The services a token guards (health and reflection stay open).
+GUARDED = frozenset({SERVICE_NAME, ADMIN_SERVICE_NAME})
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -28,7 +31,7 @@ def _service_of(method: str) -> str:
 
 
 class BearerTokenInterceptor(grpc.ServerInterceptor):
-    """Rejects Recommender calls without ``authorization: Bearer <token>``.
+    """Rejects Recommender and Admin calls without ``authorization: Bearer <token>``.
 
     Args:
         token (str): The shared secret; must be non-empty.
@@ -45,8 +48,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        # Only the Recommender needs a token: health and reflection stay open (see module doc).
-        if handler is None or _service_of(handler_call_details.method) != SERVICE_NAME:
+        # Only our services need a token: health and reflection stay open (see module doc).
+        if handler is None or _service_of(handler_call_details.method) not in GUARDED:
             return handler
         return handler if self._authorised(handler_call_details) else _refusing(handler)
 

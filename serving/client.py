@@ -103,6 +103,7 @@ class RecommenderClient:
             self._channel = grpc.insecure_channel(address)
         self._metadata = bearer_metadata(token) if token else ()
         self._stub = recommender_pb2_grpc.RecommenderStub(self._channel)
+        self._admin = recommender_pb2_grpc.AdminStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     @classmethod
@@ -163,6 +164,11 @@ class RecommenderClient:
     def status(self) -> recommender_pb2.StatusReply:
         """The server's view of its index and the store (see ``StatusReply`` in the proto)."""
         return self._call(self._stub.GetStatus, recommender_pb2.StatusRequest())
+
+    def forget(self, user_ids: Sequence[str]) -> recommender_pb2.ForgetReply:
+        """Ask the Admin service to erase users (see ``Admin.Forget`` in the proto); returns once the
+        broker holds the requests, with where each went."""
+        return self._call(self._admin.Forget, recommender_pb2.ForgetRequest(user_ids=list(user_ids)))
 
     def serving(self) -> bool:
         """Whether health reports the Recommender service as SERVING (one check, no waiting)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.privacy import Privacy
 from core.settings import Settings
 
 
@@ -41,8 +42,11 @@ class ServingConfig:
             (``IG_BLEND_PRIOR_INTERACTIONS``).
         tls_cert (str): Server certificate PEM file; with ``tls_key`` turns TLS on (``IG_TLS_CERT``).
         tls_key (str): Server private key PEM file (``IG_TLS_KEY``).
+        admin_service (bool): Serve the Admin service beside the Recommender (``IG_ADMIN_SERVICE``).
         auth_token (str): Bearer token every RPC must carry; empty = no auth (``IG_AUTH_TOKEN``).
             A secret: kept out of ``repr``.
+        privacy (Privacy): Pseudonyms (client ids are mapped like ingest maps them) and the
+            erasure key (forgotten users are dropped); ``IG_ID_KEY``, ``IG_ERASURE_KEY``.
     """
 
     grpc_addr: str
@@ -64,11 +68,13 @@ class ServingConfig:
     blend_prior_interactions: float
     tls_cert: str
     tls_key: str
+    admin_service: bool
     auth_token: str = field(repr=False)
+    privacy: Privacy = field(default_factory=Privacy, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServingConfig:
-        return settings.section(cls)
+        return settings.section(cls, privacy=Privacy.from_settings(settings))
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,6 +219,24 @@ class EmbeddingTable:
                               _view(buffer.stamps, buffer.used), self.append_only, 0, self.int8, self.codec, buffer)
 
 
+    def without(self, node_ids: Collection[NodeId]) -> EmbeddingTable:
+        """A table without ``node_ids`` (erasure): their live rows and any dead rows they left are
+        not copied, so no vector of theirs stays in it; ``self`` is left untouched."""
+        gone = set(node_ids)
+        if gone.isdisjoint(self.ids):
+            return self
+        keep = np.asarray(sorted(r for node_id, r in self.rows.items() if node_id not in gone), dtype=np.int64)
+        all_ids = [self.ids[r] for r in keep.tolist()]
+        buffer = _RowBuffer(_with_room(len(all_ids)), self.dim, self.vectors.dtype.type)
+        if len(keep):
+            buffer.vectors[:len(keep)] = self.vectors[keep]
+            buffer.stamps[:len(keep)] = self.refreshed_ms[keep]
+        buffer.used = len(all_ids)
+        rows = {node_id: r for r, node_id in enumerate(all_ids)}
+        return EmbeddingTable(tuple(all_ids), rows, _view(buffer.vectors, buffer.used),
+                              _view(buffer.stamps, buffer.used), self.append_only, 0, self.int8, self.codec, buffer)
+
+
 def _with_room(rows: int) -> int:
     return max(16, int(rows * (1 + GROWTH)))
 

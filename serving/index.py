@@ -211,6 +211,21 @@ class EmbeddingIndex:
                 update_listener(change)
         return updated
 
+    def forget_users(self, user_ids: Collection[NodeId]) -> IndexSnapshot:
+        """Drop forgotten users' embeddings (erasure) and swap the result in; listeners hear it as an
+        update of those users. Items keep their vectors: the refresh recomputes the ones the users
+        touched. Returns the new snapshot (the current one when none of them was held)."""
+        with self._write_lock:
+            users = self._snapshot.users.without(user_ids)
+            if users is self._snapshot.users:
+                return self._snapshot
+            updated = dataclasses.replace(self._snapshot, users=users, generation=self._snapshot.generation + 1)
+            self._swap(updated)
+            change = IndexUpdate(frozenset(user_ids), frozenset(), replaced=False)
+            for listener in self._update_listeners:
+                listener(change)
+            return updated
+
     def _empty_items(self) -> EmbeddingTable:
         return EmbeddingTable(int8=self.item_codec == INT8)
 

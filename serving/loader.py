@@ -21,6 +21,7 @@ from core.domain import EmbeddingRows, EmbeddingUpdate, NodeKind
 from core.retry import BACKOFF
 from graph_store.base import GraphStore, GraphStoreError
 from serving.embedding_table import EmbeddingDimensionError
+from serving.erasure import ForgottenUsers
 from serving.index import EmbeddingIndex
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,17 @@ class IndexLoader:
         poll_s (float): Seconds between polls (default: :obj:`0.1`).
         catalog_resync_s (float): Seconds between re-reads of every indexed item's catalog record,
             for titles and categories that changed without an embedding update (default: :obj:`30.0`).
+        forgotten (ForgottenUsers, optional): polled after every poll, and keeps forgotten users
+            out of what is loaded (default: :obj:`None`, no erasure handling).
     """
 
     def __init__(
-        self, store: GraphStore, index: EmbeddingIndex, poll_s: float = 0.1, catalog_resync_s: float = 30.0
+        self, store: GraphStore, index: EmbeddingIndex, poll_s: float = 0.1, catalog_resync_s: float = 30.0,
+        forgotten: ForgottenUsers | None = None,
     ) -> None:
         self.store = store
         self.index = index
+        self.forgotten = forgotten
         self.poll_s = poll_s
         self.catalog_resync_s = catalog_resync_s
         self._catalog_synced = time.monotonic()
@@ -88,7 +93,7 @@ class IndexLoader:
             return self._load(version, written_ms, since=0, replace=True)
 
     def _load(self, version: int, written_ms: int, *, since: int, replace: bool) -> bool:
-        users = self.store.read_embeddings(NodeKind.USER, since_version=since)
+        users = self._without_forgotten(self.store.read_embeddings(NodeKind.USER, since_version=since))
         items = self.store.read_embeddings(NodeKind.ITEM, since_version=since)
         # Catalog records travel with the embeddings, so replies never read titles from the store.
         meta = self.store.item_meta(items.ids) if items.ids else {}
@@ -111,7 +116,7 @@ class IndexLoader:
             self._last_take = time.monotonic()
             if update.version <= self.index.version:
                 return False
-            users = _rows_of(update, NodeKind.USER)
+            users = self._without_forgotten(_rows_of(update, NodeKind.USER))
             items = _rows_of(update, NodeKind.ITEM)
             catalog = self.index.snapshot().catalog.meta
             new_items = [i for i in items.ids if i not in catalog]
@@ -129,6 +134,10 @@ class IndexLoader:
                     # A new model's first (full) round at a new width: only the store holds all of it.
                     self.poll_once()
             return True
+
+    def _without_forgotten(self, users: EmbeddingRows) -> EmbeddingRows:
+        # A read or a round that began before an erasure committed may still hold the user.
+        return self.forgotten.rows_without(users) if self.forgotten is not None else users
 
     # --- the thread ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -165,6 +174,8 @@ class IndexLoader:
         """One poll that logs instead of raising: a loader that died would freeze the index."""
         try:
             self.poll_once()
+            if self.forgotten is not None:
+                self.forgotten.poll()
             if time.monotonic() - self._catalog_synced >= self.catalog_resync_s:
                 self.resync_catalog()
         except GraphStoreError as exc:

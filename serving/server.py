@@ -36,11 +36,13 @@ from grpc_reflection.v1alpha import reflection
 from core.errors import InterestGraphError
 from graph_store.base import GraphStore
 from proto import recommender_pb2_grpc
-from serving import SERVICE_NAME
+from serving import ADMIN_SERVICE_NAME, SERVICE_NAME
+from serving.admin import AdminServicer, PublishErasures
 from serving.ann import use_one_faiss_thread
 from serving.ann_builder import AnnBuilder
 from serving.auth import BearerTokenInterceptor
 from serving.config import ServingConfig
+from serving.erasure import ForgottenUsers
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
 from serving.servicer import RecommenderServicer
@@ -67,6 +69,8 @@ def create_server(
     *,
     health_servicer: health.HealthServicer | None = None,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    publish_erasures: PublishErasures | None = None,
+    erasure_topic: str = "",
 ) -> tuple[grpc.Server, int, RecommenderServicer]:
     """A bound, not yet started server for ``index``; health follows the index's readiness.
 
@@ -82,6 +86,9 @@ def create_server(
             (default: a new one).
         interceptors (Sequence[grpc.ServerInterceptor]): Run before the auth check, so they see
             every call, refused ones included (default: none).
+        publish_erasures (PublishErasures, optional): Where the Admin service's Forget publishes
+            erasure requests (default: :obj:`None`: Forget answers FAILED_PRECONDITION).
+        erasure_topic (str): The topic it publishes to, named in Forget replies (default: ``""``).
 
     Returns:
         The server, the port it is bound to and the Recommender servicer.
@@ -98,10 +105,15 @@ def create_server(
     )
     servicer = RecommenderServicer(index, store, config)
     recommender_pb2_grpc.add_RecommenderServicer_to_server(servicer, server)
+    services = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    if config.admin_service:
+        admin = AdminServicer(servicer.check, publish_erasures, erasure_topic)
+        recommender_pb2_grpc.add_AdminServicer_to_server(admin, server)
+        services.append(ADMIN_SERVICE_NAME)
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     index.subscribe(lambda ready: _report_health(health_servicer, ready))
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(services, server)
     try:
         port = _bind(server, address, config)
     except RuntimeError as exc:
@@ -134,6 +146,8 @@ class ServingHandle:
     health: health.HealthServicer
     servicer: RecommenderServicer
     ann: AnnBuilder
+    #: Drops users the store's deny-list names (polled by the loader; ``up`` also calls it on commit).
+    forgotten: ForgottenUsers | None = None
     #: Feeds trending from store snapshots (``serve``); ``None`` where the caller feeds it from commits.
     trending_feed: StoreTrendingFeed | None = None
 
@@ -157,6 +171,8 @@ def start_serving(
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     index: EmbeddingIndex | None = None,
     trending_from_store: bool = True,
+    publish_erasures: PublishErasures | None = None,
+    erasure_topic: str = "",
 ) -> ServingHandle:
     """Bind and start the server, the index loader and the HNSW builder; returns without blocking.
 
@@ -172,14 +188,18 @@ def start_serving(
         trending_from_store (bool): Feed the trending list from store snapshots every
             ``trending_reseed_s``; ``False`` when the caller feeds it from commits, as ``up`` does
             (default: :obj:`True`).
+        publish_erasures (PublishErasures, optional): The Admin service's publisher (default: :obj:`None`).
+        erasure_topic (str): The topic it publishes to (default: ``""``).
     """
     index = index if index is not None else EmbeddingIndex(config.item_codec)
     health_servicer = health.HealthServicer()
     server, port, servicer = create_server(
         address or config.grpc_addr, index, store, config,
         health_servicer=health_servicer, interceptors=interceptors,
+        publish_erasures=publish_erasures, erasure_topic=erasure_topic,
     )
-    loader = IndexLoader(store, index, config.index_poll_s)
+    forgotten = ForgottenUsers(store, config.privacy.forget_key, index, servicer.user_rows)
+    loader = IndexLoader(store, index, config.index_poll_s, forgotten=forgotten)
     ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search,
                      min_scan_bytes=int(config.ann_min_scan_mb * 1e6))
     use_one_faiss_thread()
@@ -190,5 +210,5 @@ def start_serving(
     if feed is not None:
         feed.start()
     log.info("gRPC server listening on port %d (embedding version %d)", port, index.version)
-    return ServingHandle(server, port, index, loader, health_servicer, servicer, ann, feed)
+    return ServingHandle(server, port, index, loader, health_servicer, servicer, ann, forgotten, feed)
 

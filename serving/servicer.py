@@ -110,6 +110,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self.index = index
         self.store = store
         self.check = RequestChecker(config)
+        self.privacy = config.privacy
         self.max_streams = config.max_streams
         self.use_ann = config.ann_min_items > 0
         #: Concurrent exact scans of one snapshot share one pass over its item matrix.
@@ -130,7 +131,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def Recommend(  # CamelCase: names fixed by the generated servicer base
         self, request: pb.RecommendRequest, context: grpc.ServicerContext
     ) -> pb.RecommendReply:
-        user_id = self.check.node_id(request.user_id, "user_id", context)
+        user_id = self._user_id(request.user_id, context)
         k = self.check.k(request.k, context)
         include, exclude = self.check.item_filter(request.filter, context)
         diversity = self.check.diversity(request.HasField("diversity_lambda"), request.diversity_lambda, context)
@@ -156,7 +157,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def RecommendFriends(
         self, request: pb.RecommendFriendsRequest, context: grpc.ServicerContext
     ) -> pb.RecommendFriendsReply:
-        user_id = self.check.node_id(request.user_id, "user_id", context)
+        user_id = self._user_id(request.user_id, context)
         k = self.check.k(request.k, context)
         snapshot = self._ready_snapshot(context)
         me, refreshed_ms = self._user_vector(snapshot, user_id, context)
@@ -173,7 +174,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
 
     @store_errors_to_status
     def Explain(self, request: pb.ExplainRequest, context: grpc.ServicerContext) -> pb.ExplainReply:
-        user_id = self.check.node_id(request.user_id, "user_id", context)
+        user_id = self._user_id(request.user_id, context)
         item_id = self.check.node_id(request.item_id, "item_id", context)
         limit = self.check.limit(request.limit, context)
         snapshot = self._ready_snapshot(context)
@@ -229,7 +230,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         Sleeps on the index's update condition between updates (no polling); the client
         cancelling, its deadline or :meth:`close` wake it.
         """
-        user_id = self.check.node_id(request.user_id, "user_id", context)
+        user_id = self._user_id(request.user_id, context)
         k = self.check.k(request.k, context)
         self._ready_snapshot(context)
         done = self._open_stream(context)
@@ -281,6 +282,10 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         return len(self._streams)
 
     # --- shared steps ----------------------------------------------------------------------------
+    def _user_id(self, value: str, context: grpc.ServicerContext) -> NodeId:
+        """A request's user id as the store names the user: checked, then pseudonymised when that is on."""
+        return self.privacy.user_id(self.check.node_id(value, "user_id", context))
+
     def _recommend(
         self,
         snapshot: IndexSnapshot,

@@ -36,7 +36,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -152,6 +152,23 @@ class UserRowCache:
             else:
                 for user_id in update.users:
                     self._rows.pop(user_id, None)
+
+    def held(self) -> list[NodeId]:
+        """The users whose rows are cached now."""
+        with self._lock:
+            return list(self._rows)
+
+    def forget(self, user_ids: Collection[NodeId]) -> None:
+        """Drop forgotten users' rows (erasure). A complete cache stays complete: a user it does not
+        hold has no edges, which is what the store now says of them."""
+        with self._lock:
+            self._epoch += 1
+            for user_id in user_ids:
+                self._rows.pop(user_id, None)
+            gone = set(user_ids)
+            for _, by_user in self._recent:
+                for user_id in gone & by_user.keys():
+                    del by_user[user_id]
 
     def committed(self, seq: int, edges: Sequence[EdgeDelta]) -> None:
         """Batch ``seq`` was committed with these edge deltas: add them to the rows the cache holds."""

@@ -9,15 +9,23 @@ Exactly-once *effect* under at-least-once delivery rests on two facts:
 
 Rejected records are part of the batch's offsets too: the dead-letter topic holds them, and the
 partition's applied offset must move past them or they would block the offsets from advancing.
+
+Erasure requests ride the same path, so a replay neither loses nor repeats one: the batch that
+reads a request carries an :class:`~core.domain.Erasure` the store applies in the same
+transaction as the offsets. Events of a user erased in the batch, or on the deny-list (digests of
+forgotten users, see :mod:`core.privacy`), change nothing: they only advance the offsets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.domain import (
     EdgeDelta,
+    Erasure,
+    ErasureRequest,
     InteractionEvent,
     NodeId,
     OffsetRange,
@@ -25,6 +33,7 @@ from core.domain import (
     TopicPartition,
     UpsertBatch,
 )
+from core.privacy import Privacy
 from streams.config import EventContract
 from streams.validation import Rejection, validate_event
 
@@ -57,6 +66,8 @@ class BatchPlan:
     skipped: int = 0
     #: Kafka timestamps of the accepted records (freshness is measured per accepted event).
     accepted_ts_ms: list[int] = field(default_factory=list)
+    #: Valid events ignored because their user is forgotten (erased in this batch or denied).
+    forgotten: int = 0
 
     @property
     def needs_write(self) -> bool:
@@ -127,7 +138,8 @@ def aggregate(events: Sequence[tuple[InteractionEvent, SourcePosition]], group: 
 
 
 def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition, int],
-               contract: EventContract, group: str, now_ms: int) -> BatchPlan:
+               contract: EventContract, group: str, now_ms: int, privacy: Privacy | None = None,
+               denied: Mapping[str, int] | None = None) -> BatchPlan:
     """Filter, validate and aggregate one batch of records (everything but the I/O).
 
     Args:
@@ -135,19 +147,60 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
         applied (Mapping[TopicPartition, int]): the store's applied offsets for ``group``.
         contract (EventContract): validation limits and default weights.
         group (str): consumer group the offsets belong to.
-        now_ms (int): current time in epoch ms (bounds future timestamps).
+        now_ms (int): current time in epoch ms (bounds future timestamps, dates deny-list expiry).
+        privacy (Privacy, optional): pseudonyms and the erasure key (default: ``None``, ids as sent
+            and erasure requests digested with a random key: tests of the plain path).
+        denied (Mapping[str, int], optional): the deny-list, expiry (epoch ms) by digest (default: empty).
     """
+    privacy = privacy if privacy is not None else Privacy()
     fresh = filter_applied(records, applied)
     valid: list[tuple[InteractionEvent, SourcePosition]] = []
     rejected: list[tuple[SourceRecord, Rejection]] = []
+    requests: list[tuple[ErasureRequest, SourcePosition]] = []
     accepted_ts: list[int] = []
     for record in fresh:
         outcome = validate_event(record.value, contract, now_ms)
         if isinstance(outcome, Rejection):
             rejected.append((record, outcome))
+        elif isinstance(outcome, ErasureRequest):
+            requests.append((ErasureRequest(privacy.user_id(outcome.user_id), outcome.requested_ms), record.position))
         else:
+            if privacy.pseudonyms is not None:
+                outcome = dataclasses.replace(outcome, user_id=privacy.pseudonyms(outcome.user_id))
             valid.append((outcome, record.position))
             accepted_ts.append(record.timestamp_ms)
-    batch = aggregate(valid, group, extra_positions=(record.position for record, _ in rejected))
-    return BatchPlan(batch=batch, accepted=len(valid), rejected=rejected, skipped=len(records) - len(fresh),
-                     accepted_ts_ms=accepted_ts)
+    erasures = _erasures(requests, privacy, now_ms)
+    kept, forgotten = _without_forgotten(valid, accepted_ts, erasures, privacy, denied or {}, now_ms)
+    extra = [record.position for record, _ in rejected] + [pos for _, pos in requests] + forgotten
+    batch = aggregate([(event, pos) for event, pos, _ in kept], group, extra_positions=extra)
+    batch.erasures = list(erasures.values())
+    return BatchPlan(batch=batch, accepted=len(kept), rejected=rejected, skipped=len(records) - len(fresh),
+                     accepted_ts_ms=[ts for _, _, ts in kept], forgotten=len(forgotten))
+
+
+def _erasures(requests: Sequence[tuple[ErasureRequest, SourcePosition]], privacy: Privacy,
+              now_ms: int) -> dict[NodeId, Erasure]:
+    """One erasure per user asked for (a repeated request renews nothing: it is the same erasure)."""
+    expires_ms = now_ms + privacy.forget_retention_ms
+    return {request.user_id: Erasure(request.user_id, privacy.forget_key.digest(request.user_id), expires_ms)
+            for request, _ in requests}
+
+
+def _without_forgotten(valid: Sequence[tuple[InteractionEvent, SourcePosition]], accepted_ts: Sequence[int],
+                       erasures: Mapping[NodeId, Erasure], privacy: Privacy, denied: Mapping[str, int],
+                       now_ms: int) -> tuple[list[tuple[InteractionEvent, SourcePosition, int]], list[SourcePosition]]:
+    """The events to apply, and the positions of those whose user is forgotten."""
+    kept = [(event, pos, ts) for (event, pos), ts in zip(valid, accepted_ts, strict=True)]
+    if not erasures and not denied:
+        return kept, []  # the usual case: no digest computed
+    digests: dict[NodeId, bool] = {}
+
+    def is_forgotten(user_id: NodeId) -> bool:
+        found = digests.get(user_id)
+        if found is None:
+            found = digests[user_id] = user_id in erasures or denied.get(
+                privacy.forget_key.digest(user_id), 0) > now_ms
+        return found
+
+    forgotten = [pos for event, pos, _ in kept if is_forgotten(event.user_id)]
+    return [entry for entry in kept if not is_forgotten(entry[0].user_id)], forgotten

@@ -109,8 +109,8 @@ class IngestApp:
         #: Key of this pipeline's applied offsets in the store (consumer group on this cluster).
         self.offsets_group = offsets_group(config.consumer_group, cluster_id(config.bootstrap_servers))
         self.events = EventIngestor(config.contract, writer, self.send_dead_letters, self.stats,
-                                    self.offsets_group, before_skipping=self.check_cluster)
-        self.items = ItemIngestor(config.contract, writer, self.send_dead_letters, self.stats)
+                                    self.offsets_group, before_skipping=self.check_cluster, privacy=config.privacy)
+        self.items = ItemIngestor(config.contract, writer, self.send_dead_letters, self.stats, config.privacy)
         self.events_topic = self._raw_topic(config.events_topic)
         self.items_topic = self._raw_topic(config.items_topic)
         self.dead_letter_topic = self._raw_topic(config.dead_letter_topic)

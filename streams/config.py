@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.domain import EventType
+from core.privacy import Privacy
 from core.settings import Settings, SettingsError
 
 __all__ = ["EventContract", "IngestConfig", "SettingsError"]
@@ -112,6 +113,8 @@ class IngestConfig:
             stalled, in seconds (default: ``IG_STALL_AFTER``'s).
         contract (EventContract): limits and default weights of the records read
             (default: ``EventContract()``).
+        privacy (Privacy): pseudonyms, the erasure key and dead-letter redaction
+            (default: ``Privacy()``, pseudonyms off and a random erasure key).
     """
 
     broker_url: str = Settings.broker_url.default
@@ -129,6 +132,7 @@ class IngestConfig:
     dead_letter_max_original_bytes: int = Settings.dead_letter_max_original_bytes.default
     stall_after_s: float = Settings.stall_after_s.default
     contract: EventContract = field(default_factory=EventContract)
+    privacy: Privacy = field(default_factory=Privacy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestConfig:
@@ -137,7 +141,8 @@ class IngestConfig:
         Args:
             settings (Settings): the process's settings.
         """
-        return settings.section(cls, contract=EventContract.from_settings(settings))
+        return settings.section(cls, contract=EventContract.from_settings(settings),
+                                privacy=Privacy.from_settings(settings))
 
     @property
     def bootstrap_servers(self) -> list[str]:

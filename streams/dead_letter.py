@@ -18,6 +18,11 @@ message limit, whatever the record: :func:`check_record_limits` checks the confi
 When even that cannot be sent (a broker with a lower limit than configured), a **minimal** record
 goes instead: ``"minimal": true``, reason, message, position, length and sha256, without key or value.
 
+**Redacted** dead letters (``IG_DEAD_LETTER_REDACT``, always with ``IG_ID_KEY``) carry no personal
+data: ``"redacted": true``, reason, field, position, length and a *keyed* hash of the value
+(HMAC-SHA256 under the erasure key: it matches a producer's copy for whoever holds the key, and
+nobody can confirm a guessed payload), no key, no value and a message that quotes nothing.
+
 Dead-lettering is at-least-once: a crash between the dead-letter send and the store write sends
 the record again on restart; ``topic``/``partition``/``offset`` identify duplicates. Version 1
 records (the whole value twice, as base64 and text) are still read by :func:`decode_dead_letter`.
@@ -31,6 +36,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from core.privacy import ForgetKey
 from streams.aggregate import SourceRecord
 from streams.config import IngestConfig, SettingsError
 from streams.validation import Rejection
@@ -70,6 +76,8 @@ class DeadLetter:
     original_truncated: bool = False
     #: A minimal record: the full dead letter could not be sent (see the module docstring).
     minimal: bool = False
+    #: Key and value left out by choice; ``original_sha256`` is then a keyed hash (module docstring).
+    redacted: bool = False
 
     @property
     def original_text(self) -> str | None:
@@ -81,9 +89,17 @@ class DeadLetter:
             return None
 
 
-def dead_letter_from(record: SourceRecord, rejection: Rejection, now_ms: int) -> DeadLetter:
-    """The dead-letter record for a rejected source record."""
+def dead_letter_from(record: SourceRecord, rejection: Rejection, now_ms: int,
+                     redact_with: ForgetKey | None = None) -> DeadLetter:
+    """The dead-letter record for a rejected source record; redacted when ``redact_with`` is given."""
     value = record.value
+    if redact_with is not None:
+        return DeadLetter(
+            reason=str(rejection.reason), message=f"{rejection.reason} (redacted: IG_DEAD_LETTER_REDACT)",
+            field=rejection.field, topic=record.position.tp.topic, partition=record.position.tp.partition,
+            offset=record.position.offset, key=None, original=None, dead_lettered_ms=now_ms,
+            original_length=None if value is None else len(value),
+            original_sha256=None if value is None else redact_with.record_digest(value), redacted=True)
     return DeadLetter(
         reason=str(rejection.reason), message=rejection.message, field=rejection.field,
         topic=record.position.tp.topic, partition=record.position.tp.partition,
@@ -170,6 +186,10 @@ def dead_letter_key(letter: DeadLetter) -> bytes | None:
 
 def encode_dead_letter(letter: DeadLetter, max_original_bytes: int) -> bytes:
     """The wire form of a dead-letter record, value cut to ``max_original_bytes`` (module docstring)."""
+    if letter.redacted:
+        body = _envelope(letter)
+        body.update(redacted=True, original_length=letter.original_length, original_sha256=letter.original_sha256)
+        return _dumps(body)
     body = _envelope(letter)
     body.update(_payload("key", letter.key, MAX_KEY_BYTES))
     body.update(_payload("original", letter.original, max_original_bytes))
@@ -212,6 +232,7 @@ def decode_dead_letter(raw: bytes) -> DeadLetter:
             dead_lettered_ms=int(body["dead_lettered_ms"]), original_length=length,
             original_sha256=body.get("original_sha256"),
             original_truncated=bool(body.get("original_truncated", False)), minimal=bool(body.get("minimal", False)),
+            redacted=bool(body.get("redacted", False)),
         )
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not a dead-letter record: {exc}") from exc

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ import numpy as np
 
 from core.domain import EdgeDelta, ItemMeta, NodeId, SourcePosition, TopicPartition, UpsertBatch, epoch_ms
 from core.histogram import Histogram
+from core.privacy import Privacy
 from core.retry import BACKOFF, RetryPolicy
 from graph_store.base import GraphStore, StaleBatchError
 from streams.aggregate import BatchPlan, SourceRecord, plan_batch
@@ -51,6 +53,9 @@ DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
 #: new cluster's offsets and must plan again).
 OffsetsCheck = Callable[[], Awaitable[bool]]
 
+#: How often an ingest agent re-reads the deny-list (erasures another worker applied), in seconds.
+DENY_LIST_REFRESH_S = 1.0
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class AppliedBatch:
         planned_ms (int): when it was decoded, validated and aggregated (epoch ms).
         committed_ms (int): when its store transaction committed (epoch ms).
         edges (tuple[EdgeDelta, ...]): the edge deltas it added to the store.
+        erased (tuple[NodeId, ...]): the users it forgot (as the store named them).
     """
 
     seq: int
@@ -73,6 +79,7 @@ class AppliedBatch:
     planned_ms: int
     committed_ms: int
     edges: tuple[EdgeDelta, ...] = ()
+    erased: tuple[NodeId, ...] = ()
 
     @property
     def items(self) -> frozenset[NodeId]:
@@ -92,6 +99,10 @@ class IngestSnapshot:
     events_accepted: int = 0
     #: Records dropped because the store already held them (redeliveries after a crash/rebalance).
     events_skipped: int = 0
+    #: Valid events ignored because their user was forgotten (erased in their batch or denied).
+    events_forgotten: int = 0
+    #: Users erased (each erasure request applied once).
+    users_forgotten: int = 0
     #: Dead-lettered records per rejection reason (reasons never seen are absent).
     dead_lettered: Mapping[str, int] = field(default_factory=dict)
     batches: int = 0
@@ -143,6 +154,8 @@ class IngestStats:
             c = self._counts
             self._counts = replace(
                 c, events_accepted=c.events_accepted + plan.accepted, events_skipped=c.events_skipped + plan.skipped,
+                events_forgotten=c.events_forgotten + plan.forgotten,
+                users_forgotten=c.users_forgotten + len(plan.batch.erasures),
                 dead_lettered=_added(c.dead_lettered, reasons), batches=c.batches + 1,
                 edges_upserted=c.edges_upserted + len(plan.batch.edges),
                 last_batch_events=plan.accepted + len(plan.rejected), last_batch_ms=batch_ms,
@@ -235,13 +248,21 @@ class EventIngestor:
         group (str): key of the applied offsets in the store (see :func:`offsets_group`).
         before_skipping (OffsetsCheck, optional): confirms the applied offsets before a batch skips
             records as already applied (default: ``None``, no check).
+        privacy (Privacy, optional): pseudonyms and the erasure key (default: ``Privacy()``).
     """
 
     def __init__(self, contract: EventContract, writer: StoreWriter, dead_letter: DeadLetterSink,
-                 stats: IngestStats, group: str, before_skipping: OffsetsCheck | None = None) -> None:
+                 stats: IngestStats, group: str, before_skipping: OffsetsCheck | None = None,
+                 privacy: Privacy | None = None) -> None:
         self.contract = contract
         self.group = group
         self.applied: dict[TopicPartition, int] = {}
+        self.privacy = privacy if privacy is not None else Privacy()
+        self._redact_with = self.privacy.forget_key if self.privacy.redact_dead_letters else None
+        #: The deny-list: expiry (epoch ms) by digest of each forgotten user (store's, plus ours since).
+        self.denied: dict[str, int] = {}
+        self._denied_seq = 0
+        self._denied_read_at = -math.inf
         self._writer = writer
         self._dead_letter = dead_letter
         self._stats = stats
@@ -253,20 +274,36 @@ class EventIngestor:
         self.applied = {}
 
     async def load_offsets(self) -> None:
-        """Re-read the store's applied offsets (at start and on every partition assignment)."""
+        """Re-read the store's applied offsets and deny-list (at start and on every partition assignment)."""
         group = self.group
         stored = await self._writer.call(self._writer.store.applied_offsets, group)
+        await self._writer.call(self._writer.store.purge_forgotten, epoch_ms())
+        self._denied_seq = 0
+        await self._read_denied()
         if group != self.group:
             return  # rebound while reading: these are the old cluster's (the rebind loads its own)
         for tp, offset in stored.items():
             self.applied[tp] = max(offset, self.applied.get(tp, -1))
 
+    async def _read_denied(self) -> None:
+        """Add deny-list entries written since the last read (by any worker) and drop expired ones."""
+        self._denied_read_at = time.monotonic()
+        now_ms = epoch_ms()
+        for entry in await self._writer.call(self._writer.store.forgotten_users, self._denied_seq):
+            self._denied_seq = max(self._denied_seq, entry.seq)
+            self.denied[entry.digest] = max(entry.expires_ms, self.denied.get(entry.digest, 0))
+        for digest in [d for d, expires_ms in self.denied.items() if expires_ms <= now_ms]:
+            del self.denied[digest]
+
     async def ingest(self, records: Sequence[SourceRecord]) -> None:
         """Apply one batch; returns once its effect is in the store (or it was all applied before)."""
         started, received_ms = time.perf_counter(), epoch_ms()
+        if time.monotonic() - self._denied_read_at >= DENY_LIST_REFRESH_S:
+            # A user's events reach another partition when a producer partitions differently.
+            await self._read_denied()
         sent: set[SourcePosition] = set()
         while True:
-            plan = plan_batch(records, self.applied, self.contract, self.group, epoch_ms())
+            plan = plan_batch(records, self.applied, self.contract, self.group, epoch_ms(), self.privacy, self.denied)
             planned_ms = epoch_ms()
             # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
             # Kafka cluster that restarted empty would skip its new records, so confirm them first.
@@ -292,7 +329,8 @@ class EventIngestor:
             self._record(plan, started)
             if self._stats.on_applied is not None:  # every commit, so listeners see each sequence
                 self._stats.on_applied(AppliedBatch(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64),
-                                                    received_ms, planned_ms, epoch_ms(), tuple(plan.batch.edges)))
+                                                    received_ms, planned_ms, epoch_ms(), tuple(plan.batch.edges),
+                                                    tuple(e.user_id for e in plan.batch.erasures)))
             return
 
     async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:
@@ -301,12 +339,14 @@ class EventIngestor:
         for record, rejection in plan.rejected:
             if record.position not in sent:  # a replanned batch must not dead-letter twice
                 sent.add(record.position)
-                letters.append(dead_letter_from(record, rejection, at))
+                letters.append(dead_letter_from(record, rejection, at, self._redact_with))
         if letters:
             await self._dead_letter(letters)
 
     def _record(self, plan: BatchPlan, started: float) -> None:
         self._mark_applied(plan.batch)
+        for erasure in plan.batch.erasures:
+            self.denied[erasure.digest] = erasure.expires_ms
         self._stats.count_batch(plan, batch_ms=(time.perf_counter() - started) * 1000, written_at_ms=epoch_ms())
 
     def _mark_applied(self, batch: UpsertBatch) -> None:
@@ -326,11 +366,14 @@ class ItemIngestor:
         writer (StoreWriter): blocking store access with retries.
         dead_letter (DeadLetterSink): sends invalid catalog records to the dead-letter topic.
         stats (IngestStats): counters to update.
+        privacy (Privacy, optional): whether dead letters are redacted (default: ``Privacy()``).
     """
 
     def __init__(self, contract: EventContract, writer: StoreWriter, dead_letter: DeadLetterSink,
-                 stats: IngestStats) -> None:
+                 stats: IngestStats, privacy: Privacy | None = None) -> None:
         self.contract = contract
+        privacy = privacy if privacy is not None else Privacy()
+        self._redact_with = privacy.forget_key if privacy.redact_dead_letters else None
         self._writer = writer
         self._dead_letter = dead_letter
         self._stats = stats
@@ -342,7 +385,7 @@ class ItemIngestor:
         for record in records:
             outcome = validate_item(record.value, self.contract)
             if isinstance(outcome, Rejection):
-                letters.append(dead_letter_from(record, outcome, at))
+                letters.append(dead_letter_from(record, outcome, at, self._redact_with))
             else:
                 items[outcome.item_id] = outcome  # later records of an item win
         if letters:

@@ -20,6 +20,12 @@ Decisions the contract makes:
 * weight resolution: explicit ``weight``, else ``rating * weight_rating_per_star`` for rating
   events, else the type's default weight.
 
+**Erasure requests** travel on the same topic, keyed like the user's events so they are ordered
+against them in one partition: ``{"v": 1, "type": "forget", "user_id": "u1", "ts": 1700000000000}``
+(``ts``, when the request was made, is optional). :func:`validate_event` returns them as
+:class:`~core.domain.ErasureRequest`; ``interest-graph forget`` and the Admin service write them
+with :func:`encode_erasure_request`.
+
 Every rejection carries a machine-readable :class:`RejectReason` (the dead-letter record and the
 ``dead_lettered`` counters use it) and a message naming the field.
 """
@@ -36,6 +42,7 @@ from typing import Any
 
 from core.domain import (
     EVENT_SCHEMA_VERSION,
+    ErasureRequest,
     EventType,
     IdProblem,
     InteractionEvent,
@@ -52,6 +59,8 @@ MAX_EVENT_WEIGHT = 1e6
 _ID_FIELDS = ("event_id", "user_id", "item_id")
 _REQUIRED = (*_ID_FIELDS, "type", "ts")
 _EVENT_TYPES = {t.value: t for t in EventType}
+#: ``type`` of an erasure request (a control record, not an interaction).
+FORGET_TYPE = "forget"
 
 
 class RejectReason(enum.StrEnum):
@@ -89,7 +98,8 @@ class _Invalid(Exception):
         self.rejection = Rejection(reason, message, field)
 
 
-def validate_event(raw: bytes | None, contract: EventContract, now_ms: int) -> InteractionEvent | Rejection:
+def validate_event(raw: bytes | None, contract: EventContract,
+                   now_ms: int) -> InteractionEvent | ErasureRequest | Rejection:
     """Parse and check one Kafka value against the event contract (see the module docstring).
 
     Args:
@@ -102,6 +112,8 @@ def validate_event(raw: bytes | None, contract: EventContract, now_ms: int) -> I
     try:
         obj = _parse_object(raw)
         _check_version(obj)
+        if obj.get("type") == FORGET_TYPE:
+            return _erasure_request(obj, contract, now_ms)
         for name in _REQUIRED:
             if obj.get(name) is None:
                 raise _Invalid(RejectReason.MISSING_FIELD, f"required field {name!r} is missing", name)
@@ -118,6 +130,14 @@ def validate_event(raw: bytes | None, contract: EventContract, now_ms: int) -> I
         event_id=ids[0], user_id=NodeId(ids[1]), item_id=NodeId(ids[2]), type=event_type, ts_ms=ts_ms,
         weight=resolve_weight(event_type, weight, rating, contract), rating=rating,
     )
+
+
+def _erasure_request(obj: dict[str, Any], contract: EventContract, now_ms: int) -> ErasureRequest:
+    if obj.get("user_id") is None:
+        raise _Invalid(RejectReason.MISSING_FIELD, "required field 'user_id' is missing", "user_id")
+    user_id = _check_id(obj["user_id"], "user_id", contract.max_id_length)
+    requested_ms = now_ms if obj.get("ts") is None else _check_ts(obj["ts"], contract, now_ms)
+    return ErasureRequest(NodeId(user_id), requested_ms)
 
 
 def too_large(raw: bytes, limit: int, setting: str) -> Rejection:
@@ -241,6 +261,12 @@ def encode_event(user_id: str, item_id: str, type: EventType | str, ts_ms: int, 
         record["weight"] = weight
     if rating is not None:
         record["rating"] = rating
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_erasure_request(user_id: str, requested_ms: int) -> bytes:
+    """The wire form of a request to forget ``user_id`` (publish it keyed by :func:`event_key`)."""
+    record = {"v": EVENT_SCHEMA_VERSION, "type": FORGET_TYPE, "user_id": user_id, "ts": int(requested_ms)}
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

@@ -1,7 +1,7 @@
 """Every Cypher statement the stores send, LadybugDB and Neo4j versions side by side.
 
 The statements live in one module per concern (:mod:`.ingest`, :mod:`.reads`, :mod:`.traversal`,
-:mod:`.embeddings`) and are all importable from here as ``cypher.NAME``.
+:mod:`.embeddings`, :mod:`.erasure`) and are all importable from here as ``cypher.NAME``.
 
 A :class:`Dialect` holds one statement in both dialects plus the parameter names both take, so a
 reader sees exactly where the dialects differ and a test (``tests/graph_store/test_cypher_lint.py``)
@@ -43,7 +43,7 @@ Where the dialects differ, and why:
 
 from __future__ import annotations
 
-from graph_store.cypher import embeddings, ingest, reads, traversal
+from graph_store.cypher import embeddings, erasure, ingest, reads, traversal
 from graph_store.cypher.dialect import (
     LABELS,
     META_KEY,
@@ -60,6 +60,16 @@ from graph_store.cypher.embeddings import (
     WRITE_BASE_EMBEDDINGS,
     WRITE_EMBEDDINGS,
     WRITE_REFRESH_STATE,
+)
+from graph_store.cypher.erasure import (
+    DELETE_TALLIES,
+    DELETE_USERS,
+    DENY,
+    ERASED_AFTER,
+    FORGOTTEN_SINCE,
+    ITEMS_OF_USERS,
+    PURGE_FORGOTTEN,
+    STAMP_ITEMS,
 )
 from graph_store.cypher.ingest import (
     ADD_TO_EDGES,
@@ -103,10 +113,16 @@ __all__ = [
     "COUNT_NODES",
     "CREATE_EDGES",
     "DEGREES",
+    "DELETE_TALLIES",
+    "DELETE_USERS",
+    "DENY",
     "EDGES_BETWEEN",
     "EDGE_TALLIES",
     "ENSURE_NODES",
+    "ERASED_AFTER",
+    "FORGOTTEN_SINCE",
     "INIT_META",
+    "ITEMS_OF_USERS",
     "ITEM_META",
     "LABELS",
     "LADYBUG_INTERACTED_INFO",
@@ -118,6 +134,7 @@ __all__ = [
     "META_KEY",
     "NEIGHBOURS",
     "NEO4J_SCHEMA",
+    "PURGE_FORGOTTEN",
     "READ_BASE_EMBEDDINGS",
     "READ_EMBEDDINGS",
     "READ_OFFSETS",
@@ -125,6 +142,7 @@ __all__ = [
     "SEEN_ITEMS",
     "SNAPSHOT_EDGES",
     "SNAPSHOT_ITEMS",
+    "STAMP_ITEMS",
     "TOUCH_NODES",
     "TYPE_COUNT_COLUMNS",
     "UPSERT_ITEMS",
@@ -144,7 +162,7 @@ __all__ = [
 def all_statements() -> dict[str, Dialect]:
     """Every declared statement by name, from every statement module (the lint test walks this)."""
     found: dict[str, Dialect] = {}
-    for module in (ingest, reads, traversal, embeddings):
+    for module in (ingest, reads, traversal, embeddings, erasure):
         for value in vars(module).values():
             candidates = value.values() if isinstance(value, dict) else (value,)
             for candidate in candidates:

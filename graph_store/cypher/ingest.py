@@ -26,9 +26,11 @@ LADYBUG_SCHEMA: tuple[str, ...] = (
     " applied INT64, PRIMARY KEY(key))",
     "CREATE NODE TABLE IF NOT EXISTS Meta(key STRING, seq INT64 DEFAULT 0, emb_version INT64 DEFAULT 0,"
     " refresh_cursor INT64 DEFAULT 0, written_ms INT64 DEFAULT 0, PRIMARY KEY(key))",
+    # The deny-list of forgotten users: keyed hashes only (graph_store.cypher.erasure).
+    "CREATE NODE TABLE IF NOT EXISTS Forgotten(key STRING, seq INT64, expires_ms INT64, PRIMARY KEY(key))",
 )
 #: Tables the schema defines; a read-only store checks they exist instead of creating them.
-LADYBUG_TABLES = ("User", "Item", "INTERACTED", "Interaction", "Offset", "Meta")
+LADYBUG_TABLES = ("User", "Item", "INTERACTED", "Interaction", "Offset", "Meta", "Forgotten")
 LADYBUG_SHOW_TABLES = "CALL show_tables() RETURN name"
 #: Properties of ``INTERACTED`` (a database written before the tallies moved out has more).
 LADYBUG_INTERACTED_INFO = "CALL table_info('INTERACTED') RETURN name"
@@ -44,6 +46,8 @@ NEO4J_SCHEMA: tuple[str, ...] = (
     "CREATE INDEX ig_user_emb_version IF NOT EXISTS FOR (u:User) ON (u.emb_version)",
     "CREATE INDEX ig_item_emb_version IF NOT EXISTS FOR (i:Item) ON (i.emb_version)",
     "CREATE INDEX ig_offset_group IF NOT EXISTS FOR (o:Offset) ON (o.grp)",
+    "CREATE CONSTRAINT ig_forgotten_key IF NOT EXISTS FOR (f:Forgotten) REQUIRE f.key IS UNIQUE",
+    "CREATE INDEX ig_forgotten_seq IF NOT EXISTS FOR (f:Forgotten) ON (f.seq)",
 )
 
 _META_INIT = """
