@@ -78,3 +78,12 @@ def test_a_failed_write_is_kept_and_newer_offers_merge_behind_it(store: FailingO
     persister.close(timeout_s=5)  # close writes what is left
     assert _stored(store, NodeKind.USER) == {"u1": [1, 1], "u2": [2, 2]}
     assert store.refresh_state().cursor == 6 and persister.pending_nodes == 0
+
+
+def test_merged_updates_carry_the_oldest_cursor_their_rows_were_computed_at(store: FailingOnce) -> None:
+    """So the store can tell a write that may hold a user erased since (graph_store.cypher.erasure)."""
+    persister = EmbeddingPersister(store)
+    persister.offer(_update(1, 10, {"u1": [1, 0]}))
+    persister.offer(_update(2, 15, {"u2": [0, 1]}))
+    pending = persister._queue[0].as_update()  # what the next write sends
+    assert (pending.cursor, pending.oldest_cursor) == (15, 10)

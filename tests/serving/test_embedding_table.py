@@ -78,3 +78,15 @@ def test_an_int8_table_holds_codes_fitted_once_and_decodes_them() -> None:
     np.testing.assert_allclose(grown.scan(query), grown.gather(np.arange(len(grown))) @ query, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(grown.dot(grown.vectors[[0, 3]], query), grown.gather(np.array([0, 3])) @ query,
                                rtol=1e-4, atol=1e-4)
+
+
+def test_without_drops_ids_with_every_row_they_left_and_keeps_the_rest() -> None:
+    table = EmbeddingTable(append_only=True).upsert(user_rows(np.arange(6, dtype=np.float32).reshape(3, 2)), 100)
+    rewritten = table.upsert(EmbeddingRows(NodeKind.USER, [NodeId("u1")], np.full((1, 2), 9, np.float32)), 200)
+    assert rewritten.dead == 1  # u1's first vector stays behind, dead, until compaction
+    erased = rewritten.without([NodeId("u1"), NodeId("never-held")])
+    assert erased.ids == ("u0", "u2") and "u1" not in erased.rows and erased.dead == 0
+    assert 9 not in erased.vectors and 2 not in erased.vectors  # neither of u1's vectors is kept
+    np.testing.assert_array_equal(_vector(erased, "u2"), [4, 5])
+    assert rewritten.row(NodeId("u1")) is not None  # readers holding the old table still see it
+    assert erased.without([NodeId("nobody")]) is erased

@@ -187,3 +187,13 @@ def test_rows_read_from_a_store_that_collates_otherwise_are_put_in_id_order(lady
     got = cache.get(NodeId("u"))
     assert list(got.items) == sorted(got.items)
     assert got.weights.tolist() == [float(k + 1) for k in range(SMALL_ROW + 5)]
+
+
+def test_forgotten_users_leave_the_cache_and_a_complete_one_stays_complete(ladybug_store: LadybugStore) -> None:
+    _commit(ladybug_store, ("gone", "a", 1.0), ("kept", "a", 1.0))
+    cache = UserRowCache(ladybug_store)
+    assert cache.hold_all(ladybug_store.snapshot())
+    cache.committed(*_commit(ladybug_store, ("gone", "b", 1.0)))
+    cache.forget([NodeId("gone")])
+    assert NodeId("gone") not in cache.held() and cache.complete
+    assert cache.get(NodeId("gone")).items == () and cache.get(NodeId("kept")).items == ("a",)
