@@ -200,6 +200,9 @@ class StackCollector(Collector):
         yield dead
         yield _counter("ig_events_skipped", "Redelivered events already applied (not re-applied).",
                        snap.events_skipped)
+        yield _counter("ig_events_forgotten", "Valid events ignored because their user was forgotten (erasure).",
+                       snap.events_forgotten)
+        yield _counter("ig_users_forgotten", "Users erased (each erasure request applied once).", snap.users_forgotten)
         yield _counter("ig_ingest_batches", "Store transactions written by the ingest agent.", snap.batches)
         yield _counter("ig_ingest_store_retries", "Store writes retried after a retryable error.",
                        snap.store_retries)
