@@ -35,7 +35,7 @@ def test_erasures_survive_a_kill_mid_stream_exactly_once(kafka_topics: KafkaTopi
     stream: list[KeyedEvent] = list(events)
     for n, user in enumerate(FORGOTTEN):  # spread over the stream, so the kill falls among them
         at = 2000 * (n + 1)
-        stream.insert(at, KeyedEvent(event_key(user), encode_erasure_request(user, 1), 0))
+        stream.insert(at, KeyedEvent(event_key(user), encode_erasure_request(user, 1_700_000_000_000), 0))
     settings = stack_settings(kafka_topics, tmp_path, batch_max_events=100)
     up = UpProcess(settings, tmp_path).start()
     try:
