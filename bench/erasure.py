@@ -104,14 +104,19 @@ def forget_burst(stack: fr.Stack, users: list[str], timeout_s: float = 600.0) ->
     took = time.monotonic() - started
     while not (offsets := committed(stack)) or any(offsets.get(p, 0) <= last for p, (_, last) in spans.items()):
         time.sleep(0.05)  # Faust commits offsets every second; the store already holds the erasures
-    sample = random.Random(len(users)).sample(users, min(SAMPLE, len(users)))
+    return {"users": len(users), "first_s": first_s or took, "applied_s": took, "per_s": len(users) / took,
+            "committed_s": time.monotonic() - started, "unknown_share": unknown_share(stack, users, len(users))}
+
+
+def unknown_share(stack: fr.Stack, users: list[str], seed: int) -> float | None:
+    """Share of a sample of ``users`` that Recommend answers with the trending list (``None``: no users)."""
+    sample = random.Random(seed).sample(users, min(SAMPLE, len(users)))
     unknown = 0
     with stack.client(timeout_s=5.0) as client:
         for user in sample:
             with contextlib.suppress(RecommenderError):
                 unknown += client.recommend(user, k=10).source == pb.RECOMMEND_SOURCE_TRENDING
-    return {"users": len(users), "first_s": first_s or took, "applied_s": took, "per_s": len(users) / took,
-            "committed_s": time.monotonic() - started, "unknown_share": unknown / len(sample)}
+    return unknown / len(sample) if sample else None
 
 
 def sustained(before: fr.MetricsReading, after: fr.MetricsReading) -> float:
@@ -166,15 +171,9 @@ def load_phase(stack: fr.Stack, args: argparse.Namespace, step: int, forget_rate
     fr.eventually(stack, "lag drained", lambda: stack.lag() == 0, 180)
     sent = published["sent"]
     applied_all = forgotten_total(stack) - before.value("ig_users_forgotten_total", 0.0) >= len(sent)
-    unknown = 0
-    sample = random.Random(step).sample(sent, min(SAMPLE, len(sent)))
-    with stack.client(timeout_s=5.0) as client:
-        for user in sample:
-            with contextlib.suppress(RecommenderError):
-                unknown += client.recommend(user, k=10).source == pb.RECOMMEND_SOURCE_TRENDING
     return {"forget_rate": forget_rate, "offered": got["rate"], "sustained": sustained(before, after),
             "lag_end": lag, "published": len(sent), "unsent": published["unsent"], "per_s": forgotten / window,
-            "all_applied": applied_all, "unknown_share": unknown / len(sample) if sample else None}
+            "all_applied": applied_all, "unknown_share": unknown_share(stack, sent, step)}
 
 
 def print_results(idle: dict[str, Any], phases: list[dict[str, Any]], rate: float) -> None:

@@ -183,6 +183,11 @@ class Privacy:
         return self.pseudonyms(raw) if self.pseudonyms is not None else NodeId(raw)
 
     @property
+    def dead_letter_key(self) -> ForgetKey | None:
+        """The key dead letters are redacted with, or ``None`` when they keep key and payload."""
+        return self.forget_key if self.redact_dead_letters else None
+
+    @property
     def forget_retention_ms(self) -> int:
         return int(self.forget_retention_s * 1000)
 

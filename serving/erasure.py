@@ -43,7 +43,6 @@ class ForgottenUsers:
         self._forgotten: set[str] = set()
         self._seq = 0
         self._lock = threading.Lock()
-        self.dropped = 0
 
     def poll(self) -> int:
         """Read deny-list entries written since the last poll and drop the users they name; how many."""
@@ -69,7 +68,6 @@ class ForgottenUsers:
         self.user_rows.forget(user_ids)
         self.index.forget_users(user_ids)
         self._digests.drop(user_ids)
-        self.dropped += len(user_ids)
         log.info("serving dropped %d forgotten users", len(user_ids))
 
     def rows_without(self, rows: EmbeddingRows) -> EmbeddingRows:

@@ -137,6 +137,10 @@ def aggregate(events: Sequence[tuple[InteractionEvent, SourcePosition]], group: 
     return UpsertBatch(edges=edges, offsets=offset_ranges(positions), group=group)
 
 
+#: Ids as sent, erasure requests digested with a random key of this process (callers without settings).
+_PLAIN = Privacy()
+
+
 def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition, int],
                contract: EventContract, group: str, now_ms: int, privacy: Privacy | None = None,
                denied: Mapping[str, int] | None = None) -> BatchPlan:
@@ -152,7 +156,7 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
             and erasure requests digested with a random key: tests of the plain path).
         denied (Mapping[str, int], optional): the deny-list, expiry (epoch ms) by digest (default: empty).
     """
-    privacy = privacy if privacy is not None else Privacy()
+    privacy = privacy if privacy is not None else _PLAIN
     fresh = filter_applied(records, applied)
     valid: list[tuple[InteractionEvent, SourcePosition]] = []
     rejected: list[tuple[SourceRecord, Rejection]] = []
@@ -180,7 +184,8 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
 
 def _erasures(requests: Sequence[tuple[ErasureRequest, SourcePosition]], privacy: Privacy,
               now_ms: int) -> dict[NodeId, Erasure]:
-    """One erasure per user asked for (a repeated request renews nothing: it is the same erasure)."""
+    """One erasure per user asked for in the batch (a request repeated in a later batch applies again:
+    nothing left to delete, and the deny entry's expiry moves on)."""
     expires_ms = now_ms + privacy.forget_retention_ms
     return {request.user_id: Erasure(request.user_id, privacy.forget_key.digest(request.user_id), expires_ms)
             for request, _ in requests}

@@ -258,7 +258,7 @@ class EventIngestor:
         self.group = group
         self.applied: dict[TopicPartition, int] = {}
         self.privacy = privacy if privacy is not None else Privacy()
-        self._redact_with = self.privacy.forget_key if self.privacy.redact_dead_letters else None
+        self._redact_with = self.privacy.dead_letter_key
         #: The deny-list: expiry (epoch ms) by digest of each forgotten user (store's, plus ours since).
         self.denied: dict[str, int] = {}
         self._denied_seq = 0
@@ -372,8 +372,7 @@ class ItemIngestor:
     def __init__(self, contract: EventContract, writer: StoreWriter, dead_letter: DeadLetterSink,
                  stats: IngestStats, privacy: Privacy | None = None) -> None:
         self.contract = contract
-        privacy = privacy if privacy is not None else Privacy()
-        self._redact_with = privacy.forget_key if privacy.redact_dead_letters else None
+        self._redact_with = privacy.dead_letter_key if privacy is not None else None
         self._writer = writer
         self._dead_letter = dead_letter
         self._stats = stats
