@@ -40,15 +40,11 @@ per event, averaged, overall and per segment of the user's distinct items at eve
   with n items (``serving.blending``), personal lists otherwise; one row per ``--blend-priors``
   value (n0 = 0: personal lists with the trending fallback only).
 
-Edge weights do not decay in the store (issue 14's decay setting is not built yet).
-``--edge-half-life H`` tries what it would do: every edge the store takes is weighted
-``2^((t - t0) / H)`` (``t`` the edge's event time, ``t0`` the stream's first), the reference-time
-units the planned setting would store. SpectralCF's scores are invariant to a common factor on
-every weight (the normalised matrix does not change), so ranking by these weights at any moment is
-ranking by weights decayed to that moment, ``w * 2^-(now - t)/H``, and the incremental refresh stays
-exact with no change. What this bench approximates: a batch's repeated (user, item) pairs are one
-edge at the batch's latest event time. The baselines (popularity, trending, walks, co-occurrence)
-see the undecayed edges, as before.
+``--edge-half-life H`` (hours; default ``IG_EDGE_HALF_LIFE``'s, off) decays the store's edge
+weights exactly as the ingest agent does (``EventContract.edge_half_life_h``: each event weighted
+``2^((t - t_ref) / H)`` at its own event time, the store rebasing ``t_ref`` as the stream moves on,
+see ``core.domain.EdgeDecay``). The baselines (popularity, trending, walks, co-occurrence) see the
+undecayed edges, as before.
 """
 
 from __future__ import annotations
@@ -73,7 +69,6 @@ from core.domain import (
     NodeRef,
     SourcePosition,
     TopicPartition,
-    UpsertBatch,
 )
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
@@ -123,33 +118,29 @@ def drift_stream(args: argparse.Namespace) -> list[StreamEvent]:
 
 
 class Feeder:
-    """Applies events to the store the way the ingest agent does: one planned batch per call."""
+    """Applies events to the store the way the ingest agent does: one planned batch per call, its
+    weights decayed as the agent decays them (``contract.edge_half_life_h``; the store rebases)."""
 
-    def __init__(self, store: LadybugStore, contract: EventContract, half_life_h: float = 0.0) -> None:
+    def __init__(self, store: LadybugStore, contract: EventContract) -> None:
         self.store, self.contract, self.offset = store, contract, 0
-        self.half_life_ms = half_life_h * 3_600_000
-        self.first_ms: int | None = None
+        self.plain = dataclasses.replace(contract, edge_half_life_h=0.0)
+        self.decay = store.edge_decay(contract.edge_half_life_ms)
 
     def __call__(self, events: Sequence[StreamEvent]) -> list[EdgeDelta]:
+        """Apply ``events``; their edge deltas with plain weights (what the baselines see)."""
         records = [SourceRecord(e.value, e.key, SourcePosition(TP, self.offset + n), e.ts_ms)
                    for n, (_, _, e) in enumerate(events)]
         # Every batch holds offsets no earlier batch applied, so nothing is skipped: no applied offsets.
-        plan = plan_batch(records, {}, self.contract, GROUP, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        plan = plan_batch(records, {}, self.contract, GROUP, now_ms, decay=self.decay)
         if plan.rejected:
             raise ValueError(f"{len(plan.rejected)} streamed events are invalid, first: {plan.rejected[0][1]}")
-        self.store.apply_batch(self._decayed(plan.batch))
+        self.store.apply_batch(plan.batch)
         self.offset += len(events)
-        return plan.batch.edges
-
-    def _decayed(self, batch: UpsertBatch) -> UpsertBatch:
-        """``batch`` with its edge weights in reference-time units (``--edge-half-life``; unchanged at 0)."""
-        if not self.half_life_ms or not batch.edges:
-            return batch
-        if self.first_ms is None:
-            self.first_ms = min(e.last_ts_ms for e in batch.edges)
-        edges = [dataclasses.replace(e, weight=e.weight * 2.0 ** ((e.last_ts_ms - self.first_ms) / self.half_life_ms))
-                 for e in batch.edges]
-        return dataclasses.replace(batch, edges=edges)
+        if self.decay is None:
+            return plan.batch.edges
+        self.decay = plan.batch.decay
+        return plan_batch(records, {}, self.plain, GROUP, now_ms).batch.edges
 
 
 def publish(index: EmbeddingIndex, rows: Sequence[EmbeddingRows], version: int, replace: bool = True) -> None:
@@ -174,10 +165,11 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
     history, stream = events[:cut], events[cut:]
     tmp = tempfile.TemporaryDirectory(prefix="streaming-eval-")
     settings = Settings(store_path=str(Path(tmp.name) / "graph.lbdb"), model_dir=str(Path(tmp.name) / "model"),
-                        bootstrap_min_edges=0, refresh_max_seeds=100_000, model_method=args.method)
+                        bootstrap_min_edges=0, refresh_max_seeds=100_000, model_method=args.method,
+                        edge_half_life_h=args.edge_half_life)
     store = LadybugStore(settings.store_path)
     store.ensure_schema()
-    feed = Feeder(store, EventContract.from_settings(settings), args.edge_half_life)
+    feed = Feeder(store, EventContract.from_settings(settings))
     started = time.perf_counter()
     history_edges: list[EdgeDelta] = []
     for chunk in batches(history, 5000):
@@ -293,9 +285,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="more trending rows at these half-lives, hours; 0 = all-time (default: %(default)s)")
     parser.add_argument("--blend-priors", default=f"0,{defaults.blend_prior_interactions:g},10,30",
                         help="n0 values of the served rows, comma-separated (default: %(default)s)")
-    parser.add_argument("--edge-half-life", type=float, default=0.0,
-                        help="weight the store's edges in reference-time units of this half-life, hours of "
-                             "event time; 0 = no decay (default: %(default)s)")
+    parser.add_argument("--edge-half-life", type=float, default=defaults.edge_half_life_h,
+                        help="edge half-life of the store, hours of event time; 0 = no decay "
+                             "(default: IG_EDGE_HALF_LIFE's, %(default)s)")
     parser.add_argument("--drift-users", type=int, default=1000, help="drift stream: users (default: %(default)s)")
     parser.add_argument("--drift-items", type=int, default=2000, help="drift stream: items (default: %(default)s)")
     parser.add_argument("--drift-clusters", type=int, default=8, help="drift stream: clusters (default: %(default)s)")

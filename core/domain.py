@@ -185,6 +185,59 @@ class ForgottenUser:
     expires_ms: int
 
 
+#: Half-lives a decay reference may fall behind the newest event before it moves up to it: weights
+#: stay below ``2**32`` times an event's own (float32, where models compute, holds ``2**127``).
+REBASE_AFTER_HALF_LIVES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeDecay:
+    r"""Edge weights that halve every ``half_life_ms`` of event time, kept in reference-time units.
+
+    An event of weight :math:`w` at event time :math:`t` adds :math:`w \, 2^{(t - t_{ref})/h}` to its
+    edge. The decayed graph at any moment :math:`T` (each weight :math:`w \, 2^{-(T - t)/h}`) is then
+    the stored graph times the one factor :math:`2^{-(T - t_{ref})/h}`: adding an event never
+    touches another edge, and any model invariant to one factor on every weight (SpectralCF's
+    normalised matrix, every per-user ranking) ranks exactly as on the decayed graph, so the
+    incremental refresh stays exact. The reference moves up (:meth:`moved_to`) before weights grow
+    past :data:`REBASE_AFTER_HALF_LIVES` half-lives; the store then rescales every stored weight.
+
+    Args:
+        half_life_ms (float): Event time for a weight to halve, in ms (> 0).
+        ref_ms (int): The reference event time, epoch ms; ``0`` = none yet (the first batch sets it,
+            and weights stored before then count as of it). (default: :obj:`0`)
+    """
+
+    half_life_ms: float
+    ref_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.half_life_ms > 0:
+            raise ValueError(f"half_life_ms must be > 0, got {self.half_life_ms}")
+
+    def factor(self, at_ms: int) -> float:
+        """What an event at ``at_ms`` is multiplied by (underflows to 0 for events thousands of half-lives old)."""
+        return float(2.0 ** ((at_ms - self.ref_ms) / self.half_life_ms))
+
+    def plain(self, weight: float, at_ms: int) -> float:
+        """A weight in this reference's units back as of its own event time ``at_ms`` (0 if it underflowed)."""
+        factor = self.factor(at_ms)
+        return weight / factor if factor > 0 else 0.0
+
+    def rescale_to(self, other: EdgeDecay) -> float:
+        """The factor taking weights in this reference's units to ``other``'s (same half-life)."""
+        if self.ref_ms == 0 or other.ref_ms == 0:
+            return 1.0  # no reference yet: weights are taken as of the first one
+        return float(2.0 ** ((self.ref_ms - other.ref_ms) / self.half_life_ms))
+
+    def moved_to(self, latest_ms: int) -> EdgeDecay:
+        """This reference, or ``latest_ms`` when there is none yet or weights at ``latest_ms`` would be
+        more than :data:`REBASE_AFTER_HALF_LIVES` half-lives above it."""
+        if self.ref_ms and latest_ms - self.ref_ms <= REBASE_AFTER_HALF_LIVES * self.half_life_ms:
+            return self
+        return EdgeDecay(self.half_life_ms, max(int(latest_ms), 1))
+
+
 @dataclass(slots=True)
 class UpsertBatch:
     """Edge deltas, erasures and the per-partition offsets they cover: applied in one store transaction.
@@ -197,6 +250,8 @@ class UpsertBatch:
     #: Consumer group the offsets belong to (several pipelines may share one store).
     group: str = "interest-graph"
     erasures: list[Erasure] = field(default_factory=list)
+    #: The reference the edge weights are in (:class:`EdgeDecay`); ``None``: weights as given, no decay.
+    decay: EdgeDecay | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +315,8 @@ class EdgeSnapshot:
     weight: np.ndarray  # float32 [E]
     #: Change-log sequence the snapshot reflects (batches with seq <= this are included).
     seq: int = 0
+    #: The reference its weights are in (:class:`EdgeDecay`); ``None``: plain weights.
+    decay: EdgeDecay | None = None
 
 
 @dataclass(slots=True)

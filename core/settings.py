@@ -138,6 +138,11 @@ class Settings:
     weight_like = Setting(float, "IG_WEIGHT_LIKE", 2.0, "Default edge weight of a like.")
     weight_rating_per_star = Setting(float, "IG_WEIGHT_RATING_PER_STAR", 0.5,
                                      "Weight of a rating event per star of its rating (4 stars -> 2.0).")
+    edge_half_life_h = Setting(float, "IG_EDGE_HALF_LIFE", 0.0,
+                               "Event time for an edge weight to halve (interests that drift); 0 = weights never "
+                               "decay. The store keeps weights in reference-time units (core.domain.EdgeDecay) and "
+                               "refuses to change a half-life once it holds edges: replay the topic into a new "
+                               "store instead.", "h")
     stall_after_s = Setting(float, "IG_STALL_AFTER", 30.0,
                             "Events pending this long with no store write mark the ingest agent stalled "
                             "(metric ig_ingest_stalled, `status`).", "s")

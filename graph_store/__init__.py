@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 
 from core.settings import SettingsError
-from graph_store.base import GraphStore, GraphStoreError, StaleBatchError, StoreUnavailableError
+from graph_store.base import DecayMismatchError, GraphStore, GraphStoreError, StaleBatchError, StoreUnavailableError
 from graph_store.config import StoreConfig
 
 __all__ = [
+    "DecayMismatchError",
     "GraphStore",
     "GraphStoreError",
     "StaleBatchError",

@@ -16,6 +16,7 @@ from typing import Self
 
 from core.domain import (
     ChangeSet,
+    EdgeDecay,
     EdgeSnapshot,
     EmbeddingRows,
     EmbeddingUpdate,
@@ -53,6 +54,16 @@ class StaleBatchError(GraphStoreError):
     retryable = False
 
 
+class DecayMismatchError(GraphStoreError):
+    """The store's weights decay with another half-life than the writer's (or it never declared one).
+
+    Not retryable: weights already stored cannot be converted to another half-life (that needs
+    every event's time); replay the events into a new store, or keep the store's half-life.
+    """
+
+    retryable = False
+
+
 class GraphStore(abc.ABC):
     """A bipartite user-item interest graph with offsets, a change log and embeddings."""
 
@@ -82,7 +93,20 @@ class GraphStore(abc.ABC):
         stored per (group, topic, partition) as the highest applied offset. Every touched user and
         item is stamped with a new change-log sequence number. Raises :class:`StaleBatchError`
         (and changes nothing) if any partition's stored offset is already ``>= first``.
+        With ``batch.decay`` the weights are in that reference's units: a reference later than
+        the store's first rescales every stored weight to it and stamps every node changed (the
+        rebase), an earlier one (another writer moved it) has the batch's weights rescaled; a
+        half-life other than the declared one raises :class:`DecayMismatchError`.
         Returns the new sequence number.
+        """
+
+    @abc.abstractmethod
+    def edge_decay(self, half_life_ms: float) -> EdgeDecay | None:
+        """Declare the edge half-life writers use (``0`` = no decay) and return the store's reference.
+
+        A store without edges takes any half-life; one whose edges were written without decay may
+        start decaying (those weights then count as of the first reference). Anything else raises
+        :class:`DecayMismatchError`. ``None`` when ``half_life_ms`` is 0.
         """
 
     @abc.abstractmethod

@@ -19,6 +19,7 @@ import numpy as np
 
 from core.domain import (
     ChangeSet,
+    EdgeDecay,
     EdgeSnapshot,
     EmbeddingRows,
     EmbeddingUpdate,
@@ -36,7 +37,7 @@ from core.domain import (
     UserRow,
 )
 from graph_store import cypher, encode
-from graph_store.base import GraphStore, GraphStoreError, StaleBatchError
+from graph_store.base import DecayMismatchError, GraphStore, GraphStoreError, StaleBatchError
 from graph_store.subgraph import KHopExpansion, Runner
 
 T = TypeVar("T")
@@ -83,8 +84,9 @@ class CypherGraphStore(GraphStore):
             seq = tx.run(cypher.BUMP_SEQ, key=self.meta_key)
             if not seq:
                 raise GraphStoreError("the store has no Meta node: call ensure_schema() first")
-            if edges:
-                self._upsert_edges(tx, edges, int(seq[0][0]))
+            rows = self._in_store_units(tx, batch.decay, edges, int(seq[0][0])) if batch.decay else edges
+            if rows:
+                self._upsert_edges(tx, rows, int(seq[0][0]))
             if batch.erasures:
                 self._erase(tx, batch.erasures, int(seq[0][0]))
             if offsets:
@@ -92,6 +94,49 @@ class CypherGraphStore(GraphStore):
             return int(seq[0][0])
 
         return self._write(work)
+
+    def edge_decay(self, half_life_ms: float) -> EdgeDecay | None:
+        half_life_ms = float(half_life_ms)
+        if half_life_ms < 0:
+            raise ValueError(f"half_life_ms must be >= 0, got {half_life_ms}")
+
+        def work(tx: Runner) -> EdgeDecay | None:
+            rows = tx.run(cypher.READ_DECAY, key=self.meta_key)
+            stored, ref_ms = (float(rows[0][0]), int(rows[0][1])) if rows else (None, 0)
+            if stored != half_life_ms:
+                # Plain weights may start decaying; decayed ones cannot be converted.
+                if stored and int(tx.run(cypher.COUNT_EDGES)[0][0]):
+                    raise DecayMismatchError(
+                        f"the store's edge weights decay with a half-life of {stored / 3_600_000:g} h, not "
+                        f"{half_life_ms / 3_600_000:g} h (IG_EDGE_HALF_LIFE): keep it, or replay the events "
+                        "into a new store")
+                ref_ms = 0
+                tx.run(cypher.WRITE_DECAY, key=self.meta_key, half_life_ms=half_life_ms, ref_ms=0)
+            return EdgeDecay(half_life_ms, ref_ms) if half_life_ms else None
+
+        return self._write(work)
+
+    def _in_store_units(self, tx: Runner, decay: EdgeDecay, edges: list[dict[str, Any]],
+                        seq: int) -> list[dict[str, Any]]:
+        """The batch's edge rows in the store's reference units, after a rebase if the batch moved it."""
+        rows = tx.run(cypher.READ_DECAY, key=self.meta_key)
+        if not rows or float(rows[0][0]) != decay.half_life_ms:
+            found = f"{float(rows[0][0]) / 3_600_000:g} h" if rows else "none declared"
+            raise DecayMismatchError(f"batch weights decay with a half-life of {decay.half_life_ms / 3_600_000:g} h, "
+                                     f"the store's: {found} (call edge_decay first)")
+        stored = EdgeDecay(decay.half_life_ms, int(rows[0][1]))
+        if decay.ref_ms > stored.ref_ms:
+            factor = stored.rescale_to(decay)
+            if factor != 1.0:
+                tx.run(cypher.SCALE_EDGES, factor=factor)
+                tx.run(cypher.SCALE_TALLIES, factor=factor)
+                for stamp in cypher.STAMP_ALL.values():
+                    tx.run(stamp, seq=seq)
+            tx.run(cypher.WRITE_DECAY, key=self.meta_key, half_life_ms=decay.half_life_ms, ref_ms=decay.ref_ms)
+            return edges
+        factor = decay.rescale_to(stored)
+        # New rows: a Neo4j transaction function may run again, and must find the batch as it was.
+        return edges if factor == 1.0 else [{**e, "weight": e["weight"] * factor} for e in edges]
 
     @staticmethod
     def _check_not_stale(tx: Runner, offsets: list[dict[str, Any]]) -> None:
@@ -199,7 +244,11 @@ class CypherGraphStore(GraphStore):
         def work(tx: Runner) -> EdgeSnapshot:
             seq = int(self._meta(tx)[0])
             handles, ids = tx.run(cypher.SNAPSHOT_ITEMS)[0]
-            return _edge_snapshot(handles, ids, tx.run(cypher.SNAPSHOT_EDGES), seq)
+            snapshot = _edge_snapshot(handles, ids, tx.run(cypher.SNAPSHOT_EDGES), seq)
+            decay = tx.run(cypher.READ_DECAY, key=self.meta_key)
+            if decay and float(decay[0][0]) and int(decay[0][1]):
+                snapshot.decay = EdgeDecay(float(decay[0][0]), int(decay[0][1]))
+            return snapshot
 
         return self._read(work)
 

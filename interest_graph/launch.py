@@ -149,10 +149,10 @@ def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: Ser
     rows (with users folded in at request time, that serves the batch) and to the trending list,
     freshness times it, and the next refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
-        serving.servicer.user_rows.committed(batch.seq, batch.edges)
+        serving.servicer.user_rows.committed(batch.seq, batch.edges, batch.rescaled)
         if batch.erased and serving.forgotten is not None:
             serving.forgotten.forget(batch.erased)
-        serving.servicer.trending.add_edges(batch.edges)
+        serving.servicer.trending.add_edges(batch.edges, batch.decay)
         if serving.index.snapshot().folds_in(batch.items):
             freshness.batch_served(batch)
         else:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from core.domain import EdgeDelta, EdgeSnapshot, NodeId, epoch_ms
+from core.domain import EdgeDecay, EdgeDelta, EdgeSnapshot, NodeId, epoch_ms
 from graph_store.base import GraphStore, GraphStoreError
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class TrendingItems:
         self._ids: list[NodeId] = []
         self._weight = np.zeros(1024, dtype=np.float64)
         self._ref_ms: int | None = None
+        #: The decay reference of the store totals held (``add_totals``), if they were decayed.
+        self._totals_decay: EdgeDecay | None = None
         self._newest_ms = 0
         self._totals: dict[NodeId, float] = {}
         #: Bumped by every change, so per-snapshot caches know when they are old.
@@ -90,17 +92,29 @@ class TrendingItems:
             np.add.at(self._weight, slots, np.asarray(weights, dtype=np.float64) * scale)
             self.epoch += 1
 
-    def add_edges(self, edges: Iterable[EdgeDelta]) -> None:
-        """A committed batch's edge deltas (their weights, at their newest event time)."""
+    def add_edges(self, edges: Iterable[EdgeDelta], decay: EdgeDecay | None = None) -> None:
+        """A committed batch's edge deltas (their weights, at their newest event time); with ``decay``
+        their weights are in its reference units and are taken back to plain ones first."""
         edges = list(edges)
-        self.add([e.item_id for e in edges], [e.weight for e in edges], [e.last_ts_ms for e in edges])
+        weights = [e.weight if decay is None else decay.plain(e.weight, e.last_ts_ms) for e in edges]
+        self.add([e.item_id for e in edges], weights, [e.last_ts_ms for e in edges])
 
     def add_totals(self, snapshot: EdgeSnapshot, at_ms: int | None = None) -> int:
         """What each item's total weight in ``snapshot`` grew by since the last call (the first call:
         the totals themselves, a seed), as of ``at_ms`` (epoch ms). ``None`` stamps it with the newest
         event time added so far, or before any, with the first one to come: the store keeps no
         per-event times, and a seed stamped with the clock would outweigh a replayed stream's
-        older event times forever. Returns how many items grew."""
+        older event times forever. Returns how many items grew.
+
+        Totals of a decayed store (``snapshot.decay``) are each item's edge-decayed weight as of the
+        store's reference time, so their growth is stamped with it (exact when both half-lives are
+        equal); a rebase between two calls rescales the totals held, so it is not read as a loss."""
+        if snapshot.decay is not None:
+            if self._totals_decay is not None and self._totals_decay.ref_ms != snapshot.decay.ref_ms:
+                factor = self._totals_decay.rescale_to(snapshot.decay)
+                self._totals = {item: total * factor for item, total in self._totals.items()}
+            self._totals_decay = snapshot.decay
+            at_ms = snapshot.decay.ref_ms
         totals = np.bincount(snapshot.item_index, weights=snapshot.weight, minlength=len(snapshot.item_ids))
         grown: list[NodeId] = []
         growth: list[float] = []

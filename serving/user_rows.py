@@ -32,6 +32,7 @@ they commit. The cache falls back to reading (and stops being complete) if it ov
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import logging
 import threading
@@ -77,6 +78,8 @@ class UserRowCache:
         self._seq: int | None = None
         #: The deltas of the last commits heard of, oldest first, with no gap up to ``_seq``.
         self._recent: deque[tuple[int, _ByUser]] = deque(maxlen=RECENT_COMMITS)
+        #: The commit of the last decay rebase (reads from before it are in the old units).
+        self._rebased_seq = 0
         #: Every user with edges is held (:meth:`hold_all`): a miss is a user without any.
         self.complete = False
         self._lock = threading.Lock()
@@ -133,6 +136,8 @@ class UserRowCache:
         """``row`` as of the last commit heard of, or ``None`` if that cannot be known (lock held)."""
         if self._seq is None:  # no commits heard (``serve``): only an index update can make it stale
             return row if epoch == self._epoch else None
+        if row.seq < self._rebased_seq:
+            return None  # read before the last rebase: its weights are in the old units
         if row.seq == self._seq:
             return row
         if row.seq > self._seq or not self._recent or self._recent[0][0] > row.seq + 1:
@@ -170,13 +175,18 @@ class UserRowCache:
                 for user_id in gone & by_user.keys():
                     del by_user[user_id]
 
-    def committed(self, seq: int, edges: Sequence[EdgeDelta]) -> None:
-        """Batch ``seq`` was committed with these edge deltas: add them to the rows the cache holds."""
+    def committed(self, seq: int, edges: Sequence[EdgeDelta], rescaled: float = 1.0) -> None:
+        """Batch ``seq`` was committed with these edge deltas: add them to the rows the cache holds,
+        after multiplying every weight held by ``rescaled`` (the store's decay rebase, see
+        :class:`~core.domain.EdgeDecay`; 1.0 = none)."""
         by_user: _ByUser = {}
         for edge in edges:
             by_user.setdefault(edge.user_id, []).append(edge)
         with self._lock:
             self._epoch += 1
+            if rescaled != 1.0:
+                self._rescale(rescaled)
+                self._rebased_seq = seq
             if self._seq is None or seq != self._seq + 1:
                 # The first commit heard of, or one missed: no entry is known exact, nor can the
                 # kept deltas bring a read across the gap.
@@ -193,6 +203,15 @@ class UserRowCache:
                     self._start_over("it holds max_users rows")
             self._recent.append((seq, by_user))
             self._seq = seq
+
+
+    def _rescale(self, factor: float) -> None:
+        """Every held weight times ``factor``, as the store's rebase did to the stored ones (rare: once
+        per :data:`~core.domain.REBASE_AFTER_HALF_LIVES` half-lives of event time)."""
+        self._rows = {user: UserRow(row.items, row.weights * factor, row.seq) for user, row in self._rows.items()}
+        self._recent = deque(((seq, {user: [dataclasses.replace(d, weight=d.weight * factor) for d in deltas]
+                                     for user, deltas in by_user.items()}) for seq, by_user in self._recent),
+                             maxlen=RECENT_COMMITS)
 
 
 def _no_edges(seq: int) -> UserRow:

@@ -10,6 +10,12 @@ Exactly-once *effect* under at-least-once delivery rests on two facts:
 Rejected records are part of the batch's offsets too: the dead-letter topic holds them, and the
 partition's applied offset must move past them or they would block the offsets from advancing.
 
+With an edge half-life (:class:`~core.domain.EdgeDecay`), each event's weight is multiplied by
+its factor at its own event time before the sums, so a batch's deltas are exact whatever its
+events' order; the batch carries the reference its weights are in, moved up to its newest event
+when that is more than :data:`~core.domain.REBASE_AFTER_HALF_LIVES` half-lives past the last one
+(the store then rescales what it holds in the same transaction).
+
 Erasure requests ride the same path, so a replay neither loses nor repeats one: the batch that
 reads a request carries an :class:`~core.domain.Erasure` the store applies in the same
 transaction as the offsets. Events of a user erased in the batch, or on the deny-list (digests of
@@ -23,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.domain import (
+    EdgeDecay,
     EdgeDelta,
     Erasure,
     ErasureRequest,
@@ -109,17 +116,20 @@ def offset_ranges(positions: Iterable[SourcePosition]) -> dict[TopicPartition, O
 
 
 def aggregate(events: Sequence[tuple[InteractionEvent, SourcePosition]], group: str,
-              extra_positions: Iterable[SourcePosition] = ()) -> UpsertBatch:
+              extra_positions: Iterable[SourcePosition] = (), decay: EdgeDecay | None = None) -> UpsertBatch:
     """One :class:`EdgeDelta` per (user, item) plus the offsets the batch covers.
 
-    Per edge: weights summed, events counted, ``last_ts_ms`` the latest event time, counts per
-    event type. Edges come sorted by (user, item) so concurrent writers lock rows in one order.
+    Per edge: weights summed (each times its decay factor with ``decay``), events counted,
+    ``last_ts_ms`` the latest event time, counts per event type. Edges come sorted by (user, item)
+    so concurrent writers lock rows in one order.
 
     Args:
         events (Sequence[tuple[InteractionEvent, SourcePosition]]): valid events and where each was read.
         group (str): consumer group the offsets belong to.
         extra_positions (Iterable[SourcePosition]): positions of records that change no edge but
             must advance the offsets (dead-lettered records) (default: ``()``).
+        decay (EdgeDecay, optional): the reference the weights are expressed in (default: ``None``,
+            weights as the events give them).
     """
     deltas: dict[tuple[NodeId, NodeId], EdgeDelta] = {}
     for event, _ in events:
@@ -127,14 +137,14 @@ def aggregate(events: Sequence[tuple[InteractionEvent, SourcePosition]], group: 
         delta = deltas.get(key)
         if delta is None:
             delta = deltas[key] = EdgeDelta(event.user_id, event.item_id, 0.0, 0, event.ts_ms)
-        delta.weight += event.weight
+        delta.weight += event.weight if decay is None else event.weight * decay.factor(event.ts_ms)
         delta.count += 1
         delta.last_ts_ms = max(delta.last_ts_ms, event.ts_ms)
         delta.type_counts[event.type] = delta.type_counts.get(event.type, 0) + 1
     positions = [pos for _, pos in events]
     positions.extend(extra_positions)
     edges = [deltas[key] for key in sorted(deltas)]
-    return UpsertBatch(edges=edges, offsets=offset_ranges(positions), group=group)
+    return UpsertBatch(edges=edges, offsets=offset_ranges(positions), group=group, decay=decay)
 
 
 #: Ids as sent, erasure requests digested with a random key of this process (callers without settings).
@@ -143,7 +153,7 @@ _PLAIN = Privacy()
 
 def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition, int],
                contract: EventContract, group: str, now_ms: int, privacy: Privacy | None = None,
-               denied: Mapping[str, int] | None = None) -> BatchPlan:
+               denied: Mapping[str, int] | None = None, decay: EdgeDecay | None = None) -> BatchPlan:
     """Filter, validate and aggregate one batch of records (everything but the I/O).
 
     Args:
@@ -155,6 +165,8 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
         privacy (Privacy, optional): pseudonyms and the erasure key (default: ``None``, ids as sent
             and erasure requests digested with a random key: tests of the plain path).
         denied (Mapping[str, int], optional): the deny-list, expiry (epoch ms) by digest (default: empty).
+        decay (EdgeDecay, optional): the store's decay reference before this batch (default: ``None``,
+            no decay); ``batch.decay`` is the one the batch's weights are in.
     """
     privacy = privacy if privacy is not None else _PLAIN
     fresh = filter_applied(records, applied)
@@ -176,7 +188,9 @@ def plan_batch(records: Sequence[SourceRecord], applied: Mapping[TopicPartition,
     erasures = _erasures(requests, privacy, now_ms)
     kept, forgotten = _without_forgotten(valid, accepted_ts, erasures, privacy, denied or {}, now_ms)
     extra = [record.position for record, _ in rejected] + [pos for _, pos in requests] + forgotten
-    batch = aggregate([(event, pos) for event, pos, _ in kept], group, extra_positions=extra)
+    if decay is not None and kept:
+        decay = decay.moved_to(max(event.ts_ms for event, _, _ in kept))
+    batch = aggregate([(event, pos) for event, pos, _ in kept], group, extra_positions=extra, decay=decay)
     batch.erasures = list(erasures.values())
     return BatchPlan(batch=batch, accepted=len(kept), rejected=rejected, skipped=len(records) - len(fresh),
                      accepted_ts_ms=[ts for _, _, ts in kept], forgotten=len(forgotten))

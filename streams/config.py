@@ -42,6 +42,8 @@ class EventContract:
         weight_like (float): default edge weight of a like (default: ``IG_WEIGHT_LIKE``'s).
         weight_rating_per_star (float): weight of a rating event per star of its rating
             (default: ``IG_WEIGHT_RATING_PER_STAR``'s).
+        edge_half_life_h (float): event time for an edge weight to halve, in hours; 0 = no decay
+            (default: ``IG_EDGE_HALF_LIFE``'s).
     """
 
     max_id_length: int = Settings.max_id_length.default
@@ -55,6 +57,16 @@ class EventContract:
     weight_purchase: float = Settings.weight_purchase.default
     weight_like: float = Settings.weight_like.default
     weight_rating_per_star: float = Settings.weight_rating_per_star.default
+    edge_half_life_h: float = Settings.edge_half_life_h.default
+
+    def __post_init__(self) -> None:
+        if self.edge_half_life_h < 0:
+            raise ValueError(f"edge_half_life_h must be >= 0, got {self.edge_half_life_h}")
+
+    @property
+    def edge_half_life_ms(self) -> float:
+        """The edge half-life in ms (0 = no decay)."""
+        return self.edge_half_life_h * 3_600_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventContract:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.domain import EdgeDelta, ItemMeta, NodeId, SourcePosition, TopicPartition, UpsertBatch, epoch_ms
+from core.domain import EdgeDecay, EdgeDelta, ItemMeta, NodeId, SourcePosition, TopicPartition, UpsertBatch, epoch_ms
 from core.histogram import Histogram
 from core.privacy import Privacy
 from core.retry import BACKOFF, RetryPolicy
@@ -71,6 +71,9 @@ class AppliedBatch:
         committed_ms (int): when its store transaction committed (epoch ms).
         edges (tuple[EdgeDelta, ...]): the edge deltas it added to the store.
         erased (tuple[NodeId, ...]): the users it forgot (as the store named them).
+        decay (EdgeDecay, optional): the reference its edge weights are in (``None``: no decay).
+        rescaled (float): what every weight stored before it was multiplied by (a rebase; 1.0 = none):
+            whoever holds copies of stored weights must scale them too.
     """
 
     seq: int
@@ -80,6 +83,8 @@ class AppliedBatch:
     committed_ms: int
     edges: tuple[EdgeDelta, ...] = ()
     erased: tuple[NodeId, ...] = ()
+    decay: EdgeDecay | None = None
+    rescaled: float = 1.0
 
     @property
     def items(self) -> frozenset[NodeId]:
@@ -267,6 +272,9 @@ class EventIngestor:
         self._dead_letter = dead_letter
         self._stats = stats
         self._before_skipping = before_skipping
+        #: The store's decay reference as this writer last saw it (``None``: no decay).
+        self.decay: EdgeDecay | None = None
+        self._decay_declared = False
 
     def rebind(self, group: str) -> None:
         """Keep applied offsets under ``group`` from now on (the Kafka cluster changed); forget the old ones."""
@@ -280,10 +288,17 @@ class EventIngestor:
         await self._writer.call(self._writer.store.purge_forgotten, epoch_ms())
         self._denied_seq = 0
         await self._read_denied()
+        await self._declare_decay()
         if group != self.group:
             return  # rebound while reading: these are the old cluster's (the rebind loads its own)
         for tp, offset in stored.items():
             self.applied[tp] = max(offset, self.applied.get(tp, -1))
+
+    async def _declare_decay(self) -> None:
+        """Tell the store the half-life this writer weighs by and take its reference (raises
+        :class:`~graph_store.base.DecayMismatchError`, not retryable, if the store's differs)."""
+        self.decay = await self._writer.call(self._writer.store.edge_decay, self.contract.edge_half_life_ms)
+        self._decay_declared = True
 
     async def _read_denied(self) -> None:
         """Add deny-list entries written since the last read (by any worker) and drop expired ones."""
@@ -301,9 +316,12 @@ class EventIngestor:
         if time.monotonic() - self._denied_read_at >= DENY_LIST_REFRESH_S:
             # A user's events reach another partition when a producer partitions differently.
             await self._read_denied()
+        if not self._decay_declared:
+            await self._declare_decay()
         sent: set[SourcePosition] = set()
         while True:
-            plan = plan_batch(records, self.applied, self.contract, self.group, epoch_ms(), self.privacy, self.denied)
+            plan = plan_batch(records, self.applied, self.contract, self.group, epoch_ms(), self.privacy, self.denied,
+                              self.decay)
             planned_ms = epoch_ms()
             # Skipping is rare (redeliveries) and irreversible: the records get acked. Offsets of a
             # Kafka cluster that restarted empty would skip its new records, so confirm them first.
@@ -327,11 +345,20 @@ class EventIngestor:
                 continue
             self._stats.upsert_seconds.observe(time.perf_counter() - write_started)
             self._record(plan, started)
+            rescaled = self._moved_decay(plan.batch.decay)
             if self._stats.on_applied is not None:  # every commit, so listeners see each sequence
                 self._stats.on_applied(AppliedBatch(seq, np.asarray(plan.accepted_ts_ms, dtype=np.int64),
                                                     received_ms, planned_ms, epoch_ms(), tuple(plan.batch.edges),
-                                                    tuple(e.user_id for e in plan.batch.erasures)))
+                                                    tuple(e.user_id for e in plan.batch.erasures),
+                                                    plan.batch.decay, rescaled))
             return
+
+    def _moved_decay(self, committed: EdgeDecay | None) -> float:
+        """Take the reference a committed batch was in; what it rescaled the stored weights by."""
+        before, self.decay = self.decay, committed
+        if before is None or committed is None or committed.ref_ms <= before.ref_ms:
+            return 1.0
+        return before.rescale_to(committed)
 
     async def _send_rejects(self, plan: BatchPlan, sent: set[SourcePosition]) -> None:
         letters = []

@@ -1,7 +1,7 @@
 """Every Cypher statement the stores send, LadybugDB and Neo4j versions side by side.
 
 The statements live in one module per concern (:mod:`.ingest`, :mod:`.reads`, :mod:`.traversal`,
-:mod:`.embeddings`, :mod:`.erasure`) and are all importable from here as ``cypher.NAME``.
+:mod:`.embeddings`, :mod:`.erasure`, :mod:`.decay`) and are all importable from here as ``cypher.NAME``.
 
 A :class:`Dialect` holds one statement in both dialects plus the parameter names both take, so a
 reader sees exactly where the dialects differ and a test (``tests/graph_store/test_cypher_lint.py``)
@@ -43,7 +43,8 @@ Where the dialects differ, and why:
 
 from __future__ import annotations
 
-from graph_store.cypher import embeddings, erasure, ingest, reads, traversal
+from graph_store.cypher import decay, embeddings, erasure, ingest, reads, traversal
+from graph_store.cypher.decay import READ_DECAY, SCALE_EDGES, SCALE_TALLIES, STAMP_ALL, WRITE_DECAY
 from graph_store.cypher.dialect import (
     LABELS,
     META_KEY,
@@ -136,18 +137,23 @@ __all__ = [
     "NEO4J_SCHEMA",
     "PURGE_FORGOTTEN",
     "READ_BASE_EMBEDDINGS",
+    "READ_DECAY",
     "READ_EMBEDDINGS",
     "READ_OFFSETS",
     "RESOLVE_NODES",
+    "SCALE_EDGES",
+    "SCALE_TALLIES",
     "SEEN_ITEMS",
     "SNAPSHOT_EDGES",
     "SNAPSHOT_ITEMS",
+    "STAMP_ALL",
     "STAMP_ITEMS",
     "TOUCH_NODES",
     "TYPE_COUNT_COLUMNS",
     "UPSERT_ITEMS",
     "USER_ROW",
     "WRITE_BASE_EMBEDDINGS",
+    "WRITE_DECAY",
     "WRITE_EMBEDDINGS",
     "WRITE_OFFSETS",
     "WRITE_REFRESH_STATE",
@@ -162,7 +168,7 @@ __all__ = [
 def all_statements() -> dict[str, Dialect]:
     """Every declared statement by name, from every statement module (the lint test walks this)."""
     found: dict[str, Dialect] = {}
-    for module in (ingest, reads, traversal, embeddings, erasure):
+    for module in (ingest, reads, traversal, embeddings, erasure, decay):
         for value in vars(module).values():
             candidates = value.values() if isinstance(value, dict) else (value,)
             for candidate in candidates:

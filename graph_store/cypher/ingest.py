@@ -28,9 +28,11 @@ LADYBUG_SCHEMA: tuple[str, ...] = (
     " refresh_cursor INT64 DEFAULT 0, written_ms INT64 DEFAULT 0, PRIMARY KEY(key))",
     # The deny-list of forgotten users: keyed hashes only (graph_store.cypher.erasure).
     "CREATE NODE TABLE IF NOT EXISTS Forgotten(key STRING, seq INT64, expires_ms INT64, PRIMARY KEY(key))",
+    # The edge half-life and reference time the weights are in (graph_store.cypher.decay).
+    "CREATE NODE TABLE IF NOT EXISTS Decay(key STRING, half_life_ms DOUBLE, ref_ms INT64, PRIMARY KEY(key))",
 )
 #: Tables the schema defines; a read-only store checks they exist instead of creating them.
-LADYBUG_TABLES = ("User", "Item", "INTERACTED", "Interaction", "Offset", "Meta", "Forgotten")
+LADYBUG_TABLES = ("User", "Item", "INTERACTED", "Interaction", "Offset", "Meta", "Forgotten", "Decay")
 LADYBUG_SHOW_TABLES = "CALL show_tables() RETURN name"
 #: Properties of ``INTERACTED`` (a database written before the tallies moved out has more).
 LADYBUG_INTERACTED_INFO = "CALL table_info('INTERACTED') RETURN name"
@@ -48,6 +50,7 @@ NEO4J_SCHEMA: tuple[str, ...] = (
     "CREATE INDEX ig_offset_group IF NOT EXISTS FOR (o:Offset) ON (o.grp)",
     "CREATE CONSTRAINT ig_forgotten_key IF NOT EXISTS FOR (f:Forgotten) REQUIRE f.key IS UNIQUE",
     "CREATE INDEX ig_forgotten_seq IF NOT EXISTS FOR (f:Forgotten) ON (f.seq)",
+    "CREATE CONSTRAINT ig_decay_key IF NOT EXISTS FOR (d:Decay) REQUIRE d.key IS UNIQUE",
 )
 
 _META_INIT = """

@@ -9,7 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.domain import EmbeddingRows, EmbeddingUpdate, NodeKind
+from core.domain import (
+    REBASE_AFTER_HALF_LIVES,
+    EdgeDecay,
+    EdgeDelta,
+    EmbeddingRows,
+    EmbeddingUpdate,
+    NodeId,
+    NodeKind,
+    OffsetRange,
+    UpsertBatch,
+)
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
 from models.config import ModelConfig, RefreshConfig
@@ -20,7 +30,7 @@ from models.refresh import RefreshWorker, WrittenRound
 from models.spectral.checkpoint import SpectralCheckpoint
 from models.spectral.refresh import SpectralRefresh
 from serving.index import EmbeddingIndex
-from tests.models.test_refresh import CLUSTER_EDGES, Feed, _recommend, _stored
+from tests.models.test_refresh import CLUSTER_EDGES, TP, Feed, _recommend, _stored
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +194,44 @@ def _rows(update: EmbeddingUpdate, kind: NodeKind) -> EmbeddingRows:
     ids = [i for b in blocks for i in b.ids]
     vectors = np.concatenate([b.vectors for b in blocks]) if ids else np.zeros((0, 0), np.float32)
     return EmbeddingRows(kind, ids, vectors)
+
+
+def test_incremental_rounds_after_a_decay_rebase_equal_a_full_recompute(
+        ladybug_store: LadybugStore, tmp_path: Path) -> None:
+    """A rebase rescales every stored weight and stamps every node: the rounds that follow leave
+    every vector equal to the full recompute on the rescaled graph (compared row by row relative
+    to its size, since rows of old edges shrink by 2^-33)."""
+    half_life = 3_600_000.0
+    ladybug_store.edge_decay(half_life)
+    offsets = iter(range(0, 1_000_000, 1_000))
+
+    def feed_at(edges: list[tuple[str, str]], ref_ms: int) -> None:
+        deltas = [EdgeDelta(NodeId(u), NodeId(i), 1.0, 1, ref_ms) for u, i in edges]
+        first = next(offsets)
+        ladybug_store.apply_batch(UpsertBatch(deltas, {TP: OffsetRange(first, first + len(deltas) - 1)},
+                                              decay=EdgeDecay(half_life, ref_ms)))
+
+    t0 = 1_700_000_000_000
+    feed_at(CLUSTER_EDGES, t0)
+    settings = _settings(tmp_path)
+    trained = train_from_store(ladybug_store, ModelConfig.from_settings(settings), device="cpu")
+    assert isinstance(trained, SpectralCheckpoint)
+    worker = RefreshWorker(ladybug_store, RefreshConfig.from_settings(settings), settings.model_dir, device="cpu")
+    assert worker.run_once().kind == "full"
+    feed_at([("newbie", "a0"), ("newbie", "a1"), ("c0-0", "fresh-item"), ("c0-1", "fresh-item")], t0)
+    assert worker.run_once().kind == "incremental"
+
+    later = t0 + int((REBASE_AFTER_HALF_LIVES + 1) * half_life)
+    feed_at([("newbie", "b0"), ("c1-2", "fresh-item"), ("c1-3", "fresh-item")], later)
+    assert ladybug_store.edge_decay(half_life) == EdgeDecay(half_life, later)
+    rounds = 0
+    while worker.run_once().kind != "idle":
+        rounds += 1
+    assert rounds >= 1
+    full = SpectralRefresh(trained).full(ladybug_store.snapshot()).rows
+    for rows in full:
+        stored = _stored(ladybug_store, rows.kind)
+        assert set(stored) == set(rows.ids)
+        for node, want in zip(rows.ids, rows.vectors, strict=True):
+            size = float(np.linalg.norm(want))
+            assert np.abs(stored[node] - want).max() <= 1e-4 * size + 1e-30, node

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.domain import EdgeDelta, EdgeSnapshot, NodeId
+from core.domain import EdgeDecay, EdgeDelta, EdgeSnapshot, NodeId
 from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy, blend, min_max
 from serving.trending import TOP_CACHED, TrendingItems, top_rows
 
@@ -136,3 +136,28 @@ def test_blend_mixes_min_max_scaled_scores() -> None:
     np.testing.assert_allclose(min_max(personal), [1.0, 0.0, 0.5])
     np.testing.assert_allclose(blend(personal, trend, 0.75), [0.75, 0.25, 0.75 * 0.5 + 0.25 * 0.25])
     np.testing.assert_allclose(min_max(np.array([3.0, 3.0])), [0.0, 0.0])
+
+
+def test_edges_in_decayed_units_are_taken_back_to_their_own_weights() -> None:
+    decay = EdgeDecay(half_life_ms=float(HOUR_MS), ref_ms=10 * HOUR_MS)
+    trending = TrendingItems(half_life_s=3600.0)
+    # Stored units: 2.0 at one half-life before the reference is 1.0; 1.0 at two after is 4.0.
+    trending.add_edges([EdgeDelta(NodeId("u"), NodeId("a"), weight=1.0, count=2, last_ts_ms=9 * HOUR_MS),
+                        EdgeDelta(NodeId("v"), NodeId("b"), weight=4.0, count=1, last_ts_ms=12 * HOUR_MS)], decay)
+    assert scores(trending, ["a", "b"]) == pytest.approx({"a": 2.0 / 8, "b": 1.0})
+
+
+def test_totals_of_a_decayed_store_are_stamped_with_its_reference_and_survive_a_rebase() -> None:
+    trending = TrendingItems(half_life_s=3600.0)
+    before = EdgeDecay(float(HOUR_MS), ref_ms=4 * HOUR_MS)
+    snapshot = EdgeSnapshot(user_ids=ids("u0"), item_ids=ids("a", "b"), user_index=np.array([0, 0]),
+                            item_index=np.array([0, 1]), weight=np.array([8.0, 2.0], np.float32), decay=before)
+    assert trending.add_totals(snapshot, at_ms=100 * HOUR_MS) == 2  # the clock is not the totals' time
+    trending.add(ids("b"), [1.0], [6 * HOUR_MS])  # two half-lives after the reference
+    assert scores(trending, ["a", "b"]) == pytest.approx({"a": 2.0, "b": 0.5 + 1.0})
+    # The store rebased to 6 h (every weight x 1/4) and b grew by 1.0 in the new units.
+    rebased = EdgeSnapshot(user_ids=snapshot.user_ids, item_ids=snapshot.item_ids, user_index=snapshot.user_index,
+                           item_index=snapshot.item_index, weight=np.array([2.0, 1.5], np.float32),
+                           decay=EdgeDecay(float(HOUR_MS), ref_ms=6 * HOUR_MS))
+    assert trending.add_totals(rebased) == 1
+    assert scores(trending, ["a", "b"]) == pytest.approx({"a": 2.0, "b": 2.5})

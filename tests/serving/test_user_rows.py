@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch, UserRow
+from core.domain import EdgeDecay, EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch, UserRow
 from graph_store.ladybug import LadybugStore
 from serving.index import IndexUpdate
 from serving.user_rows import RECENT_COMMITS, SMALL_ROW, UserRowCache
@@ -197,3 +197,40 @@ def test_forgotten_users_leave_the_cache_and_a_complete_one_stays_complete(ladyb
     cache.forget([NodeId("gone")])
     assert NodeId("gone") not in cache.held() and cache.complete
     assert cache.get(NodeId("gone")).items == () and cache.get(NodeId("kept")).items == ("a",)
+
+
+def _commit_at(store: LadybugStore, ref_ms: int, *edges: tuple[str, str, float]) -> tuple[int, list[EdgeDelta]]:
+    deltas = [EdgeDelta(NodeId(u), NodeId(i), weight=w, count=1, last_ts_ms=ref_ms) for u, i, w in edges]
+    first = next(_offset)
+    batch = UpsertBatch(deltas, {TopicPartition("events", 0): OffsetRange(first, first + 9)},
+                        decay=EdgeDecay(HOUR_MS, ref_ms))
+    return store.apply_batch(batch), deltas
+
+
+HOUR_MS = 3_600_000.0
+T0 = 1_700_000_000_000
+
+
+def test_a_decay_rebase_rescales_held_rows_and_a_read_from_before_it_is_not_kept(
+        ladybug_store: LadybugStore) -> None:
+    ladybug_store.edge_decay(HOUR_MS)
+    racing = _ReadRacedByCommits(ladybug_store)
+    cache = UserRowCache(racing)  # type: ignore[arg-type]  # the real store behind a read hook
+    cache.committed(*_commit_at(ladybug_store, T0, ("u", "a", 4.0), ("u", "b", 2.0), ("v", "a", 8.0)))
+    _assert_is_committed(cache, ladybug_store, "u")
+    seq, deltas = _commit_at(ladybug_store, T0 + 2 * 3_600_000, ("u", "c", 1.0))  # weights so far: x 1/4
+    cache.committed(seq, deltas, rescaled=0.25)
+    _assert_is_committed(cache, ladybug_store, "u")
+    np.testing.assert_allclose(cache.get(NodeId("u")).weights, [1.0, 0.5, 1.0])
+    assert cache.misses == 1
+
+    def rebase() -> None:
+        cache.committed(*_commit_at(ladybug_store, T0 + 3 * 3_600_000, ("w", "a", 1.0)), rescaled=0.5)
+
+    racing.during = rebase
+    got = cache.get(NodeId("v"))  # read in the old units, then the rebase lands
+    racing.during = lambda: None
+    np.testing.assert_allclose(got.weights, [2.0])
+    _assert_is_committed(cache, ladybug_store, "v")  # read again: the raced read was not kept
+    assert cache.misses == 3
+    np.testing.assert_allclose(cache.get(NodeId("v")).weights, [1.0])
