@@ -26,6 +26,7 @@ from scipy.sparse.linalg import svds
 
 from core.domain import NodeId
 from models.evaluation import evaluate, evaluate_scorer
+from models.inductive.train import InductiveTrainConfig
 from models.interactions import InteractionSplit, load_ratings_csv, load_split, snapshot_from_matrix, split_per_user
 from models.spectral.model import SpectralCF
 
@@ -114,6 +115,20 @@ def lightgcn_scorer(train: sp.csr_matrix, epochs: int) -> Callable[[torch.Tensor
     return lambda users: users_emb[users] @ items_emb.T
 
 
+def inductive_scorer(train: sp.csr_matrix, conv: str, epochs: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """GraphSAGE or GAT (2 layers, d=64, BPR) trained for ``epochs`` by the method ``IG_MODEL_METHOD=sage|gat``
+    fits (:func:`models.inductive.train.train_inductive`), served as its refresh worker's full round."""
+    from models.inductive.refresh import InductiveRefresh
+    from models.inductive.train import InductiveTrainConfig, train_inductive
+
+    snapshot = snapshot_from_matrix(train, [NodeId(str(u)) for u in range(train.shape[0])],
+                                    [NodeId(str(i)) for i in range(train.shape[1])])
+    checkpoint = train_inductive(snapshot, InductiveTrainConfig(conv=conv, epochs=epochs), device="cpu")
+    users, items = InductiveRefresh(checkpoint, device="cpu").full(snapshot).rows
+    user_emb, item_emb = torch.from_numpy(users.vectors), torch.from_numpy(items.vectors)
+    return lambda rows: user_emb[rows] @ item_emb.T
+
+
 def print_table(dataset: str, rows: list[Row], k: int) -> None:
     print(f"\n{dataset}: all-ranking, train items masked, @{k}")
     print(f"{'method':44s} {'recall':>8s} {'ndcg':>8s} {'fit s':>8s} {'eval s':>8s}  source")
@@ -130,13 +145,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--ratings-csv", help="MovieLens-style ratings.csv, split at random per user")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share per user (csv only)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the csv split")
-    parser.add_argument("--rank", type=int, default=1024, help="SpectralCF rank K = embedding width")
+    parser.add_argument("--rank", type=int, default=1024, help="SpectralCF rank K = width; 0 = no SpectralCF row")
     parser.add_argument("--power", type=float, default=1.0, help="SpectralCF spectral exponent p")
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomized SVD")
     parser.add_argument("--k", type=int, default=20, help="ranking cut-off")
     parser.add_argument("--baselines", default="popularity,gfcf",
-                        help="comma list of measured references: popularity, gfcf, lightgcn ('' for none)")
+                        help="comma list of measured references: popularity, gfcf, lightgcn, sage, gat "
+                             "('' for none)")
     parser.add_argument("--lightgcn-epochs", type=int, default=10, help="epochs of the lightgcn reference")
+    parser.add_argument("--gnn-epochs", type=int, default=None,
+                        help="epochs of the sage and gat rows (default: the trainer's, InductiveTrainConfig)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser.parse_args(argv)
@@ -150,13 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     dataset, data = _load(args)
     print(f"{dataset}: {data.num_users} users, {data.num_items} items, {data.train.nnz} train / "
           f"{data.test.nnz} test interactions (loaded in {time.perf_counter() - started:.1f} s)", flush=True)
-    rows = [spectral_row(data, args)]
+    rows = [spectral_row(data, args)] if args.rank else []
     baselines: dict[str, tuple[str, Callable[[], Callable[[torch.Tensor], torch.Tensor]]]] = {
         "popularity": ("popularity", lambda: popularity_scorer(data.train)),
         "gfcf": ("GF-CF (exact, K=256, alpha=0.3)", lambda: gfcf_scorer(data.train)),
         "lightgcn": (f"LightGCN ({args.lightgcn_epochs} epochs, d=64)",
                      lambda: lightgcn_scorer(data.train, args.lightgcn_epochs)),
     }
+    for conv, name in (("sage", "GraphSAGE"), ("gat", "GAT")):
+        epochs = args.gnn_epochs or InductiveTrainConfig(conv=conv).epochs
+        baselines[conv] = (f"{name} ({epochs} epochs, d=64, 2 layers, BPR)",
+                           lambda conv=conv, epochs=epochs: inductive_scorer(data.train, conv, epochs))
     for name in filter(None, args.baselines.split(",")):
         if name not in baselines:
             raise SystemExit(f"unknown baseline {name!r}; choose from {sorted(baselines)}")

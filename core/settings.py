@@ -164,7 +164,8 @@ class Settings:
     model_dir = Setting(str, "IG_MODEL_DIR", "data/model", "Where `train` writes and the worker reads the checkpoint.")
     model_method = Setting(str, "IG_MODEL_METHOD", "spectral",
                            "What `train` and the worker's bootstrap fit: ``spectral`` (SpectralCF, training-free, "
-                           "served as-is) or ``lightgcn`` (BPR). The worker serves whatever the checkpoint holds.")
+                           "served as-is), ``lightgcn`` (BPR), or the inductive GNNs ``sage`` (GraphSAGE) and "
+                           "``gat`` (GAT), BPR-trained. The worker serves whatever the checkpoint holds.")
     spectral_rank = Setting(int, "IG_SPECTRAL_RANK", 1024,
                             "Largest SpectralCF rank = embedding width (clipped to min(users, items)).", "dims")
     spectral_values = Setting(str, "IG_SPECTRAL_VALUES", "weight",

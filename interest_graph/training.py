@@ -16,27 +16,28 @@ from pathlib import Path
 from core.settings import Settings
 
 #: What ``train --help`` lists as read: every one of them reaches the fit.
-TRAIN_SETTINGS = ("IG_MODEL_METHOD (spectral | lightgcn), IG_SPECTRAL_RANK and IG_SPECTRAL_VALUES (spectral), "
-                  "IG_EMBEDDING_DIM and IG_NUM_LAYERS (lightgcn), IG_MODEL_DIR; without --data-dir the "
+TRAIN_SETTINGS = ("IG_MODEL_METHOD (spectral | lightgcn | sage | gat), IG_SPECTRAL_RANK and IG_SPECTRAL_VALUES "
+                  "(spectral), IG_EMBEDDING_DIM and IG_NUM_LAYERS (lightgcn, sage, gat), IG_MODEL_DIR; without "
+                  "--data-dir the "
                   "IG_STORE* settings of the graph store")
 
 
 def train_command(settings: Settings, *, data_dir: str | None, out: str | None, epochs: int | None) -> int:
     from graph_store import StoreConfig, open_store
     from models.config import ModelConfig
-    from models.methods import train_from_store
+    from models.methods import METHODS, TRAINED_METHODS, train_from_store
     from models.runtime import use_torch_threads
 
     method = settings.model_method
-    if method not in ("spectral", "lightgcn"):
-        print(f"interest-graph train: IG_MODEL_METHOD must be 'spectral' or 'lightgcn', got {method!r}",
+    if method not in METHODS:
+        print(f"interest-graph train: IG_MODEL_METHOD must be one of {', '.join(METHODS)}, got {method!r}",
               file=sys.stderr)
         return 2
-    if epochs is not None and method != "lightgcn":
-        print(f"interest-graph train: --epochs is for LightGCN (IG_MODEL_METHOD=lightgcn); {method} has no "
-              "epochs", file=sys.stderr)
+    if epochs is not None and method not in TRAINED_METHODS:
+        print(f"interest-graph train: --epochs is for {', '.join(TRAINED_METHODS)}; {method} has no epochs",
+              file=sys.stderr)
         return 2
-    if method == "lightgcn":
+    if method in TRAINED_METHODS:
         # Process-wide, so set once at the start; half the cores, as `train` runs beside a live `up`.
         # SpectralCF keeps torch's default, as it always had.
         use_torch_threads()

@@ -1,13 +1,15 @@
 """The methods by name: fit one, load whichever a model dir holds, and make its refresh rounds.
 
 ``model_method`` (``IG_MODEL_METHOD``) picks the method a fit uses: ``"spectral"``
-(:mod:`models.spectral`, the default) or ``"lightgcn"`` (:mod:`models.lightgcn`). Whichever it
-was, the checkpoint lands in the one model dir format (:mod:`models.model_dir`), and the manifest
-says which method reads it back.
+(:mod:`models.spectral`, the default), ``"lightgcn"`` (:mod:`models.lightgcn`), or the inductive
+GNNs ``"sage"`` (GraphSAGE) and ``"gat"`` (GAT) of :mod:`models.inductive`. Whichever it was,
+the checkpoint lands in the one model dir format (:mod:`models.model_dir`), and the manifest says
+which method reads it back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -16,6 +18,10 @@ import torch
 from core.domain import EdgeSnapshot
 from graph_store.base import GraphStore
 from models.config import ModelConfig, RefreshConfig
+from models.inductive.checkpoint import InductiveCheckpoint
+from models.inductive.model import CONVS
+from models.inductive.refresh import InductiveRefresh
+from models.inductive.train import InductiveTrainConfig, train_inductive
 from models.lightgcn.base_embeddings import BaseTable
 from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.lightgcn.refresh import LightGCNRefresh
@@ -26,7 +32,12 @@ from models.spectral.checkpoint import SpectralCheckpoint, fit_spectral
 from models.spectral.refresh import SpectralRefresh
 
 #: A checkpoint of any method.
-Checkpoint = LightGCNCheckpoint | SpectralCheckpoint
+Checkpoint = LightGCNCheckpoint | SpectralCheckpoint | InductiveCheckpoint
+
+#: Every method a fit can use, by its ``IG_MODEL_METHOD`` name.
+METHODS = ("spectral", "lightgcn", *CONVS)
+#: The methods trained by gradient descent (``--epochs`` applies).
+TRAINED_METHODS = ("lightgcn", *CONVS)
 
 
 def fit(snapshot: EdgeSnapshot, config: ModelConfig, *, method: str | None = None, epochs: int | None = None,
@@ -36,9 +47,9 @@ def fit(snapshot: EdgeSnapshot, config: ModelConfig, *, method: str | None = Non
     Args:
         snapshot (EdgeSnapshot): The graph.
         config (ModelConfig): ``model_method``; ``spectral_rank`` and ``spectral_values`` (SpectralCF);
-            ``embedding_dim`` and ``num_layers`` (LightGCN).
-        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``config.model_method``)
-        epochs (int, optional): LightGCN epochs. (default: :class:`~models.lightgcn.train.TrainConfig`'s)
+            ``embedding_dim`` and ``num_layers`` (LightGCN, GraphSAGE, GAT).
+        method (str, optional): One of :data:`METHODS`. (default: ``config.model_method``)
+        epochs (int, optional): Epochs of a trained method. (default: its trainer's config's)
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
     """
     method = method or config.model_method
@@ -49,7 +60,12 @@ def fit(snapshot: EdgeSnapshot, config: ModelConfig, *, method: str | None = Non
         return train_lightgcn(snapshot, dim=config.embedding_dim, layers=config.num_layers,
                               epochs=defaults.epochs if epochs is None else epochs, lr=defaults.lr,
                               reg=defaults.reg, batch_size=defaults.batch_size, seed=defaults.seed, device=device)
-    raise ValueError(f"model_method must be 'spectral' or 'lightgcn', got {method!r}")
+    if method in CONVS:
+        inductive = InductiveTrainConfig(conv=method, dim=config.embedding_dim, layers=config.num_layers)
+        if epochs is not None:
+            inductive = dataclasses.replace(inductive, epochs=epochs)
+        return train_inductive(snapshot, inductive, device=device)
+    raise ValueError(f"model_method must be one of {METHODS}, got {method!r}")
 
 
 def train_from_store(store: GraphStore, config: ModelConfig, out_dir: str | Path | None = None, *,
@@ -67,7 +83,7 @@ def train_from_store(store: GraphStore, config: ModelConfig, out_dir: str | Path
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
         source (str): Who trained, kept in ``meta["source"]``; the refresh worker only ever
             replaces checkpoints of its own (``"bootstrap"``). (default: ``"train"``)
-        method (str, optional): ``"spectral"`` or ``"lightgcn"``. (default: ``config.model_method``)
+        method (str, optional): One of :data:`METHODS`. (default: ``config.model_method``)
     """
     return fit_and_save(store.snapshot(), config, out_dir, epochs=epochs, device=device, source=source, method=method)
 
@@ -91,6 +107,8 @@ def load_checkpoint(model_dir: str | os.PathLike[str], device: torch.device | st
         return SpectralCheckpoint.load(model_dir, device=device)
     if method == "lightgcn":
         return LightGCNCheckpoint.load(model_dir)
+    if method in CONVS:
+        return InductiveCheckpoint.load(model_dir, method)
     raise CheckpointError(f"{model_dir} holds a checkpoint of unknown method {method!r}")
 
 
@@ -99,6 +117,8 @@ def refresh_method(checkpoint: Checkpoint | None, config: RefreshConfig, device:
     (``config.model.embedding_dim`` wide, ``num_layers`` deep). ``refresh_fanout`` caps LightGCN's reads."""
     if isinstance(checkpoint, SpectralCheckpoint):
         return SpectralRefresh(checkpoint)
+    if isinstance(checkpoint, InductiveCheckpoint):
+        return InductiveRefresh(checkpoint, config.refresh_fanout or None, device)
     table = BaseTable(checkpoint, dim=config.model.embedding_dim)
     layers = checkpoint.layers if checkpoint is not None else config.model.num_layers
     return LightGCNRefresh(table, layers, config.refresh_fanout or None, device)

@@ -6,6 +6,8 @@ refresh worker, ``evaluate`` and ``export`` read it)::
     checkpoint.json          manifest: version, method, file name, layers, meta  (replaced atomically)
     lightgcn-<version>.npz   method "lightgcn": see :mod:`models.lightgcn.checkpoint`
     spectral-<version>.npz   method "spectral": see :mod:`models.spectral.checkpoint`
+    sage-<version>.npz       methods "sage" and "gat": see :mod:`models.inductive.checkpoint`
+    gat-<version>.npz
 
 The arrays are written first under a fresh name, then the manifest is swapped in with
 ``os.replace``; a reader that opens the manifest therefore always finds a complete array file, and
@@ -30,11 +32,11 @@ from core.errors import InterestGraphError
 
 MANIFEST = "checkpoint.json"
 #: Methods a model dir can hold, each with the prefix of its array files.
-METHODS = ("lightgcn", "spectral")
+METHODS = ("lightgcn", "spectral", "sage", "gat")
 #: Array files kept besides the current one, so a reader that just read the old manifest can finish.
 KEEP_PREVIOUS = 1
 #: How error messages name each method.
-METHOD_NAMES = {"lightgcn": "LightGCN", "spectral": "spectral"}
+METHOD_NAMES = {"lightgcn": "LightGCN", "spectral": "spectral", "sage": "GraphSAGE", "gat": "GAT"}
 
 T = TypeVar("T")
 

@@ -50,7 +50,7 @@ class TrainConfig:
     seed: int = 0
 
 
-class _NegativeSampler:
+class NegativeSampler:
     """Uniform item negatives, with vectorised rejection of ``(user, item)`` pairs that are edges."""
 
     def __init__(self, user: Tensor, item: Tensor, num_items: int, generator: torch.Generator) -> None:
@@ -100,7 +100,7 @@ def train_lightgcn(snapshot: EdgeSnapshot, *, dim: int = 64, layers: int = 2, ep
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     user_t, item_t = torch.from_numpy(user), torch.from_numpy(item)
-    sampler = _NegativeSampler(user_t, item_t, num_items, generator)
+    sampler = NegativeSampler(user_t, item_t, num_items, generator)
 
     started = time.perf_counter()
     losses = [_epoch(model, graph, optimizer, sampler, user_t, item_t, config, dev) for _ in range(epochs)]
@@ -120,7 +120,7 @@ def train_lightgcn(snapshot: EdgeSnapshot, *, dim: int = 64, layers: int = 2, ep
 
 
 def _epoch(model: LightGCN, graph: BipartiteAdjacency, optimizer: torch.optim.Optimizer,
-           sampler: _NegativeSampler, user: Tensor, item: Tensor, config: TrainConfig,
+           sampler: NegativeSampler, user: Tensor, item: Tensor, config: TrainConfig,
            device: torch.device) -> float:
     """One pass over the edges in shuffled batches; returns the mean BPR loss."""
     order = torch.randperm(user.numel(), generator=sampler.generator)
