@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import torch
 
 from core.domain import ItemMeta
+from core.settings import Settings
 from models.cold_start.text import TextEncoder, TextProjection
 from models.evaluation import evaluate_scorer
 from models.interactions import load_ratings_csv
@@ -217,7 +218,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"datasets folder holding {MOVIELENS_DIR}/")
     parser.add_argument("--new-fraction", type=float, default=0.15, help="share of items held out as new")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one holdout per seed")
-    parser.add_argument("--rank", type=int, default=1024, help="SpectralCF rank (clipped to the data)")
+    parser.add_argument("--rank", type=int, default=Settings().spectral_rank,
+                        help="SpectralCF rank (clipped to the data; default: IG_SPECTRAL_RANK's)")
     parser.add_argument("--k", type=int, default=20, help="ranking cut-off")
     parser.add_argument("--with-mlp", action="store_true", help="also fit the MLP map (minutes on 2 CPU cores)")
     parser.add_argument("--text-cache", type=Path, help="npz to keep the MiniLM vectors in between runs")

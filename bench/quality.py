@@ -13,6 +13,7 @@ NDCG@k over users with test items. Published numbers are printed for the dataset
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ import torch
 from scipy.sparse.linalg import svds
 
 from core.domain import NodeId
+from core.settings import Settings
 from models.evaluation import evaluate, evaluate_scorer
 from models.inductive.train import InductiveTrainConfig
 from models.interactions import InteractionSplit, load_ratings_csv, load_split, snapshot_from_matrix, split_per_user
@@ -115,15 +117,15 @@ def lightgcn_scorer(train: sp.csr_matrix, epochs: int) -> Callable[[torch.Tensor
     return lambda users: users_emb[users] @ items_emb.T
 
 
-def inductive_scorer(train: sp.csr_matrix, conv: str, epochs: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """GraphSAGE or GAT (2 layers, d=64, BPR) trained for ``epochs`` by the method ``IG_MODEL_METHOD=sage|gat``
-    fits (:func:`models.inductive.train.train_inductive`), served as its refresh worker's full round."""
+def inductive_scorer(train: sp.csr_matrix, config: InductiveTrainConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """GraphSAGE or GAT trained as ``IG_MODEL_METHOD=sage|gat`` trains them
+    (:func:`models.inductive.train.train_inductive`), served as its refresh worker's full round."""
     from models.inductive.refresh import InductiveRefresh
-    from models.inductive.train import InductiveTrainConfig, train_inductive
+    from models.inductive.train import train_inductive
 
     snapshot = snapshot_from_matrix(train, [NodeId(str(u)) for u in range(train.shape[0])],
                                     [NodeId(str(i)) for i in range(train.shape[1])])
-    checkpoint = train_inductive(snapshot, InductiveTrainConfig(conv=conv, epochs=epochs), device="cpu")
+    checkpoint = train_inductive(snapshot, config, device="cpu")
     users, items = InductiveRefresh(checkpoint, device="cpu").full(snapshot).rows
     user_emb, item_emb = torch.from_numpy(users.vectors), torch.from_numpy(items.vectors)
     return lambda rows: user_emb[rows] @ item_emb.T
@@ -145,7 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--ratings-csv", help="MovieLens-style ratings.csv, split at random per user")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share per user (csv only)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the csv split")
-    parser.add_argument("--rank", type=int, default=1024, help="SpectralCF rank K = width; 0 = no SpectralCF row")
+    parser.add_argument("--rank", type=int, default=Settings().spectral_rank,
+                        help="SpectralCF rank K = width; 0 = no SpectralCF row (default: IG_SPECTRAL_RANK's)")
     parser.add_argument("--power", type=float, default=1.0, help="SpectralCF spectral exponent p")
     parser.add_argument("--seed", type=int, default=0, help="seed of the randomized SVD")
     parser.add_argument("--k", type=int, default=20, help="ranking cut-off")
@@ -155,6 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lightgcn-epochs", type=int, default=10, help="epochs of the lightgcn reference")
     parser.add_argument("--gnn-epochs", type=int, default=None,
                         help="epochs of the sage and gat rows (default: the trainer's, InductiveTrainConfig)")
+    parser.add_argument("--gnn-lr", type=float, default=None, help="their learning rate (default: the trainer's)")
+    parser.add_argument("--gnn-batch", type=int, default=None, help="their triples per step (default: the trainer's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser.parse_args(argv)
@@ -176,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
                      lambda: lightgcn_scorer(data.train, args.lightgcn_epochs)),
     }
     for conv, name in (("sage", "GraphSAGE"), ("gat", "GAT")):
-        epochs = args.gnn_epochs or InductiveTrainConfig(conv=conv).epochs
-        baselines[conv] = (f"{name} ({epochs} epochs, d=64, 2 layers, BPR)",
-                           lambda conv=conv, epochs=epochs: inductive_scorer(data.train, conv, epochs))
+        config = InductiveTrainConfig(conv=conv)
+        config = dataclasses.replace(config, epochs=args.gnn_epochs or config.passes, lr=args.gnn_lr or config.lr,
+                                     batch_size=args.gnn_batch or config.batch_size)
+        baselines[conv] = (f"{name} ({config.passes} ep, lr {config.lr:g}, batch {config.batch_size}, d={config.dim})",
+                           lambda config=config: inductive_scorer(data.train, config))
     for name in filter(None, args.baselines.split(",")):
         if name not in baselines:
             raise SystemExit(f"unknown baseline {name!r}; choose from {sorted(baselines)}")

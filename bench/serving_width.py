@@ -184,7 +184,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="folder with train.txt and test.txt")
     parser.add_argument("--rank", type=int, default=1024, help="rank of the one fit; widths are its prefixes")
-    parser.add_argument("--widths", default="64,128,256,512,1024", help="comma list of served widths")
+    parser.add_argument("--widths", default="64,128,256,512,992,1024",
+                        help="comma list of served widths (992: IG_SPECTRAL_RANK's default)")
     parser.add_argument("--codecs", default="f32,int8,f16,sq8,pq", help=f"comma list of {', '.join(CODECS)}")
     parser.add_argument("--scan-items", type=int, default=1_000_000, help="catalog size of the scan timing; 0 = skip")
     parser.add_argument("--k", type=int, default=20, help="ranking cut-off")

@@ -166,8 +166,11 @@ class Settings:
                            "What `train` and the worker's bootstrap fit: ``spectral`` (SpectralCF, training-free, "
                            "served as-is), ``lightgcn`` (BPR), or the inductive GNNs ``sage`` (GraphSAGE) and "
                            "``gat`` (GAT), BPR-trained. The worker serves whatever the checkpoint holds.")
-    spectral_rank = Setting(int, "IG_SPECTRAL_RANK", 1024,
-                            "Largest SpectralCF rank = embedding width (clipped to min(users, items)).", "dims")
+    spectral_rank = Setting(int, "IG_SPECTRAL_RANK", 992,
+                            "Largest SpectralCF rank = embedding width (clipped to min(users, items)). 992 serves "
+                            "an item in 996 bytes with int8 codes and its fold-in scale, under 1 KB, at recall@20 "
+                            "0.1905 / NDCG@20 0.1597 on Gowalla (1,024: 0.1903 / 0.1597 at 1,028 bytes; "
+                            "bench/serving_width.py).", "dims")
     spectral_values = Setting(str, "IG_SPECTRAL_VALUES", "weight",
                               "SpectralCF matrix values: ``weight`` (the edge's accumulated weight) or ``binary``.")
     embedding_dim = Setting(int, "IG_EMBEDDING_DIM", 64, "Embedding width of LightGCN.", "dims")
@@ -225,7 +228,8 @@ class Settings:
                               "on one core, against 0.7 ms for HNSW at recall@10 0.98).", "MB")
     item_codec = Setting(_item_codec, "IG_ITEM_CODEC", "int8",
                          "How serving holds item vectors: int8 (a signed byte per coordinate, one scale per "
-                         "dimension: 1 KB per item at 1,024 dims, recall@20 and NDCG@20 on Gowalla within "
+                         "dimension: 996 bytes per item at the default 992 dims with the fold-in scale, recall@20 "
+                         "and NDCG@20 on Gowalla within "
                          "0.001 of float32, bench/serving_width.py) or f32 (4 KB per item). The HNSW graph "
                          "holds the same codes.")
     ann_ef_search = Setting(int, "IG_ANN_EF_SEARCH", 128,

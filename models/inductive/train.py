@@ -26,6 +26,12 @@ from models.runtime import resolve_device
 log = logging.getLogger(__name__)
 
 
+#: Epochs per conv when none are given: what fits a Gowalla-sized graph (810k edges) in about 11
+#: minutes on this 2-core CPU (GraphSAGE ~21 s an epoch on its sparse adjacency, GAT's per-edge
+#: attention about 2.5x that; bench/RESULTS.md), under the 15 minutes a fit may take.
+DEFAULT_EPOCHS = {"sage": 30, "gat": 12}
+
+
 @dataclass(frozen=True, slots=True)
 class InductiveTrainConfig:
     """Hyper-parameters of :func:`train_inductive`.
@@ -34,21 +40,27 @@ class InductiveTrainConfig:
         conv (str): ``"sage"`` or ``"gat"``. (default: ``"sage"``)
         dim (int): Width of every layer. (default: ``64``)
         layers (int): ``K``. (default: ``2``)
-        epochs (int): Passes over all edges. (default: ``30``)
-        lr (float): Adam learning rate. (default: ``0.005``)
+        epochs (int, optional): Passes over all edges; ``None`` = :data:`DEFAULT_EPOCHS` of ``conv``.
+            (default: ``None``)
+        lr (float): Adam learning rate. (default: ``0.01``)
         reg (float): L2 weight on the batch's item rows. (default: ``1e-4``)
-        batch_size (int): Triples per step. (default: ``32768``)
+        batch_size (int): Triples per step. (default: ``16384``)
         seed (int): Seed of initialisation and sampling. (default: ``0``)
     """
 
     conv: str = "sage"
     dim: int = 64
     layers: int = 2
-    epochs: int = 30
-    lr: float = 0.005
+    epochs: int | None = None
+    lr: float = 0.01
     reg: float = 1e-4
-    batch_size: int = 32768
+    batch_size: int = 16384
     seed: int = 0
+
+    @property
+    def passes(self) -> int:
+        """The epochs this config runs."""
+        return DEFAULT_EPOCHS[self.conv] if self.epochs is None else self.epochs
 
 
 def train_inductive(snapshot: EdgeSnapshot, config: InductiveTrainConfig,
@@ -76,7 +88,7 @@ def train_inductive(snapshot: EdgeSnapshot, config: InductiveTrainConfig,
 
     started = time.perf_counter()
     losses = []
-    for _ in range(config.epochs):
+    for _ in range(config.passes):
         order = torch.randperm(user_t.numel(), generator=generator)
         total, steps = 0.0, 0
         for start in range(0, order.numel(), config.batch_size):
@@ -88,8 +100,8 @@ def train_inductive(snapshot: EdgeSnapshot, config: InductiveTrainConfig,
         losses.append(total / max(steps, 1))
     seconds = time.perf_counter() - started
     log.info("trained %s on %d edges: %d epochs in %.1f s, loss %.4f -> %.4f", config.conv, len(user),
-             config.epochs, seconds, losses[0], losses[-1])
-    meta = {"conv": config.conv, "dim": config.dim, "layers": config.layers, "epochs": config.epochs,
+             config.passes, seconds, losses[0], losses[-1])
+    meta = {"conv": config.conv, "dim": config.dim, "layers": config.layers, "epochs": config.passes,
             "lr": config.lr, "reg": config.reg, "batch_size": config.batch_size, "seed": config.seed,
             "device": str(dev), "edges": len(user), "snapshot_seq": snapshot.seq,
             "train_seconds": round(seconds, 3), "loss": [round(x, 6) for x in losses],

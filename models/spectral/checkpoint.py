@@ -88,13 +88,13 @@ class SpectralCheckpoint:
         return load_versioned(model_dir, "spectral", build)
 
 
-def fit_spectral(snapshot: EdgeSnapshot, *, rank: int = 1024, values: str = "weight",
+def fit_spectral(snapshot: EdgeSnapshot, *, rank: int = 992, values: str = "weight",
                  device: torch.device | str | None = None) -> SpectralCheckpoint:
     """Fit SpectralCF on every edge of ``snapshot`` (rank clipped to ``min(users, items)``).
 
     Args:
         snapshot (EdgeSnapshot): The graph.
-        rank (int): Largest rank = embedding width. (default: ``1024``)
+        rank (int): Largest rank = embedding width. (default: ``992``)
         values (str): Edge values, see :func:`edge_values`. (default: ``"weight"``)
         device (torch.device or str, optional): (default: CUDA if present, else CPU)
     """

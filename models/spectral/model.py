@@ -52,7 +52,7 @@ class SpectralCF:
 
     Args:
         rank (int, optional): number of singular triplets :math:`K`, i.e. the embedding width;
-            clipped to the matrix size. (default: :obj:`1024`)
+            clipped to the matrix size. (default: :obj:`992`, ``IG_SPECTRAL_RANK``'s)
         power (float, optional): spectral exponent :math:`p`. (default: :obj:`1.0`)
         oversample (int, optional): extra directions of the randomized SVD. (default: :obj:`64`)
         power_iters (int, optional): power iterations of the randomized SVD. (default: :obj:`4`)
@@ -65,7 +65,7 @@ class SpectralCF:
 
     def __init__(
         self,
-        rank: int = 1024,
+        rank: int = 992,
         power: float = 1.0,
         oversample: int = 64,
         power_iters: int = 4,
