@@ -160,6 +160,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="epochs of the sage and gat rows (default: the trainer's, InductiveTrainConfig)")
     parser.add_argument("--gnn-lr", type=float, default=None, help="their learning rate (default: the trainer's)")
     parser.add_argument("--gnn-batch", type=int, default=None, help="their triples per step (default: the trainer's)")
+    parser.add_argument("--gnn-init", default="random", choices=["random", "spectral"],
+                        help="their item rows' start (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser.parse_args(argv)
@@ -183,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     for conv, name in (("sage", "GraphSAGE"), ("gat", "GAT")):
         config = InductiveTrainConfig(conv=conv)
         config = dataclasses.replace(config, epochs=args.gnn_epochs or config.passes, lr=args.gnn_lr or config.lr,
-                                     batch_size=args.gnn_batch or config.batch_size)
-        baselines[conv] = (f"{name} ({config.passes} ep, lr {config.lr:g}, batch {config.batch_size}, d={config.dim})",
+                                     batch_size=args.gnn_batch or config.batch_size, init=args.gnn_init)
+        baselines[conv] = (f"{name} ({config.passes} ep, lr {config.lr:g}, batch {config.batch_size}, d={config.dim}, "
+                           f"{config.init} init)",
                            lambda config=config: inductive_scorer(data.train, config))
     for name in filter(None, args.baselines.split(",")):
         if name not in baselines:

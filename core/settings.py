@@ -223,7 +223,7 @@ class Settings:
                             "Catalogs with fewer items are always searched exactly; 0 = never HNSW.", "items")
     ann_min_scan_mb = Setting(float, "IG_ANN_MIN_SCAN_MB", 50.0,
                               "Catalogs whose exact scan reads at least this much (items x width x 4 bytes) "
-                              "are searched with HNSW: 195,000 items at 64 dims, 12,200 at SpectralCF's 1,024. "
+                              "are searched with HNSW: 195,000 items at 64 dims, 12,600 at SpectralCF's 992. "
                               "An exact scan costs memory bandwidth in proportion (6.7 ms for 20,000 x 1,024 "
                               "on one core, against 0.7 ms for HNSW at recall@10 0.98).", "MB")
     item_codec = Setting(_item_codec, "IG_ITEM_CODEC", "int8",

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from core.domain import EdgeSnapshot
@@ -22,6 +23,7 @@ from models.inductive.model import BipartiteEdges, BipartiteGNN
 from models.lightgcn.model import distinct_edges
 from models.lightgcn.train import NegativeSampler
 from models.runtime import resolve_device
+from models.spectral.model import SpectralCF
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 #: minutes on this 2-core CPU (GraphSAGE ~21 s an epoch on its sparse adjacency, GAT's per-edge
 #: attention about 2.5x that; bench/RESULTS.md), under the 15 minutes a fit may take.
 DEFAULT_EPOCHS = {"sage": 30, "gat": 12}
+
+
+#: How item rows may start (:class:`InductiveTrainConfig`).
+INITS = ("random", "spectral")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,8 @@ class InductiveTrainConfig:
         reg (float): L2 weight on the batch's item rows. (default: ``1e-4``)
         batch_size (int): Triples per step. (default: ``16384``)
         seed (int): Seed of initialisation and sampling. (default: ``0``)
+        init (str): Item rows start ``"random"`` (normal, std 0.1) or ``"spectral"``: SpectralCF's
+            rank-``dim`` item vectors of the same graph (:func:`spectral_item_rows`). (default: ``"random"``)
     """
 
     conv: str = "sage"
@@ -56,6 +64,11 @@ class InductiveTrainConfig:
     reg: float = 1e-4
     batch_size: int = 16384
     seed: int = 0
+    init: str = "random"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
     @property
     def passes(self) -> int:
@@ -80,6 +93,10 @@ def train_inductive(snapshot: EdgeSnapshot, config: InductiveTrainConfig,
     torch.manual_seed(config.seed)
     model = BipartiteGNN(num_items, config.dim, config.layers, config.conv).to(dev)
     edges = model.edges(user, item, num_users, num_items, dev)
+    if config.init == "spectral":
+        with torch.no_grad():
+            model.item_embedding.weight.copy_(torch.from_numpy(spectral_item_rows(user, item, num_users, num_items,
+                                                                                  config.dim, dev)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     user_t, item_t = torch.from_numpy(user), torch.from_numpy(item)
@@ -101,14 +118,26 @@ def train_inductive(snapshot: EdgeSnapshot, config: InductiveTrainConfig,
     seconds = time.perf_counter() - started
     log.info("trained %s on %d edges: %d epochs in %.1f s, loss %.4f -> %.4f", config.conv, len(user),
              config.passes, seconds, losses[0], losses[-1])
-    meta = {"conv": config.conv, "dim": config.dim, "layers": config.layers, "epochs": config.passes,
-            "lr": config.lr, "reg": config.reg, "batch_size": config.batch_size, "seed": config.seed,
+    meta = {"init": config.init, "conv": config.conv, "dim": config.dim, "layers": config.layers,
+            "epochs": config.passes, "lr": config.lr, "reg": config.reg, "batch_size": config.batch_size,
+            "seed": config.seed,
             "device": str(dev), "edges": len(user), "snapshot_seq": snapshot.seq,
             "train_seconds": round(seconds, 3), "loss": [round(x, 6) for x in losses],
             "created_ms": int(time.time() * 1000)}
     state = {name: tensor.detach().cpu().numpy().astype(np.float32) for name, tensor in model.state_dict().items()}
     return InductiveCheckpoint(list(snapshot.user_ids), list(snapshot.item_ids), config.conv, config.dim,
                                config.layers, state, meta)
+
+
+def spectral_item_rows(user: np.ndarray, item: np.ndarray, num_users: int, num_items: int, dim: int,
+                       device: torch.device) -> np.ndarray:
+    """``[I, dim]`` SpectralCF item vectors of the binary graph (rank ``dim``, zero-padded if the graph
+    is smaller), scaled to the random init's spread (std 0.1): a compact start from the spectral model."""
+    matrix = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)), shape=(num_users, num_items))
+    _, vectors = SpectralCF(rank=dim, device=device).fit(matrix)
+    rows = np.zeros((num_items, dim), np.float32)
+    rows[:, : vectors.shape[1]] = vectors
+    return rows * np.float32(0.1 / max(float(rows.std()), 1e-12))
 
 
 def _step(model: BipartiteGNN, edges: BipartiteEdges, all_items: torch.Tensor, optimizer: torch.optim.Optimizer,

@@ -11,7 +11,7 @@ from core.domain import EdgeSnapshot, NodeId
 from models.inductive.checkpoint import InductiveCheckpoint
 from models.inductive.model import BipartiteEdges, BipartiteGNN
 from models.inductive.refresh import InductiveRefresh
-from models.inductive.train import InductiveTrainConfig, train_inductive
+from models.inductive.train import InductiveTrainConfig, spectral_item_rows, train_inductive
 from models.lightgcn.model import distinct_edges
 from tests.models.test_refresh import CLUSTER_EDGES
 
@@ -81,3 +81,18 @@ def test_training_separates_the_clusters_and_a_saved_checkpoint_embeds_the_same(
     assert loaded.version == 1 and loaded.layers == 2 and loaded.dim == 16
     again = InductiveRefresh(loaded, device="cpu").full(snapshot).rows
     np.testing.assert_allclose(again[0].vectors, users.vectors, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_init_starts_from_spectralcf_item_vectors_at_the_random_spread() -> None:
+    snapshot = cluster_snapshot()
+    user, item = distinct_edges(snapshot.user_index, snapshot.item_index, len(snapshot.item_ids))
+    rows = spectral_item_rows(user, item, len(snapshot.user_ids), len(snapshot.item_ids), 16, torch.device("cpu"))
+    assert rows.shape == (len(snapshot.item_ids), 16) and rows.std() == pytest.approx(0.1, rel=1e-3)
+    # Items of one cluster lie together in the spectral space: a0 is closer to a1 than to b0.
+    names = list(snapshot.item_ids)
+    a0, a1, b0 = (rows[names.index(n)] for n in ("a0", "a1", "b0"))
+    assert np.linalg.norm(a0 - a1) < np.linalg.norm(a0 - b0)
+    checkpoint = train_inductive(snapshot, InductiveTrainConfig(dim=16, epochs=2, batch_size=64, init="spectral"))
+    assert checkpoint.meta["init"] == "spectral"
+    with pytest.raises(ValueError, match="init"):
+        InductiveTrainConfig(init="warm")
