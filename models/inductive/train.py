@@ -28,10 +28,10 @@ from models.spectral.model import SpectralCF
 log = logging.getLogger(__name__)
 
 
-#: Epochs per conv when none are given: what fits a Gowalla-sized graph (810k edges) in about 11
-#: minutes on this 2-core CPU (GraphSAGE ~21 s an epoch on its sparse adjacency, GAT's per-edge
-#: attention about 2.5x that; bench/RESULTS.md), under the 15 minutes a fit may take.
-DEFAULT_EPOCHS = {"sage": 30, "gat": 12}
+#: Epochs per conv when none are given: what fits a Gowalla-sized graph (810k edges) in under the
+#: 15 minutes a fit may take on this 2-core CPU (GraphSAGE 23 s an epoch on its sparse adjacency,
+#: 30 in 693 s; GAT's per-edge attention 159 s an epoch, 5 in about 13 minutes; bench/RESULTS.md).
+DEFAULT_EPOCHS = {"sage": 30, "gat": 5}
 
 
 #: How item rows may start (:class:`InductiveTrainConfig`).
