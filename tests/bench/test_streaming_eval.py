@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.domain import EdgeDelta, NodeId, OffsetRange, TopicPartition, UpsertBatch
+from core.domain import EdgeDelta, NodeId
+from graph_store.ladybug import LadybugStore
+from streams.config import EventContract
+from streams.datasets import KeyedEvent
+from streams.validation import encode_event
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 _spec = importlib.util.spec_from_file_location("bench_stream_systems", BENCH / "stream_systems.py")
@@ -61,16 +65,19 @@ def test_a_drifting_stream_is_scored_per_system_and_segment() -> None:
     assert "served (n0 = 5): lists by source {'blended'" in out
 
 
-def test_edge_half_life_weights_edges_in_reference_time_units() -> None:
+def test_the_feeder_decays_the_stores_weights_as_the_ingest_agent_does(tmp_path: Path) -> None:
     hour = 3_600_000
-    feeder = streaming_eval.Feeder(store=None, contract=None, half_life_h=2.0)
-    offsets = {TopicPartition("t", 0): OffsetRange(0, 1)}
-    first = UpsertBatch([EdgeDelta(NodeId("u"), NodeId("a"), 3.0, 1, 10 * hour)], offsets)
-    later = UpsertBatch([EdgeDelta(NodeId("u"), NodeId("b"), 3.0, 1, 14 * hour),
-                         EdgeDelta(NodeId("v"), NodeId("a"), 1.0, 1, 11 * hour)], offsets)
-    assert [e.weight for e in feeder._decayed(first).edges] == [3.0]  # the first edge sets t0
-    # Two half-lives later weighs 4 times as much: decayed to any later moment, the ratio is the same.
-    assert [e.weight for e in feeder._decayed(later).edges] == [12.0, 2.0 ** 0.5]
-    assert later.edges[0].weight == 3.0  # the baselines' edges are left as they were
-    off = streaming_eval.Feeder(store=None, contract=None)
-    assert off._decayed(later) is later
+    t0 = 1_700_000_000_000
+    store = LadybugStore(str(tmp_path / "graph.lbdb"))
+    store.ensure_schema()
+    feeder = streaming_eval.Feeder(store, EventContract(edge_half_life_h=2.0))
+
+    def event(user: str, item: str, at: int) -> tuple[str, str, KeyedEvent]:
+        return user, item, KeyedEvent(user.encode(), encode_event(user, item, "click", at), at)
+
+    assert [e.weight for e in feeder([event("u", "a", t0)])] == [1.0]
+    # Two half-lives later weighs 4 times as much in the store; the baselines get plain weights.
+    assert [e.weight for e in feeder([event("u", "b", t0 + 4 * hour)])] == [1.0]
+    stored = {e.item_id: e.weight for e in store.edges_of_user(NodeId("u"))}
+    assert stored == {"a": 1.0, "b": 4.0}
+    store.close()
