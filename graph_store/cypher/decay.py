@@ -11,7 +11,7 @@ rows are told by the commit). Neo4j keeps the weight on the relationship only; L
 from __future__ import annotations
 
 from core.domain import NodeKind
-from graph_store.cypher.dialect import LABELS, Dialect, statement
+from graph_store.cypher.dialect import Dialect, per_label, statement
 
 _READ_DECAY = "MATCH (d:Decay {key: $key}) RETURN d.half_life_ms AS half_life_ms, d.ref_ms AS ref_ms"
 #: The store's half-life (ms, 0 = no decay) and reference (epoch ms, 0 = none yet); no row = never declared.
@@ -33,12 +33,8 @@ _SCALE_TALLIES = "MATCH (p:Interaction) SET p.weight = p.weight * $factor"
 SCALE_TALLIES = statement("SCALE_TALLIES", ladybug=_SCALE_TALLIES, neo4j=_SCALE_TALLIES, params=("factor",))
 
 
-def _stamp_all(label: str) -> Dialect:
-    text = f"MATCH (n:{label}) SET n.changed_seq = $seq"
-    return statement(f"STAMP_ALL_{label.upper()}S", ladybug=text, neo4j=text, params=("seq",))
-
-
 #: Every node of a kind stamped changed (their weights were rescaled).
-STAMP_ALL: dict[NodeKind, Dialect] = {kind: _stamp_all(label) for kind, label in LABELS.items()}
+STAMP_ALL: dict[NodeKind, Dialect] = per_label("STAMP_ALL_{LABEL}S", "MATCH (n:{label}) SET n.changed_seq = $seq",
+                                               ("seq",))
 
 __all__ = ["READ_DECAY", "SCALE_EDGES", "SCALE_TALLIES", "STAMP_ALL", "WRITE_DECAY"]

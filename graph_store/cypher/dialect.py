@@ -70,6 +70,14 @@ def statement(name: str, *, ladybug: str, neo4j: str, params: tuple[str, ...] = 
     return Dialect(name, ladybug.strip(), neo4j.strip(), declared, frozenset(_LOADED.findall(ladybug)))
 
 
+def per_label(name: str, text: str, params: tuple[str, ...] = ()) -> dict[NodeKind, Dialect]:
+    """One statement per node kind, the same in both dialects: ``{label}`` in ``text`` (and
+    ``{LABEL}`` in ``name``) becomes each kind's label."""
+    return {kind: statement(name.format(LABEL=label.upper()), ladybug=text.format(label=label),
+                            neo4j=text.format(label=label), params=params)
+            for kind, label in LABELS.items()}
+
+
 def type_columns(template: str, sep: str = ", ") -> str:
     """Expand ``template`` (with ``{c}`` for the column) over every per-type count column."""
     return sep.join(template.format(c=c) for c in TYPE_COUNT_COLUMNS.values())

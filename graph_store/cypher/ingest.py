@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.domain import NodeKind
-from graph_store.cypher.dialect import LABELS, Dialect, statement, type_columns
+from graph_store.cypher.dialect import Dialect, per_label, statement, type_columns
 
 # --- schema ------------------------------------------------------------------------------------
 # Vectors are float32 bytes in a BLOB: LadybugDB rewrites a list column row by row (about 1 ms per
@@ -67,13 +67,10 @@ _BUMP_SEQ = "MATCH (m:Meta {key: $key}) SET m.seq = m.seq + 1 RETURN m.seq AS se
 BUMP_SEQ = statement("BUMP_SEQ", ladybug=_BUMP_SEQ, neo4j=_BUMP_SEQ, params=("key",))
 
 
-def _touch(label: str) -> Dialect:
-    text = f"UNWIND $ids AS node_id MERGE (n:{label} {{id: node_id}}) SET n.changed_seq = $seq"
-    return statement(f"TOUCH_{label.upper()}S", ladybug=text, neo4j=text, params=("ids", "seq"))
-
-
 #: Create missing nodes and stamp them with the batch's change-log sequence.
-TOUCH_NODES: dict[NodeKind, Dialect] = {kind: _touch(label) for kind, label in LABELS.items()}
+TOUCH_NODES: dict[NodeKind, Dialect] = per_label(
+    "TOUCH_{LABEL}S", "UNWIND $ids AS node_id MERGE (n:{label} {{id: node_id}}) SET n.changed_seq = $seq",
+    ("ids", "seq"))
 
 
 def _add_deltas(var: str, row: str) -> str:

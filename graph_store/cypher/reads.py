@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.domain import NodeKind
-from graph_store.cypher.dialect import LABELS, Dialect, statement, type_columns
+from graph_store.cypher.dialect import LABELS, Dialect, per_label, statement, type_columns
 
 
 # --- reads -------------------------------------------------------------------------------------
@@ -66,14 +66,7 @@ RETURN m.seq AS seq, m.emb_version AS emb_version, m.refresh_cursor AS refresh_c
 """
 META = statement("META", ladybug=_META, neo4j=_META, params=("key",))
 
-COUNT_NODES: dict[NodeKind, Dialect] = {
-    kind: statement(
-        f"COUNT_{label.upper()}S",
-        ladybug=f"MATCH (n:{label}) RETURN count(n) AS n",
-        neo4j=f"MATCH (n:{label}) RETURN count(n) AS n",
-    )
-    for kind, label in LABELS.items()
-}
+COUNT_NODES: dict[NodeKind, Dialect] = per_label("COUNT_{LABEL}S", "MATCH (n:{label}) RETURN count(n) AS n")
 _COUNT_EDGES = "MATCH (:User)-[r:INTERACTED]->(:Item) RETURN count(r) AS n"
 COUNT_EDGES = statement("COUNT_EDGES", ladybug=_COUNT_EDGES, neo4j=_COUNT_EDGES)
 
