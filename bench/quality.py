@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
 
-from core.domain import NodeId
+from core.domain import EdgeSnapshot, NodeId
 from core.settings import Settings
 from models.evaluation import evaluate, evaluate_scorer
 from models.inductive.train import InductiveTrainConfig
@@ -104,13 +104,18 @@ def gfcf_scorer(train: sp.csr_matrix, ideal_rank: int = 256, alpha: float = 0.3)
     return scorer
 
 
+def _numbered_snapshot(train: sp.csr_matrix) -> EdgeSnapshot:
+    """The training matrix as an edge snapshot whose ids are the row and column numbers."""
+    return snapshot_from_matrix(train, [NodeId(str(u)) for u in range(train.shape[0])],
+                                [NodeId(str(i)) for i in range(train.shape[1])])
+
+
 def lightgcn_scorer(train: sp.csr_matrix, epochs: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """LightGCN (3 layers, d=64, BPR) trained for ``epochs`` by :func:`models.lightgcn.train.train_lightgcn`."""
     from models.lightgcn.propagation import propagate_full
     from models.lightgcn.train import train_lightgcn
 
-    snapshot = snapshot_from_matrix(train, [NodeId(str(u)) for u in range(train.shape[0])],
-                                    [NodeId(str(i)) for i in range(train.shape[1])])
+    snapshot = _numbered_snapshot(train)
     layers = 3
     checkpoint = train_lightgcn(snapshot, dim=64, layers=layers, epochs=epochs, device="cpu")
     users_emb, items_emb = propagate_full(snapshot, checkpoint.user_base, checkpoint.item_base, layers, "cpu")
@@ -123,8 +128,7 @@ def inductive_scorer(train: sp.csr_matrix, config: InductiveTrainConfig) -> Call
     from models.inductive.refresh import InductiveRefresh
     from models.inductive.train import train_inductive
 
-    snapshot = snapshot_from_matrix(train, [NodeId(str(u)) for u in range(train.shape[0])],
-                                    [NodeId(str(i)) for i in range(train.shape[1])])
+    snapshot = _numbered_snapshot(train)
     checkpoint = train_inductive(snapshot, config, device="cpu")
     users, items = InductiveRefresh(checkpoint, device="cpu").full(snapshot).rows
     user_emb, item_emb = torch.from_numpy(users.vectors), torch.from_numpy(items.vectors)

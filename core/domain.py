@@ -228,7 +228,7 @@ class EdgeDecay:
         """The factor taking weights in this reference's units to ``other``'s (same half-life)."""
         if self.ref_ms == 0 or other.ref_ms == 0:
             return 1.0  # no reference yet: weights are taken as of the first one
-        return float(2.0 ** ((self.ref_ms - other.ref_ms) / self.half_life_ms))
+        return other.factor(self.ref_ms)
 
     def moved_to(self, latest_ms: int) -> EdgeDecay:
         """This reference, or ``latest_ms`` when there is none yet or weights at ``latest_ms`` would be

@@ -107,9 +107,8 @@ class CypherGraphStore(GraphStore):
                 # Plain weights may start decaying; decayed ones cannot be converted.
                 if stored and int(tx.run(cypher.COUNT_EDGES)[0][0]):
                     raise DecayMismatchError(
-                        f"the store's edge weights decay with a half-life of {stored / 3_600_000:g} h, not "
-                        f"{half_life_ms / 3_600_000:g} h (IG_EDGE_HALF_LIFE): keep it, or replay the events "
-                        "into a new store")
+                        f"the store's edge weights decay with a half-life of {_hours(stored)}, not "
+                        f"{_hours(half_life_ms)} (IG_EDGE_HALF_LIFE): keep it, or replay the events into a new store")
                 ref_ms = 0
                 tx.run(cypher.WRITE_DECAY, key=self.meta_key, half_life_ms=half_life_ms, ref_ms=0)
             return EdgeDecay(half_life_ms, ref_ms) if half_life_ms else None
@@ -121,8 +120,8 @@ class CypherGraphStore(GraphStore):
         """The batch's edge rows in the store's reference units, after a rebase if the batch moved it."""
         rows = tx.run(cypher.READ_DECAY, key=self.meta_key)
         if not rows or float(rows[0][0]) != decay.half_life_ms:
-            found = f"{float(rows[0][0]) / 3_600_000:g} h" if rows else "none declared"
-            raise DecayMismatchError(f"batch weights decay with a half-life of {decay.half_life_ms / 3_600_000:g} h, "
+            found = _hours(float(rows[0][0])) if rows else "none declared"
+            raise DecayMismatchError(f"batch weights decay with a half-life of {_hours(decay.half_life_ms)}, "
                                      f"the store's: {found} (call edge_decay first)")
         stored = EdgeDecay(decay.half_life_ms, int(rows[0][1]))
         if decay.ref_ms > stored.ref_ms:
@@ -340,6 +339,11 @@ class CypherGraphStore(GraphStore):
     def refresh_state(self) -> RefreshState:
         _, version, cursor, written_ms = self._read(self._meta)
         return RefreshState(version=int(version), cursor=int(cursor), written_ms=int(written_ms))
+
+
+def _hours(ms: float) -> str:
+    """A half-life as error messages name it (``IG_EDGE_HALF_LIFE`` is in hours)."""
+    return f"{ms / 3_600_000:g} h"
 
 
 def _stored_edge(row: Sequence[Any]) -> StoredEdge:

@@ -9,7 +9,7 @@ publish their splits in; ids are row/column indices, so a matrix row ``u`` is th
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,11 @@ def _parse_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if (user_arr < 0).any() or (item_arr < 0).any():
         raise InteractionFormatError(f"{path}: negative ids are not allowed")
     return user_arr, item_arr
+
+
+def positions_of(index: dict[NodeId, int], ids: Sequence[NodeId]) -> np.ndarray:
+    """Positions of ``ids`` in ``index`` (``-1`` where absent) as ``int64``: a model's rows of a subgraph's nodes."""
+    return np.fromiter((index.get(node, -1) for node in ids), dtype=np.int64, count=len(ids))
 
 
 def binary_csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:

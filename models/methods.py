@@ -26,7 +26,7 @@ from models.lightgcn.base_embeddings import BaseTable
 from models.lightgcn.checkpoint import LightGCNCheckpoint
 from models.lightgcn.refresh import LightGCNRefresh
 from models.lightgcn.train import TrainConfig, train_lightgcn
-from models.model_dir import CheckpointError, manifest_method, read_manifest
+from models.model_dir import METHODS, CheckpointError, manifest_method, read_manifest
 from models.protocol import RefreshMethod
 from models.spectral.checkpoint import SpectralCheckpoint, fit_spectral
 from models.spectral.refresh import SpectralRefresh
@@ -34,8 +34,9 @@ from models.spectral.refresh import SpectralRefresh
 #: A checkpoint of any method.
 Checkpoint = LightGCNCheckpoint | SpectralCheckpoint | InductiveCheckpoint
 
-#: Every method a fit can use, by its ``IG_MODEL_METHOD`` name.
-METHODS = ("spectral", "lightgcn", *CONVS)
+#: Every method a fit can use is one a model dir can hold: ``METHODS`` (imported from there).
+__all__ = ["METHODS", "TRAINED_METHODS", "Checkpoint", "fit", "fit_and_save", "load_checkpoint", "refresh_method",
+           "train_from_store"]
 #: The methods trained by gradient descent (``--epochs`` applies).
 TRAINED_METHODS = ("lightgcn", *CONVS)
 

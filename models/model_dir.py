@@ -32,7 +32,7 @@ from core.errors import InterestGraphError
 
 MANIFEST = "checkpoint.json"
 #: Methods a model dir can hold, each with the prefix of its array files.
-METHODS = ("lightgcn", "spectral", "sage", "gat")
+METHODS = ("spectral", "lightgcn", "sage", "gat")
 #: Array files kept besides the current one, so a reader that just read the old manifest can finish.
 KEEP_PREVIOUS = 1
 #: How error messages name each method.

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph
+from core.domain import EdgeSnapshot, EmbeddingRows, NodeKind, NodeRef, Subgraph
 from models.inductive.checkpoint import InductiveCheckpoint
+from models.interactions import positions_of
 from models.lightgcn.model import distinct_edges
 from models.lightgcn.propagation import snapshot_as_subgraph
 from models.lightgcn.refresh import rows_within
@@ -56,7 +57,7 @@ class InductiveRefresh:
         num_users, num_items = len(sub.user_ids), len(sub.item_ids)
         edge_user, edge_item = distinct_edges(sub.edge_user, sub.edge_item, num_items)
         edges = self.model.edges(edge_user, edge_item, num_users, num_items, self.device)
-        rows = torch.as_tensor(_lookup(self._item_row, sub.item_ids), device=self.device)
+        rows = torch.as_tensor(positions_of(self._item_row, sub.item_ids), device=self.device)
         with torch.no_grad():
             users, items = self.model(edges, self.model.item_inputs(rows))
         return users.cpu().numpy(), items.cpu().numpy()
@@ -80,8 +81,3 @@ class InductiveRefresh:
         rows = [rows_within(NodeKind.USER, sub.user_ids, user_out, sub.user_hops, self.layers),
                 rows_within(NodeKind.ITEM, sub.item_ids, item_out, sub.item_hops, self.layers)]
         return RoundOutput(rows, [], sub)
-
-
-def _lookup(index: dict[NodeId, int], ids: Sequence[NodeId]) -> np.ndarray:
-    """Positions of ``ids`` in ``index`` (``-1`` where absent) as ``int64``."""
-    return np.fromiter((index.get(node, -1) for node in ids), dtype=np.int64, count=len(ids))

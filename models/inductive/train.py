@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from core.domain import EdgeSnapshot
 from models.inductive.checkpoint import InductiveCheckpoint
 from models.inductive.model import BipartiteEdges, BipartiteGNN
+from models.interactions import binary_csr
 from models.lightgcn.model import distinct_edges
 from models.lightgcn.train import NegativeSampler
 from models.runtime import resolve_device
@@ -134,8 +134,7 @@ def spectral_item_rows(user: np.ndarray, item: np.ndarray, num_users: int, num_i
                        device: torch.device) -> np.ndarray:
     """``[I, dim]`` SpectralCF item vectors of the binary graph (rank ``dim``, zero-padded if the graph
     is smaller), scaled to the random init's spread (std 0.1): a compact start from the spectral model."""
-    matrix = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)), shape=(num_users, num_items))
-    _, vectors = SpectralCF(rank=dim, device=device).fit(matrix)
+    _, vectors = SpectralCF(rank=dim, device=device).fit(binary_csr(user, item, (num_users, num_items)))
     rows = np.zeros((num_items, dim), np.float32)
     rows[:, : vectors.shape[1]] = vectors
     return rows * np.float32(0.1 / max(float(rows.std()), 1e-12))

@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.domain import EdgeSnapshot, EmbeddingRows, NodeId, NodeKind, NodeRef, Subgraph, UserFoldIn
+from models.interactions import positions_of
 from models.protocol import RoundOutput
 from models.spectral.checkpoint import SpectralCheckpoint, interaction_matrix
 
@@ -45,11 +46,11 @@ class SpectralEmbedder:
 
     def fitted_items(self, ids: Sequence[NodeId]) -> np.ndarray:
         """``bool [len(ids)]``: which items the checkpoint was fitted on (their vectors never change)."""
-        return _lookup(self._item_col, ids) >= 0
+        return positions_of(self._item_col, ids) >= 0
 
     def users(self, sub: Subgraph, select: np.ndarray) -> np.ndarray:
         """``[n, d]`` vectors of the users ``select`` (local indices) from their edges in ``sub``."""
-        fitted = _lookup(self._item_col, sub.item_ids)
+        fitted = positions_of(self._item_col, sub.item_ids)
         rows = self._edge_rows(sub.edge_user, sub.edge_item, sub.edge_weight, select, fitted,
                                len(self.checkpoint.item_ids))
         return self.model.user_embedding(rows)
@@ -57,13 +58,13 @@ class SpectralEmbedder:
     def items(self, sub: Subgraph, select: np.ndarray) -> np.ndarray:
         """``[n, d]`` vectors of the items ``select``: fitted rows, or the fold-in of their users."""
         select = np.asarray(select, dtype=np.int64)
-        own = _lookup(self._item_col, [sub.item_ids[k] for k in select])
+        own = positions_of(self._item_col, [sub.item_ids[k] for k in select])
         out = np.zeros((len(select), self.model.dim), dtype=np.float32)
         known = own >= 0
         assert self.model.item_emb is not None  # a checkpoint's model is fitted
         out[known] = self.model.item_emb[own[known]]
         if not known.all():
-            fitted = _lookup(self._user_col, sub.user_ids)
+            fitted = positions_of(self._user_col, sub.user_ids)
             columns = self._edge_rows(sub.edge_item, sub.edge_user, sub.edge_weight, select[~known], fitted,
                                       len(self.checkpoint.user_ids))
             out[~known] = self.model.item_embedding(columns)
@@ -150,8 +151,3 @@ def snapshot_with_weights(snapshot: EdgeSnapshot) -> Subgraph:
                     user_degree=np.bincount(edge_user, minlength=num_users),
                     item_degree=np.bincount(edge_item, minlength=num_items),
                     user_hops=np.zeros(num_users, dtype=np.int64), item_hops=np.zeros(num_items, dtype=np.int64))
-
-
-def _lookup(index: dict[NodeId, int], ids: Sequence[NodeId]) -> np.ndarray:
-    """Positions of ``ids`` in ``index`` (``-1`` where absent) as ``int64``."""
-    return np.fromiter((index.get(node, -1) for node in ids), dtype=np.int64, count=len(ids))

@@ -9,10 +9,11 @@ import torch
 
 from core.domain import EdgeSnapshot, NodeId
 from models.inductive.checkpoint import InductiveCheckpoint
-from models.inductive.model import BipartiteEdges, BipartiteGNN
+from models.inductive.model import CONVS, BipartiteEdges, BipartiteGNN
 from models.inductive.refresh import InductiveRefresh
 from models.inductive.train import InductiveTrainConfig, spectral_item_rows, train_inductive
 from models.lightgcn.model import distinct_edges
+from models.methods import METHODS, TRAINED_METHODS
 from tests.models.test_refresh import CLUSTER_EDGES
 
 
@@ -96,3 +97,7 @@ def test_spectral_init_starts_from_spectralcf_item_vectors_at_the_random_spread(
     assert checkpoint.meta["init"] == "spectral"
     with pytest.raises(ValueError, match="init"):
         InductiveTrainConfig(init="warm")
+
+
+def test_every_conv_is_a_method_a_model_dir_holds() -> None:
+    assert set(CONVS) <= set(METHODS) and set(CONVS) <= set(TRAINED_METHODS)
