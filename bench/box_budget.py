@@ -180,8 +180,8 @@ def print_budget(kafka: list[dict[str, Any]], store: list[dict[str, Any]], servi
         c = k["cores"]
         total = c["broker"] + c["producer"] + c["noop faust"] + s["plan_cores"] + s["apply_cores"] + serve
         rows.append([f"{k['offered']:,.0f} (of {k['rate']:,.0f})", f"{c['broker']:.2f}", f"{c['producer']:.2f}",
-                     f"{c['noop faust']:.2f} ({100 * k['noop_kept_up']:.0f} %)", f"{s['plan_cores']:.2f}",
-                     f"{s['apply_cores']:.2f}",
+                     f"{c['noop faust']:.2f} ({100 * k['noop_kept_up']:.0f} %)", f"{s['plan_cores']:.3f}",
+                     f"{s['apply_cores']:.3f}",
                      f"{serving['up']:.2f} + {serving['generator']:.2f}" if serving else "-",
                      f"{total:.2f}", f"{have}", f"{have - total:.2f}", f"{k['box']:.2f}"])
     print(table(headers, rows))
