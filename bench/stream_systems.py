@@ -96,13 +96,20 @@ class System:
 
     def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
         """Rank of each target in the user's served top-k (``None`` = not in the list)."""
+        order = self.top(user, seen, k)
+        if order is None:
+            self.score.no_user += len(targets)
+            return [None] * len(targets)
+        return ranked(order, targets)
+
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
+        """The user's top-``k`` items, unseen ones only; ``None`` when the system has no list for them."""
         snap: IndexSnapshot = self.index.snapshot()
         row = snap.users.row(NodeId(user))
         if row is None or not len(snap.items):
-            self.score.no_user += len(targets)
-            return [None] * len(targets)
+            return None
         found = search(snap, ItemQuery(snap.users.vectors[row], k, _rows(snap, seen)), use_ann=False)
-        return ranked([snap.items.ids[r] for r in found.rows.tolist()], targets)
+        return [snap.items.ids[r] for r in found.rows.tolist()]
 
 
 def _rows(snap: IndexSnapshot, items: set[str]) -> np.ndarray:
@@ -116,11 +123,11 @@ class Popularity(System):
         super().__init__("popularity (live counts)", index)
         self.counts: dict[str, int] = defaultdict(int)
 
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
         scores = np.fromiter((self.counts[i] for i in snap.items.ids), dtype=np.float64, count=len(snap.items.ids))
         scores[_rows(snap, seen)] = -np.inf
-        return ranked([snap.items.ids[r] for r in top_of(scores, k).tolist()], targets)
+        return [snap.items.ids[r] for r in top_of(scores, k).tolist()]
 
 
 class Trending(System):
@@ -131,10 +138,10 @@ class Trending(System):
         super().__init__(f"trending (half-life {hours:g} h)" if hours else "trending (all-time weight)", index)
         self.trending = trending
 
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
         found = trending_search(snap, self.trending, k, _rows(snap, seen))
-        return ranked([snap.items.ids[r] for r in found.rows.tolist()], targets)
+        return [snap.items.ids[r] for r in found.rows.tolist()]
 
 
 class Served(System):
@@ -145,19 +152,19 @@ class Served(System):
         self.trending, self.policy = trending, BlendPolicy(prior)
         self.sources: dict[str, int] = defaultdict(int)
 
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
         exclude = _rows(snap, seen)
         row = snap.users.row(NodeId(user))
         source = self.policy.source(row is not None, len(seen))
-        self.sources[source] += len(targets)
+        self.sources[source] += 1
         if row is None or source == TRENDING:
             found = trending_search(snap, self.trending, k, exclude)
         else:
             query = ItemQuery(snap.users.vectors[row], k, exclude)
             found = (search(snap, query, use_ann=False) if source == PERSONAL else
                      blended_search(snap, self.trending, query, self.policy.personal_weight(len(seen)), use_ann=False))
-        return ranked([snap.items.ids[r] for r in found.rows.tolist()], targets)
+        return [snap.items.ids[r] for r in found.rows.tolist()]
 
 
 class LiveGraph:
@@ -229,12 +236,11 @@ class RandomWalk(System):
         self.stop_items, self.stop_visits, self.walkers = stop_items, stop_visits, walkers
         self.rng = np.random.default_rng(seed)
 
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         graph = self.graph
         query = np.asarray([graph.item_index[i] for i in graph.recent.get(user, [])[-self.queries:]], np.int64)
         if not query.size:
-            self.score.no_user += len(targets)
-            return [None] * len(targets)
+            return None
         n_items = len(graph.item_ids)
         home = np.arange(self.walkers) % query.size  # each walker's query item (an even split of the budget)
         at = query[home]
@@ -253,7 +259,7 @@ class RandomWalk(System):
                 break
         boosted = np.sqrt(visits.reshape(query.size, n_items)).sum(axis=0) ** 2
         boosted[[graph.item_index[i] for i in seen if i in graph.item_index]] = 0.0
-        return ranked([graph.item_ids[j] for j in top_of(boosted, k).tolist()], targets)
+        return [graph.item_ids[j] for j in top_of(boosted, k).tolist()]
 
 
 class CoOccurrence(System):
@@ -263,15 +269,14 @@ class CoOccurrence(System):
         super().__init__(f"item co-occurrence kNN (last {last} items)", EmbeddingIndex())
         self.graph, self.last = graph, last
 
-    def ranks(self, user: str, targets: list[str], seen: set[str], k: int) -> list[int | None]:
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         graph = self.graph
         query = [graph.item_index[i] for i in graph.recent.get(user, [])[-self.last:]]
         if not query:
-            self.score.no_user += len(targets)
-            return [None] * len(targets)
+            return None
         binary, degree = graph.binary_by_item, graph.item_degree
         weights = 1.0 / np.sqrt(np.maximum(degree[query], 1.0))
         users = np.asarray(binary[query].T @ weights).ravel()  # how much each user shares with the query
         scores = np.asarray(binary @ users).ravel() / np.sqrt(np.maximum(degree, 1.0))
         scores[[graph.item_index[i] for i in seen if i in graph.item_index]] = 0.0
-        return ranked([graph.item_ids[j] for j in top_of(scores, k).tolist()], targets)
+        return [graph.item_ids[j] for j in top_of(scores, k).tolist()]

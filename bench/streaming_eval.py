@@ -69,6 +69,7 @@ from core.domain import (
     NodeRef,
     SourcePosition,
     TopicPartition,
+    UserFoldIn,
 )
 from core.settings import Settings
 from graph_store.ladybug import LadybugStore
@@ -77,6 +78,7 @@ from models.methods import train_from_store
 from models.refresh import RefreshWorker
 from models.spectral.checkpoint import fit_spectral
 from models.spectral.refresh import SpectralRefresh
+from serving.blending import BlendPolicy
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
 from serving.trending import TrendingItems
@@ -85,6 +87,7 @@ from streams.config import EventContract
 from streams.datasets import ClusteredInterests, KeyedEvent, movielens_ratings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_hybrids import RankFusion, RecentFoldIn
 from stream_systems import (
     SEGMENTS,
     CoOccurrence,
@@ -196,8 +199,11 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
     graph = LiveGraph()
     graph.add(history_edges)
     served = [Served(live.index, trending, p) for p in dict.fromkeys(_floats(args.blend_priors))]
-    systems: list[System] = [live, stale, retrain, both, popularity, *trends, RandomWalk(graph), CoOccurrence(graph),
-                             *served]
+    walk, cooc = RandomWalk(graph), CoOccurrence(graph)
+    systems: list[System] = [live, stale, retrain, both, popularity, *trends, walk, cooc, *served]
+    if args.hybrids and args.method == "spectral":
+        systems += hybrids(args, live.index, graph, SpectralRefresh(checkpoint).fold_in(0), trending,
+                           [served[0], walk, cooc])
     seen: dict[str, set[str]] = defaultdict(set)
     for user, item, _ in history:
         seen[user].add(item)
@@ -246,10 +252,29 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
     print(f"  streamed {done:,} events in {time.perf_counter() - started:.1f} s ({retrains} retrains, "
           f"{worker.stats.rounds} refresh rounds)", flush=True)
     for system in served:
-        print(f"  {system.name}: lists by source {dict(system.sources)} (events)")
+        print(f"  {system.name}: lists by source {dict(system.sources)} (requests)")
     store.close()
     tmp.cleanup()
     return systems
+
+
+def hybrids(args: argparse.Namespace, index: EmbeddingIndex, graph: LiveGraph, fold_in: UserFoldIn,
+            trending: TrendingItems, baselines: list[System]) -> list[System]:
+    """The ``--hybrids`` rows (:mod:`stream_hybrids`): recency fold-ins, and rank fusions of them with
+    trending (weighted toward it for new users, as the served blend), co-occurrence and the walk."""
+    served, walk, cooc = baselines
+    recency = [RecentFoldIn(index, graph, fold_in, h) for h in dict.fromkeys(_floats(args.recency_half_lives))]
+    trend = Trending(index, trending)
+    policy = BlendPolicy(Settings().blend_prior_interactions)
+    new_users = lambda n: 1.0 - policy.personal_weight(n)  # noqa: E731 -- a weight, named for the row
+    fused: list[System] = [RankFusion("fusion: served + co-occurrence + walk", [served, cooc, walk], [1, 1, 1])]
+    for r in recency:
+        h = f"{r.half_items:g}"
+        fused += [RankFusion(f"fusion: recency {h} + trending", [r, trend], [1, 1]),
+                  RankFusion(f"fusion: recency {h} + trending (new users)", [r, trend], [1, new_users]),
+                  RankFusion(f"fusion: recency {h} + co-occurrence/2 + trending (new users)", [r, cooc, trend],
+                             [1, 0.5, new_users])]
+    return [*recency, *fused]
 
 
 def print_table(systems: list[System], k: int) -> None:
@@ -285,6 +310,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="more trending rows at these half-lives, hours; 0 = all-time (default: %(default)s)")
     parser.add_argument("--blend-priors", default=f"0,{defaults.blend_prior_interactions:g},10,30",
                         help="n0 values of the served rows, comma-separated (default: %(default)s)")
+    parser.add_argument("--hybrids", action="store_true",
+                        help="also score bench/stream_hybrids.py's candidates (SpectralCF only)")
+    parser.add_argument("--recency-half-lives", default="3,8",
+                        help="--hybrids: recency fold-in half-lives, in the user's items (default: %(default)s)")
     parser.add_argument("--edge-half-life", type=float, default=defaults.edge_half_life_h,
                         help="edge half-life of the store, hours of event time; 0 = no decay "
                              "(default: IG_EDGE_HALF_LIFE's, %(default)s)")
