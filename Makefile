@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 IG := $(VENV)/bin/interest-graph
 CYPHER_LINT := tests/graph_store/cypher_lint
 
-.PHONY: venv demo test test-fast lint typecheck proto clean promtool
+.PHONY: venv demo test test-fast lint typecheck proto clean promtool h2load
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ promtool:
 	    $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends prometheus; \
 	  else echo "apt-get unavailable: Prometheus tests will be skipped"; fi; }
 
-test: venv $(CYPHER_LINT)/node_modules/.installed promtool
+# Debian's nghttp2-client gives h2load, the C load generator bench/serve_latency.py measures gRPC with.
+h2load:
+	@command -v h2load >/dev/null || { \
+	  if command -v apt-get >/dev/null; then \
+	    $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends nghttp2-client; \
+	  else echo "apt-get unavailable: the benchmark's h2load rows will be skipped"; fi; }
+
+test: venv $(CYPHER_LINT)/node_modules/.installed promtool h2load
 	$(PY) -m ruff check .
 	$(PY) -m mypy core interest_graph streams graph_store models serving
 	$(VENV)/bin/lint-imports

@@ -1,22 +1,31 @@
-"""Serving latency: a grpc.aio load generator against the real gRPC server, exact vs HNSW.
+"""Serving latency: the real gRPC server against a load generator, exact vs HNSW, beside its ceiling.
 
-For each catalog size the server runs in its own process (so the load generator does not share
-its GIL) over a real LadybugStore in a temporary folder that holds a small interaction graph
-(seen items, Explain and RecommendFriends read it). Item embeddings are clustered synthetic
-vectors of width ``--dim``: up to ``--store-max`` items they are written through the store and
+For each catalog size and width (``--dims``, by default the served model's, ``IG_SPECTRAL_RANK``,
+and 64) the server runs in its own process (so the load generator does not share its GIL) over a
+real LadybugStore in a temporary folder that holds a small interaction graph (seen items, Explain
+and RecommendFriends read it). Embeddings are clustered synthetic vectors, or with ``--vectors
+DATASET_DIR`` SpectralCF vectors fitted on that dataset and tiled to the catalog size
+(``bench/serve_vectors.py``): up to ``--store-max`` items they are written through the store and
 loaded by the server's IndexLoader as in production; larger catalogs are applied directly to the
 server's index (writing a million rows through LadybugDB takes longer than the benchmark itself),
-which the output says. Each (size, index) pair runs every method (or those of ``--methods``) for
-``--seconds`` with ``--concurrency`` callers in flight, split over ``--client-procs`` load-generator
-processes so that one Python client is not the bottleneck, and prints p50/p99 latency, QPS and the
-CPU seconds per second that the server and the load generator used (they share this machine's
-cores), plus the HNSW recall@10 against exact search.
+which the output says. Each (size, width, index) runs every method (or those of ``--methods``) for
+``--seconds`` with ``--concurrency`` calls in flight, and prints p50/p99 latency, QPS and the CPU
+seconds per second that the server and the load generator used (they share this machine's cores),
+plus the HNSW recall@10 against exact search at the server's efSearch.
+
+Load generators (``--generators``): ``python``, grpc.aio callers split over ``--client-procs``
+processes, each call a random user; ``h2load``, the C generator (``bench/h2load_driver.py``; the
+same request every call), for Recommend and SimilarItems. ``--ceiling`` (on by default) also starts
+the same server with a Recommend handler that answers an empty reply at once (same interceptors,
+thread pool, health and reflection) and measures it with the same generators: the framework's own
+ceiling, in the same run.
 
 ``--server-procs 1 2`` also runs each configuration with two serving processes sharing one port
 (``SO_REUSEPORT``), each with its own store copy and index; callers then open a connection each,
 since the kernel spreads connections, not calls, over the processes.
 
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python bench/serve_latency.py --sizes 100000 1000000
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python bench/serve_latency.py --sizes 100000 1000000 \
+        --vectors ../shared/datasets/gowalla --methods Recommend
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,16 +45,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import h2load_driver
+from serve_vectors import catalog
 
 METHODS = ("Recommend", "Recommend+seen", "SimilarItems", "RecommendFriends", "Explain")
-
-
-def synthetic(n: int, dim: int, seed: int, centers: int = 512) -> np.ndarray:
-    """Clustered embeddings (trained embeddings cluster; uniform noise would have no structure)."""
-    rng = np.random.default_rng(seed)
-    middle = rng.standard_normal((centers, dim)).astype(np.float32) * (3 / np.sqrt(dim))
-    picked = middle[rng.integers(0, centers, n)]
-    return (picked + 0.35 * rng.standard_normal((n, dim))).astype(np.float32)
+#: Methods h2load runs (one fixed request; the graph methods' cost depends on the user too much).
+H2LOAD_METHODS = ("Recommend", "SimilarItems")
 
 
 # --- the server process ---------------------------------------------------------------------------
@@ -62,12 +69,18 @@ def serve(args: argparse.Namespace) -> None:
     )
     from core.settings import Settings
     from graph_store.ladybug import LadybugStore
+    from proto import recommender_pb2 as pb
     from serving.config import ServingConfig
     from serving.index import EmbeddingIndex
     from serving.server import start_serving
+    from serving.servicer import RecommenderServicer
 
-    items = synthetic(args.size, args.dim, seed=1)
-    users = synthetic(args.users, args.dim, seed=1)[::-1].copy()
+    if args.empty:
+        # The ceiling: the same server with a Recommend that does nothing (set before the servicer is
+        # registered, which binds its methods).
+        RecommenderServicer.Recommend = lambda self, request, context: pb.RecommendReply()  # type: ignore[method-assign]
+    items = np.load(args.items_file, mmap_mode="r")[: args.size]
+    users = np.asarray(np.load(args.users_file)[: args.users])
     item_ids = [NodeId(f"i{n}") for n in range(args.size)]
     user_ids = [NodeId(f"u{n}") for n in range(args.users)]
     store = LadybugStore(os.path.join(args.workdir, "graph.lbdb"))
@@ -191,14 +204,39 @@ def measure(port: int, server_pids: list[int], method: str, args: argparse.Names
             "server_cpu": server_cpu / wall}
 
 
-def recall_at_10(size: int, args: argparse.Namespace) -> float:
+def measure_h2load(port: int, server_pids: list[int], method: str, args: argparse.Namespace) -> dict[str, float]:
+    """``method`` under h2load, ``args.concurrency`` streams on one connection (one per serving process),
+    after one call through grpc checks that the request is answered OK (h2load sees HTTP statuses only)."""
+    import grpc
+
+    from proto import recommender_pb2_grpc
+
+    request = request_for(method, np.random.default_rng(0), args)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        getattr(recommender_pb2_grpc.RecommenderStub(channel), method.split("+")[0])(request, timeout=30)
+    path = f"/interestgraph.v1.Recommender/{method.split('+')[0]}"
+    server_cpu, client_cpu = sum(map(process_cpu_s, server_pids)), children_cpu_s()
+    began = time.perf_counter()
+    result = h2load_driver.run(port, path, request.SerializeToString(), args.seconds,
+                               streams=max(1, args.concurrency // args.serving_procs), connections=args.serving_procs)
+    wall = time.perf_counter() - began  # includes h2load's warm-up: CPU per second is a little low
+    return result | {"server_cpu": (sum(map(process_cpu_s, server_pids)) - server_cpu) / wall,
+                     "client_cpu": (children_cpu_s() - client_cpu) / wall}
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def recall_at_10(items_file: str, users_file: str, size: int, ef_search: int, queries: int = 200) -> float:
     from serving.ann import HnswIndex
 
-    items = synthetic(size, args.dim, seed=1)
-    queries = synthetic(args.users, args.dim, seed=1)[::-1][:200]
-    graph = HnswIndex.build(items, version=1, ef_search=128)
-    found = graph.search(queries, 10)
-    exact = np.argpartition(-(queries @ items.T), 10, axis=1)[:, :10]
+    items = np.ascontiguousarray(np.load(items_file, mmap_mode="r")[:size])
+    asked = np.ascontiguousarray(np.load(users_file)[:queries])
+    graph = HnswIndex.build(items, version=1, ef_search=ef_search)
+    found = graph.search(asked, 10)
+    exact = np.argpartition(-(asked @ items.T), 10, axis=1)[:, :10]
     return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist(), strict=True)]))
 
 
@@ -210,7 +248,7 @@ def resident_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
+def run_servers(size: int, index: str, procs: int, empty: bool, args: argparse.Namespace,
                 workdir: str) -> tuple[list[subprocess.Popen], dict]:
     """``procs`` serving processes on one port, each over its own store in ``workdir``; waits until all are ready."""
     processes: list[subprocess.Popen] = []
@@ -219,9 +257,9 @@ def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
         own = os.path.join(workdir, f"server{n}")
         os.mkdir(own)
         command = [sys.executable, __file__, "--serve", "--size", str(size), "--index", index, "--workdir", own,
-                   "--users", str(args.users), "--edges", str(args.edges), "--dim", str(args.dim),
-                   "--store-max", str(args.store_max), "--port", str(port), "--codec", args.codec] + \
-            (["--share-port"] if procs > 1 else [])
+                   "--users", str(args.users), "--edges", str(args.edges), "--items-file", args.items_file,
+                   "--users-file", args.users_file, "--store-max", str(args.store_max), "--port", str(port),
+                   "--codec", args.codec] + (["--share-port"] if procs > 1 else []) + (["--empty"] if empty else [])
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         port = json.loads(process.stdout.readline())["port"]  # the next ones bind the same port
@@ -235,21 +273,28 @@ def run_servers(size: int, index: str, procs: int, args: argparse.Namespace,
                        "rss_mb": sum(resident_mb(p.pid) for p in processes)}
 
 
-def run_configuration(size: int, index: str, procs: int, args: argparse.Namespace) -> list[tuple]:
-    """Every method of ``args.methods`` against ``procs`` fresh serving processes."""
+def run_configuration(size: int, index: str, procs: int, args: argparse.Namespace, empty: bool = False) -> list[tuple]:
+    """Every method of ``args.methods`` with every generator against ``procs`` fresh serving processes
+    (``empty``: the ceiling server, Recommend only)."""
     rows = []
+    label = "empty Recommend handler" if empty else f"{index}, {args.codec}"
+    methods = ["Recommend"] if empty else args.methods
     with tempfile.TemporaryDirectory(prefix="ig-bench-") as workdir:
-        processes, info = run_servers(size, index, procs, args, workdir)
+        processes, info = run_servers(size, index, procs, empty, args, workdir)
         loaded = "through LadybugStore" if info["through_store"] else "directly into the index (store bypassed)"
-        print(f"# {size} items, {index}, {args.codec} item vectors, {procs} serving process(es): embeddings "
-              f"loaded {loaded}; ready in {info['ready_s']} s, resident {info['rss_mb']:,.0f} MB", flush=True)
+        print(f"# {size:,} items x {args.dim}, {label}, {procs} serving process(es): embeddings loaded {loaded}; "
+              f"ready in {info['ready_s']} s, resident {info['rss_mb']:,.0f} MB", flush=True)
         args.size, args.serving_procs = size, procs  # what the load-generator processes need to know
-        for method in args.methods:
-            result = measure(info["port"], info["pids"], method, args)
-            rows.append((size, f"{index}, {args.codec}", procs, method, result | {"rss_mb": info["rss_mb"]}))
-            print(f"  {method:18s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
-                  f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
-                  f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
+        for method in methods:
+            for generator in args.generators:
+                if generator == "h2load" and method not in H2LOAD_METHODS:
+                    continue
+                run = measure_h2load if generator == "h2load" else measure
+                result = run(info["port"], info["pids"], method, args)
+                rows.append((size, args.dim, label, procs, method, generator, result | {"rss_mb": info["rss_mb"]}))
+                print(f"  {method:18s} {generator:7s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
+                      f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
+                      f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
         for process in processes:
             assert process.stdin is not None
             process.stdin.close()
@@ -258,48 +303,88 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
     return rows
 
 
-def main() -> None:
+def print_tables(rows: list[tuple], ceilings: dict[tuple, float]) -> None:
+    print("\n| items | width | index, item vectors | serving processes | method | generator | p50 / p99 ms | QPS | "
+          "of the empty handler's QPS | CPU/s server | CPU/s generator | server resident MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for size, dim, label, procs, method, generator, r in rows:
+        ceiling = ceilings.get((size, dim, procs, generator))
+        share = f"{r['qps'] / ceiling:.0%}" if ceiling and method == "Recommend" else ""
+        print(f"| {size:,} | {dim} | {label} | {procs} | {method} | {generator} | {r['p50']:.2f} / {r['p99']:.2f} | "
+              f"{r['qps']:,.0f} | {share} | {r['server_cpu']:.2f} | {r['client_cpu']:.2f} | {r['rss_mb']:,.0f} |")
+
+
+def parse_args() -> argparse.Namespace:
+    from core.settings import Settings
+
+    defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--indexes", nargs="+", default=["exact", "hnsw"])
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--dims", type=int, nargs="+", default=[defaults.spectral_rank, 64],
+                        help="item/user vector widths (default: IG_SPECTRAL_RANK's and 64)")
+    parser.add_argument("--vectors", default="synthetic",
+                        help="'synthetic', or a dataset folder (train.txt) to fit and tile (default: %(default)s)")
     parser.add_argument("--codecs", nargs="+", default=["int8"], choices=["f32", "int8"],
                         help="how the server holds item vectors (IG_ITEM_CODEC); int8 is the default")
-    parser.add_argument("--codec", default="int8", help=argparse.SUPPRESS)
+    parser.add_argument("--generators", nargs="+", default=["h2load", "python"], choices=["h2load", "python"],
+                        help="load generators, each run against every configuration (h2load if installed)")
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip the empty-handler server")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--edges", type=int, default=50_000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight, over all client processes")
-    parser.add_argument("--client-procs", type=int, default=1, help="load-generator processes")
+    parser.add_argument("--client-procs", type=int, default=2, help="Python load-generator processes")
     parser.add_argument("--server-procs", type=int, nargs="+", default=[1],
                         help="serving processes sharing the port; each value is one more configuration")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--store-max", type=int, default=100_000, help="larger catalogs bypass the store")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ef-search", type=int, default=defaults.ann_ef_search, help=argparse.SUPPRESS)
+    for hidden in ("--codec", "--index", "--workdir", "--items-file", "--users-file"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--index", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--dim", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--share-port", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--serve", "--share-port", "--empty"):
+        parser.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if "h2load" in args.generators and not h2load_driver.available():
+        print("h2load is not installed (Debian: nghttp2-client): the Python generator only", flush=True)
+        args.generators = [g for g in args.generators if g != "h2load"] or ["python"]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.serve:
         serve(args)
         return
-    rows = []
-    for size in args.sizes:
-        for index in args.indexes:
-            for codec in args.codecs:
-                args.codec = codec
+    rows: list[tuple] = []
+    ceilings: dict[tuple, float] = {}
+    recalls = []
+    with tempfile.TemporaryDirectory(prefix="ig-vectors-") as vectors:
+        for dim in args.dims:
+            args.dim = dim
+            args.items_file, args.users_file, what = catalog(args.vectors, max(args.sizes), dim, args.users, vectors)
+            print(f"## width {dim}: {what}", flush=True)
+            for size in args.sizes:
                 for procs in args.server_procs:
-                    rows += run_configuration(size, index, procs, args)
-    print("\n| items | index, item vectors | serving processes | method | p50 / p99 ms | QPS | CPU/s server | "
-          "CPU/s clients | server resident MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for size, index, procs, method, r in rows:
-        print(f"| {size:,} | {index} | {procs} | {method} | {r['p50']:.2f} / {r['p99']:.2f} | {r['qps']:.0f} | "
-              f"{r['server_cpu']:.2f} | {r['client_cpu']:.2f} | {r['rss_mb']:,.0f} |")
-    for size in args.sizes:
-        print(f"HNSW recall@10 vs exact at {size:,} items (200 queries, efSearch 128): {recall_at_10(size, args):.3f}")
+                    if args.ceiling:
+                        args.codec = args.codecs[0]
+                        empty = run_configuration(size, "exact", procs, args, empty=True)
+                        ceilings |= {(row[0], row[1], row[3], row[5]): row[6]["qps"] for row in empty}
+                        rows += empty
+                    for index in args.indexes:
+                        for codec in args.codecs:
+                            args.codec = codec
+                            rows += run_configuration(size, index, procs, args)
+                if "hnsw" in args.indexes:
+                    recalls.append((size, dim, recall_at_10(args.items_file, args.users_file, size, args.ef_search)))
+    print_tables(rows, ceilings)
+    for size, dim, recall in recalls:
+        print(f"HNSW recall@10 vs exact at {size:,} items x {dim} (200 queries, efSearch {args.ef_search}): "
+              f"{recall:.3f}")
 
 
 if __name__ == "__main__":
