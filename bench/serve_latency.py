@@ -241,9 +241,10 @@ def recall_at_10(items_file: str, users_file: str, size: int, ef_search: int, qu
 
 
 def resident_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` (``VmRSS``), MB."""
+    """Anonymous resident memory of process ``pid`` (``RssAnon``), MB: what it holds itself, without
+    the pages of the vector file it read the catalog from (file-backed, counted in ``VmRSS``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith("RssAnon:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -305,7 +306,7 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
 
 def print_tables(rows: list[tuple], ceilings: dict[tuple, float]) -> None:
     print("\n| items | width | index, item vectors | serving processes | method | generator | p50 / p99 ms | QPS | "
-          "of the empty handler's QPS | CPU/s server | CPU/s generator | server resident MB |")
+          "of the empty handler's QPS | CPU/s server | CPU/s generator | server anonymous resident MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size, dim, label, procs, method, generator, r in rows:
         ceiling = ceilings.get((size, dim, procs, generator))
