@@ -23,21 +23,21 @@ $(CYPHER_LINT)/node_modules/.installed: $(CYPHER_LINT)/package.json
 demo: venv
 	$(IG) demo
 
-# Debian's prometheus package gives promtool (alert-rule tests) and the server the scrape test runs.
-# Without apt (not Debian/Ubuntu) the tests that need it skip and say why.
+# Debian tools the tests use, installed when missing; without apt (not Debian/Ubuntu) the tests that
+# need one skip and say why. $(call apt_tool,command,package)
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
+apt_tool = @command -v $(1) >/dev/null || { \
+  if command -v apt-get >/dev/null; then \
+    $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends $(2); \
+  else echo "apt-get unavailable: tests that need $(1) will be skipped"; fi; }
+
+# Debian's prometheus package gives promtool (alert-rule tests) and the server the scrape test runs.
 promtool:
-	@command -v promtool >/dev/null || { \
-	  if command -v apt-get >/dev/null; then \
-	    $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends prometheus; \
-	  else echo "apt-get unavailable: Prometheus tests will be skipped"; fi; }
+	$(call apt_tool,promtool,prometheus)
 
 # Debian's nghttp2-client gives h2load, the C load generator bench/serve_latency.py measures gRPC with.
 h2load:
-	@command -v h2load >/dev/null || { \
-	  if command -v apt-get >/dev/null; then \
-	    $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq --no-install-recommends nghttp2-client; \
-	  else echo "apt-get unavailable: the benchmark's h2load rows will be skipped"; fi; }
+	$(call apt_tool,h2load,nghttp2-client)
 
 test: venv $(CYPHER_LINT)/node_modules/.installed promtool h2load
 	$(PY) -m ruff check .

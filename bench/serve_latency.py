@@ -11,7 +11,8 @@ server's index (writing a million rows through LadybugDB takes longer than the b
 which the output says. Each (size, width, index) runs every method (or those of ``--methods``) for
 ``--seconds`` with ``--concurrency`` calls in flight, and prints p50/p99 latency, QPS and the CPU
 seconds per second that the server and the load generator used (they share this machine's cores),
-plus the HNSW recall@10 against exact search at the server's efSearch.
+plus the recall@10 of the served search (HNSW candidates rescored, as Recommend does) against an
+exact scan of the same item table, measured inside the server on its own index.
 
 Load generators (``--generators``): ``python``, grpc.aio callers split over ``--client-procs``
 processes, each call a random user; ``h2load``, the C generator (``bench/h2load_driver.py``; the
@@ -50,6 +51,8 @@ import h2load_driver
 from serve_vectors import catalog
 
 METHODS = ("Recommend", "Recommend+seen", "SimilarItems", "RecommendFriends", "Explain")
+#: Users whose served lists are checked against exact search.
+RECALL_QUERIES = 200
 #: Methods h2load runs (one fixed request; the graph methods' cost depends on the user too much).
 H2LOAD_METHODS = ("Recommend", "SimilarItems")
 
@@ -78,7 +81,7 @@ def serve(args: argparse.Namespace) -> None:
     if args.empty:
         # The ceiling: the same server with a Recommend that does nothing (set before the servicer is
         # registered, which binds its methods).
-        RecommenderServicer.Recommend = lambda self, request, context: pb.RecommendReply()  # type: ignore[method-assign]
+        RecommenderServicer.Recommend = lambda self, request, context: pb.RecommendReply()  # type: ignore[method-assign]  # replaced on purpose: the ceiling
     items = np.load(args.items_file, mmap_mode="r")[: args.size]
     users = np.asarray(np.load(args.users_file)[: args.users])
     item_ids = [NodeId(f"i{n}") for n in range(args.size)]
@@ -113,7 +116,8 @@ def serve(args: argparse.Namespace) -> None:
     while not index.ready or (args.index == "hnsw" and index.snapshot().ann is None):
         time.sleep(0.2)
     ready_s = time.perf_counter() - started
-    print(json.dumps({"through_store": through_store, "ready_s": round(ready_s, 1)}), flush=True)
+    recall = served_recall(index.snapshot(), users[:RECALL_QUERIES]) if args.index == "hnsw" else None
+    print(json.dumps({"through_store": through_store, "ready_s": round(ready_s, 1), "recall": recall}), flush=True)
     sys.stdin.read()  # the parent closes stdin to stop us
     handle.stop(1.0)
     store.close()
@@ -229,15 +233,15 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def recall_at_10(items_file: str, users_file: str, size: int, ef_search: int, queries: int = 200) -> float:
-    from serving.ann import HnswIndex
+def served_recall(snapshot, queries: np.ndarray, k: int = 10) -> float:
+    """Recall@k of the snapshot's served search (its graph, then exact rescoring) against an exact scan."""
+    from serving.search import ItemQuery, search
 
-    items = np.ascontiguousarray(np.load(items_file, mmap_mode="r")[:size])
-    asked = np.ascontiguousarray(np.load(users_file)[:queries])
-    graph = HnswIndex.build(items, version=1, ef_search=ef_search)
-    found = graph.search(asked, 10)
-    exact = np.argpartition(-(asked @ items.T), 10, axis=1)[:, :10]
-    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist(), strict=True)]))
+    scores = snapshot.items.scan(np.ascontiguousarray(queries, dtype=np.float32))
+    exact = np.argpartition(-scores, k, axis=1)[:, :k]
+    none = np.zeros(0, dtype=np.int64)
+    served = [search(snapshot, ItemQuery(query, k, none), use_ann=True).rows for query in queries]
+    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(served, exact, strict=True)]))
 
 
 def resident_mb(pid: int) -> float:
@@ -271,6 +275,7 @@ def run_servers(size: int, index: str, procs: int, empty: bool, args: argparse.N
         infos.append(json.loads(process.stdout.readline()))
     return processes, {"port": port, "through_store": infos[0]["through_store"],
                        "ready_s": max(i["ready_s"] for i in infos), "pids": [p.pid for p in processes],
+                       "recall": infos[0]["recall"],
                        "rss_mb": sum(resident_mb(p.pid) for p in processes)}
 
 
@@ -284,7 +289,8 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
         processes, info = run_servers(size, index, procs, empty, args, workdir)
         loaded = "through LadybugStore" if info["through_store"] else "directly into the index (store bypassed)"
         print(f"# {size:,} items x {args.dim}, {label}, {procs} serving process(es): embeddings loaded {loaded}; "
-              f"ready in {info['ready_s']} s, resident {info['rss_mb']:,.0f} MB", flush=True)
+              f"ready in {info['ready_s']} s, resident {info['rss_mb']:,.0f} MB"
+              + ("" if info["recall"] is None else f", served recall@10 {info['recall']:.3f}"), flush=True)
         args.size, args.serving_procs = size, procs  # what the load-generator processes need to know
         for method in methods:
             for generator in args.generators:
@@ -292,7 +298,8 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
                     continue
                 run = measure_h2load if generator == "h2load" else measure
                 result = run(info["port"], info["pids"], method, args)
-                rows.append((size, args.dim, label, procs, method, generator, result | {"rss_mb": info["rss_mb"]}))
+                rows.append((size, args.dim, label, procs, method, generator,
+                             result | {"rss_mb": info["rss_mb"], "recall": info["recall"]}))
                 print(f"  {method:18s} {generator:7s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
                       f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
                       f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
@@ -341,7 +348,6 @@ def parse_args() -> argparse.Namespace:
                         help="serving processes sharing the port; each value is one more configuration")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--store-max", type=int, default=100_000, help="larger catalogs bypass the store")
-    parser.add_argument("--ef-search", type=int, default=defaults.ann_ef_search, help=argparse.SUPPRESS)
     for hidden in ("--codec", "--index", "--workdir", "--items-file", "--users-file"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -350,6 +356,7 @@ def parse_args() -> argparse.Namespace:
     for hidden in ("--serve", "--share-port", "--empty"):
         parser.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.ef_search = defaults.ann_ef_search  # what the serving processes use (IG_ANN_EF_SEARCH)
     if "h2load" in args.generators and not h2load_driver.available():
         print("h2load is not installed (Debian: nghttp2-client): the Python generator only", flush=True)
         args.generators = [g for g in args.generators if g != "h2load"] or ["python"]
@@ -363,7 +370,6 @@ def main() -> None:
         return
     rows: list[tuple] = []
     ceilings: dict[tuple, float] = {}
-    recalls = []
     with tempfile.TemporaryDirectory(prefix="ig-vectors-") as vectors:
         for dim in args.dims:
             args.dim = dim
@@ -380,12 +386,11 @@ def main() -> None:
                         for codec in args.codecs:
                             args.codec = codec
                             rows += run_configuration(size, index, procs, args)
-                if "hnsw" in args.indexes:
-                    recalls.append((size, dim, recall_at_10(args.items_file, args.users_file, size, args.ef_search)))
     print_tables(rows, ceilings)
-    for size, dim, recall in recalls:
-        print(f"HNSW recall@10 vs exact at {size:,} items x {dim} (200 queries, efSearch {args.ef_search}): "
-              f"{recall:.3f}")
+    recalls = {(size, dim, label): r["recall"] for size, dim, label, *_, r in rows if r["recall"] is not None}
+    for (size, dim, label), recall in recalls.items():
+        print(f"{label} recall@10 of the served search vs exact at {size:,} items x {dim} "
+              f"({RECALL_QUERIES} users, efSearch {args.ef_search}): {recall:.3f}")
 
 
 if __name__ == "__main__":

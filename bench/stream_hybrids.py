@@ -21,7 +21,7 @@ import numpy as np
 from stream_systems import LiveGraph, System, _rows
 
 from core.domain import NodeId, UserFoldIn, edge_values
-from serving.index import EmbeddingIndex
+from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.search import ItemQuery, search
 
 #: A fused system's weight: a constant, or a function of the user's distinct items.
@@ -44,10 +44,10 @@ class RecentFoldIn(System):
         self.graph, self.half_items, self.values = graph, half_items, fold_in.values
         self.scale = dict(zip(map(str, fold_in.item_ids), np.asarray(fold_in.scale, dtype=np.float64), strict=True))
 
-    def vector(self, user: str) -> np.ndarray | None:
-        """The user's query vector, or ``None`` when none of the user's items is folded in."""
+    def vector(self, user: str, snap: IndexSnapshot) -> np.ndarray | None:
+        """The user's query vector over ``snap``'s item vectors, or ``None`` when none of the user's
+        items is folded in."""
         items = [i for i in self.graph.recent.get(user, []) if i in self.scale]
-        snap = self.index.snapshot()
         rows = snap.items.rows_of(NodeId(i) for i in items)
         held = rows >= 0
         if not held.any():
@@ -62,10 +62,10 @@ class RecentFoldIn(System):
         return np.asarray(coef[held].astype(np.float32) @ snap.items.gather(rows[held]), dtype=np.float32)
 
     def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
-        query = self.vector(user)
+        snap = self.index.snapshot()
+        query = self.vector(user, snap)
         if query is None:
             return None
-        snap = self.index.snapshot()
         found = search(snap, ItemQuery(query, k, _rows(snap, seen)), use_ann=False)
         return [snap.items.ids[r] for r in found.rows.tolist()]
 

@@ -76,7 +76,7 @@ from graph_store.ladybug import LadybugStore
 from models.config import ModelConfig, RefreshConfig
 from models.methods import train_from_store
 from models.refresh import RefreshWorker
-from models.spectral.checkpoint import fit_spectral
+from models.spectral.checkpoint import SpectralCheckpoint, fit_spectral
 from models.spectral.refresh import SpectralRefresh
 from serving.blending import BlendPolicy
 from serving.index import EmbeddingIndex
@@ -201,9 +201,9 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
     served = [Served(live.index, trending, p) for p in dict.fromkeys(_floats(args.blend_priors))]
     walk, cooc = RandomWalk(graph), CoOccurrence(graph)
     systems: list[System] = [live, stale, retrain, both, popularity, *trends, walk, cooc, *served]
-    if args.hybrids and args.method == "spectral":
-        systems += hybrids(args, live.index, graph, SpectralRefresh(checkpoint).fold_in(0), trending,
-                           [served[0], walk, cooc])
+    if args.hybrids and isinstance(checkpoint, SpectralCheckpoint):  # the fold-in is SpectralCF's
+        systems += hybrids(args, live.index, graph, SpectralRefresh(checkpoint).fold_in(0),
+                           [served[0], walk, cooc, trends[0]])
     seen: dict[str, set[str]] = defaultdict(set)
     for user, item, _ in history:
         seen[user].add(item)
@@ -259,12 +259,11 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
 
 
 def hybrids(args: argparse.Namespace, index: EmbeddingIndex, graph: LiveGraph, fold_in: UserFoldIn,
-            trending: TrendingItems, baselines: list[System]) -> list[System]:
+            baselines: list[System]) -> list[System]:
     """The ``--hybrids`` rows (:mod:`stream_hybrids`): recency fold-ins, and rank fusions of them with
     trending (weighted toward it for new users, as the served blend), co-occurrence and the walk."""
-    served, walk, cooc = baselines
+    served, walk, cooc, trend = baselines  # trend: the served trending list's own row
     recency = [RecentFoldIn(index, graph, fold_in, h) for h in dict.fromkeys(_floats(args.recency_half_lives))]
-    trend = Trending(index, trending)
     policy = BlendPolicy(Settings().blend_prior_interactions)
     new_users = lambda n: 1.0 - policy.personal_weight(n)  # noqa: E731 -- a weight, named for the row
     fused: list[System] = [RankFusion("fusion: served + co-occurrence + walk", [served, cooc, walk], [1, 1, 1])]

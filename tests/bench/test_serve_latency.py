@@ -32,7 +32,7 @@ def test_tiled_vectors_keep_the_base_and_jitter_the_copies() -> None:
 
 def test_served_rows_are_measured_beside_the_empty_handler() -> None:
     out = subprocess.run([sys.executable, str(BENCH / "serve_latency.py"), "--sizes", "3000", "--dims", "16",
-                          "--indexes", "exact", "--methods", "Recommend", "SimilarItems", "--seconds", "1",
+                          "--indexes", "exact", "hnsw", "--methods", "Recommend", "SimilarItems", "--seconds", "1",
                           "--users", "200", "--edges", "1000", "--client-procs", "1", "--concurrency", "2"],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in out.splitlines()
@@ -47,6 +47,8 @@ def test_served_rows_are_measured_beside_the_empty_handler() -> None:
         assert recommend[8].endswith("%")  # its share of the ceiling, measured in the same run
         assert ("SimilarItems", generator) in served
     assert "errors 0" in out and "errors 1" not in out
+    recall = next(line for line in out.splitlines() if line.startswith("hnsw, int8 recall@10 of the served search"))
+    assert 0.0 <= float(recall.rsplit(": ", 1)[1]) <= 1.0  # measured on the server's own graph
 
 
 @pytest.mark.skipif(not h2load_driver.available(), reason="h2load is not installed (Debian: nghttp2-client)")

@@ -46,12 +46,13 @@ def test_the_recency_fold_in_weights_each_item_by_its_place_in_the_users_history
     # u: a (weight 2), then b, then c; c is not fitted, so it adds nothing and takes no place.
     graph = graph_of([("u", "a", 2.0), ("u", "b", 1.0), ("u", "c", 1.0)])
     fold = UserFoldIn((NodeId("a"), NodeId("b"), NodeId("d")), np.asarray([0.5, 3.0, 1.0], np.float32), "weight", 1)
-    plain = hybrids.RecentFoldIn(item_index(), graph, fold, 0)
-    assert plain.vector("u") == pytest.approx(np.asarray([2.0 * 0.5, 3.0, 0.0]))
-    recent = hybrids.RecentFoldIn(item_index(), graph, fold, 2.0)
+    index = item_index()
+    plain = hybrids.RecentFoldIn(index, graph, fold, 0)
+    assert plain.vector("u", index.snapshot()) == pytest.approx(np.asarray([2.0 * 0.5, 3.0, 0.0]))
+    recent = hybrids.RecentFoldIn(index, graph, fold, 2.0)
     # b is the latest folded item (place 0), a the one before (place 1): 2^(-1/2).
-    assert recent.vector("u") == pytest.approx(np.asarray([2.0 * 0.5 * 2 ** -0.5, 3.0, 0.0]))
-    assert recent.vector("nobody") is None
+    assert recent.vector("u", index.snapshot()) == pytest.approx(np.asarray([2.0 * 0.5 * 2 ** -0.5, 3.0, 0.0]))
+    assert recent.vector("nobody", index.snapshot()) is None
     # The best unseen item for a query along b is d (a and b are seen).
     assert recent.top("u", {"a", "b"}, 2)[0] == "d"
 
