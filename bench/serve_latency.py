@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import h2load_driver
-from serve_vectors import catalog
+from serve_vectors import cached_catalog, catalog
 
 METHODS = ("Recommend", "Recommend+seen", "SimilarItems", "RecommendFriends", "Explain")
 #: Users whose served lists are checked against exact search.
@@ -111,16 +111,45 @@ def serve(args: argparse.Namespace) -> None:
     settings = Settings(grpc_addr=f"127.0.0.1:{args.port}", grpc_share_port=args.share_port,
                         ann_min_items=1 if args.index == "hnsw" else 0, ann_min_scan_mb=0.0,
                         max_streams=4)
+    if args.cache and args.index == "hnsw" and not through_store and not args.empty:
+        cached_graph(index, settings, Path(args.cache), args.size, args.dim)
     handle = start_serving(ServingConfig.from_settings(settings), store, index=index)
     print(json.dumps({"port": handle.port}), flush=True)
     while not index.ready or (args.index == "hnsw" and index.snapshot().ann is None):
         time.sleep(0.2)
     ready_s = time.perf_counter() - started
     recall = served_recall(index.snapshot(), users[:RECALL_QUERIES]) if args.index == "hnsw" else None
-    print(json.dumps({"through_store": through_store, "ready_s": round(ready_s, 1), "recall": recall}), flush=True)
+    ann = index.snapshot().ann
+    print(json.dumps({"through_store": through_store, "ready_s": round(ready_s, 1), "recall": recall,
+                      "ef_search": int(ann.graph.hnsw.efSearch) if ann is not None else None}), flush=True)
     sys.stdin.read()  # the parent closes stdin to stop us
     handle.stop(1.0)
     store.close()
+
+
+def cached_graph(index, settings, cache: Path, size: int, dim: int) -> None:
+    """Attach the graph cached for this catalog (``bench/ann_sweep.py``'s file: the same vectors, the served
+    M and efConstruction), building and caching it when there is none, calibrated as the server's own
+    builder calibrates: the bench then skips minutes of building per server at 1M x 992."""
+    import faiss
+    from ann_sweep import graph_path
+
+    from serving.ann import HnswIndex
+    from serving.ann_calibration import calibrate
+
+    snapshot, path = index.snapshot(), graph_path(cache, size, dim)
+    if path.exists():
+        rows = np.arange(len(snapshot.items), dtype=np.int64)
+        ann = HnswIndex(faiss.read_index(str(path)), snapshot.version, rows, rows.copy(), snapshot.items.codec)
+    else:
+        ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, settings.ann_ef_search, snapshot.items.codec)
+        faiss.write_index(ann.graph, str(path))
+    ann.graph.hnsw.efSearch = settings.ann_ef_search
+    if settings.ann_target_recall > 0:
+        found = calibrate(ann, snapshot, settings.ann_target_recall, settings.ann_ef_search, settings.ann_ef_max)
+        print(f"calibrated efSearch {found.ef_search}: recall@10 {found.recall:.3f} on {found.queries}",
+              file=sys.stderr, flush=True)
+    assert index.attach_ann(ann, snapshot)
 
 
 # --- the load generator ---------------------------------------------------------------------------
@@ -264,7 +293,8 @@ def run_servers(size: int, index: str, procs: int, empty: bool, args: argparse.N
         command = [sys.executable, __file__, "--serve", "--size", str(size), "--index", index, "--workdir", own,
                    "--users", str(args.users), "--edges", str(args.edges), "--items-file", args.items_file,
                    "--users-file", args.users_file, "--store-max", str(args.store_max), "--port", str(port),
-                   "--codec", args.codec] + (["--share-port"] if procs > 1 else []) + (["--empty"] if empty else [])
+                   "--codec", args.codec] + (["--cache", args.cache] if args.cache else []) + \
+            (["--share-port"] if procs > 1 else []) + (["--empty"] if empty else [])
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         port = json.loads(process.stdout.readline())["port"]  # the next ones bind the same port
@@ -275,7 +305,7 @@ def run_servers(size: int, index: str, procs: int, empty: bool, args: argparse.N
         infos.append(json.loads(process.stdout.readline()))
     return processes, {"port": port, "through_store": infos[0]["through_store"],
                        "ready_s": max(i["ready_s"] for i in infos), "pids": [p.pid for p in processes],
-                       "recall": infos[0]["recall"],
+                       "recall": infos[0]["recall"], "ef_search": infos[0]["ef_search"],
                        "rss_mb": sum(resident_mb(p.pid) for p in processes)}
 
 
@@ -290,7 +320,8 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
         loaded = "through LadybugStore" if info["through_store"] else "directly into the index (store bypassed)"
         print(f"# {size:,} items x {args.dim}, {label}, {procs} serving process(es): embeddings loaded {loaded}; "
               f"ready in {info['ready_s']} s, resident {info['rss_mb']:,.0f} MB"
-              + ("" if info["recall"] is None else f", served recall@10 {info['recall']:.3f}"), flush=True)
+              + ("" if info["recall"] is None else
+                 f", served recall@10 {info['recall']:.3f} at efSearch {info['ef_search']}"), flush=True)
         args.size, args.serving_procs = size, procs  # what the load-generator processes need to know
         for method in methods:
             for generator in args.generators:
@@ -299,7 +330,8 @@ def run_configuration(size: int, index: str, procs: int, args: argparse.Namespac
                 run = measure_h2load if generator == "h2load" else measure
                 result = run(info["port"], info["pids"], method, args)
                 rows.append((size, args.dim, label, procs, method, generator,
-                             result | {"rss_mb": info["rss_mb"], "recall": info["recall"]}))
+                             result | {"rss_mb": info["rss_mb"], "recall": info["recall"],
+                                       "ef_search": info["ef_search"]}))
                 print(f"  {method:18s} {generator:7s} p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms  "
                       f"{result['qps']:8.0f} QPS  errors {result['errors']}  CPU/s server "
                       f"{result['server_cpu']:.2f} clients {result['client_cpu']:.2f}", flush=True)
@@ -348,6 +380,8 @@ def parse_args() -> argparse.Namespace:
                         help="serving processes sharing the port; each value is one more configuration")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--store-max", type=int, default=100_000, help="larger catalogs bypass the store")
+    parser.add_argument("--cache", default=None,
+                        help="folder keeping vectors and 1M-sized HNSW graphs between runs (bench/ann_sweep.py's)")
     for hidden in ("--codec", "--index", "--workdir", "--items-file", "--users-file"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -357,6 +391,7 @@ def parse_args() -> argparse.Namespace:
         parser.add_argument(hidden, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.ef_search = defaults.ann_ef_search  # what the serving processes use (IG_ANN_EF_SEARCH)
+    args.target_recall = defaults.ann_target_recall
     if "h2load" in args.generators and not h2load_driver.available():
         print("h2load is not installed (Debian: nghttp2-client): the Python generator only", flush=True)
         args.generators = [g for g in args.generators if g != "h2load"] or ["python"]
@@ -373,7 +408,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ig-vectors-") as vectors:
         for dim in args.dims:
             args.dim = dim
-            args.items_file, args.users_file, what = catalog(args.vectors, max(args.sizes), dim, args.users, vectors)
+            args.items_file, args.users_file, what = \
+                cached_catalog(args.vectors, max(args.sizes), dim, args.users, args.cache) if args.cache else \
+                catalog(args.vectors, max(args.sizes), dim, args.users, vectors)
             print(f"## width {dim}: {what}", flush=True)
             for size in args.sizes:
                 for procs in args.server_procs:
@@ -387,10 +424,12 @@ def main() -> None:
                             args.codec = codec
                             rows += run_configuration(size, index, procs, args)
     print_tables(rows, ceilings)
-    recalls = {(size, dim, label): r["recall"] for size, dim, label, *_, r in rows if r["recall"] is not None}
-    for (size, dim, label), recall in recalls.items():
+    recalls = {(size, dim, label): (r["recall"], r["ef_search"]) for size, dim, label, *_, r in rows
+               if r["recall"] is not None}
+    for (size, dim, label), (recall, ef) in recalls.items():
         print(f"{label} recall@10 of the served search vs exact at {size:,} items x {dim} "
-              f"({RECALL_QUERIES} users, efSearch {args.ef_search}): {recall:.3f}")
+              f"({RECALL_QUERIES} users, efSearch {ef}, calibrated from {args.ef_search} to "
+              f"IG_ANN_TARGET_RECALL {args.target_recall}): {recall:.3f}")
 
 
 if __name__ == "__main__":

@@ -233,7 +233,15 @@ class Settings:
                          "0.001 of float32, bench/serving_width.py) or f32 (4 KB per item). The HNSW graph "
                          "holds the same codes.")
     ann_ef_search = Setting(int, "IG_ANN_EF_SEARCH", 128,
-                            "HNSW search breadth (efSearch): higher = better recall, slower.", "nodes")
+                            "HNSW search breadth (efSearch): higher = better recall, slower. With "
+                            "IG_ANN_TARGET_RECALL, the narrowest breadth calibration tries.", "nodes")
+    ann_target_recall = Setting(float, "IG_ANN_TARGET_RECALL", 0.95,
+                                "Recall@10 against exact search each new HNSW graph is calibrated to: the "
+                                "server measures its own served search on a sample of queries and widens "
+                                "efSearch until it gets there (bench/ann_sweep.py: 128 suffices at 100,000 "
+                                "fitted 992-dim items, 1,000,000 need about 768); 0 = IG_ANN_EF_SEARCH fixed.")
+    ann_ef_max = Setting(int, "IG_ANN_EF_MAX", 1024,
+                         "The widest efSearch calibration may choose (bounds the latency it may spend).", "nodes")
     trending = Setting(bool, "IG_TRENDING", True,
                        "Users without a personal vector (brand new, or no item the model knows) get the "
                        "trending list, its reply's source TRENDING; off = NOT_FOUND for them.")

@@ -99,8 +99,9 @@ def print_friends(settings: Settings, user_id: str, *, k: int) -> int:
 def print_explanation(settings: Settings, user_id: str, item_id: str, *, limit: int) -> int:
     def render(why: pb.ExplainReply) -> str:
         title = f" ({why.title})" if why.title else ""
+        rank = f"about {why.rank}" if why.rank_estimated else str(why.rank)
         return "\n".join([
-            f"\nitem {item_id}{title} for user {user_id}: score {why.score:.4f}, rank {why.rank}"
+            f"\nitem {item_id}{title} for user {user_id}: score {why.score:.4f}, rank {rank}"
             f"{', already seen' if why.seen else ''} (embedding version {why.embedding_version})",
             "\nthe user's items that contribute most",
             _table(["#", "item", "contribution", "similarity", "edge weight", "title"],

@@ -255,6 +255,12 @@ class StackCollector(Collector):
         builds.add_metric(["extended"], builder.extensions)
         builds.add_metric(["built"], builder.builds - builder.extensions)
         yield builds
+        calibration = builder.calibration
+        breadth = float(snap.ann.graph.hnsw.efSearch) if snap.ann is not None else float("nan")
+        yield _gauge("ig_serving_hnsw_ef_search", "Search breadth of the HNSW graph serving (calibrated to "
+                     "IG_ANN_TARGET_RECALL when that is set).", breadth)
+        yield _gauge("ig_serving_hnsw_recall", "Recall@10 of the served search against exact search, measured by "
+                     "the last calibration.", calibration.recall if calibration else float("nan"))
         yield _gauge("ig_serving_hnsw_stale_rows", "Item rows the HNSW graph does not hold as they are now "
                      "(scored exactly by every search until the next graph).", snap.stale_rows.size)
 

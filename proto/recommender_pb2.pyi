@@ -177,7 +177,7 @@ class NeighbourEvidence(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., contribution: _Optional[float] = ..., shared_items: _Optional[int] = ...) -> None: ...
 
 class ExplainReply(_message.Message):
-    __slots__ = ("score", "rank", "seen", "title", "items", "neighbours", "embedding_version")
+    __slots__ = ("score", "rank", "seen", "title", "items", "neighbours", "embedding_version", "rank_estimated")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     SEEN_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,7 @@ class ExplainReply(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RANK_ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     score: float
     rank: int
     seen: bool
@@ -192,7 +193,8 @@ class ExplainReply(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[ItemEvidence]
     neighbours: _containers.RepeatedCompositeFieldContainer[NeighbourEvidence]
     embedding_version: int
-    def __init__(self, score: _Optional[float] = ..., rank: _Optional[int] = ..., seen: _Optional[bool] = ..., title: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ItemEvidence, _Mapping]]] = ..., neighbours: _Optional[_Iterable[_Union[NeighbourEvidence, _Mapping]]] = ..., embedding_version: _Optional[int] = ...) -> None: ...
+    rank_estimated: bool
+    def __init__(self, score: _Optional[float] = ..., rank: _Optional[int] = ..., seen: _Optional[bool] = ..., title: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ItemEvidence, _Mapping]]] = ..., neighbours: _Optional[_Iterable[_Union[NeighbourEvidence, _Mapping]]] = ..., embedding_version: _Optional[int] = ..., rank_estimated: _Optional[bool] = ...) -> None: ...
 
 class WatchRecommendationsRequest(_message.Message):
     __slots__ = ("user_id", "k", "exclude_seen")

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 
 from serving.ann import HnswIndex
+from serving.ann_calibration import Calibration, calibrate
 from serving.index import EmbeddingIndex, IndexSnapshot
 
 log = logging.getLogger(__name__)
@@ -33,28 +34,41 @@ class AnnBuilder:
     each search a little (it fetches as many more candidates) and recall a little, since they are
     waypoints that can no longer be results.
 
+    A graph built afresh gets the narrowest search breadth, from ``ef_search`` up to ``ef_max``, whose
+    served recall@10 on this catalog reaches ``target_recall`` (:mod:`serving.ann_calibration`);
+    extensions keep the breadth of the graph they extend.
 
     Args:
         index (EmbeddingIndex): The index to build for and attach to.
         min_items (int): Smallest catalog served approximately; ``0`` disables HNSW.
-        ef_search (int): HNSW search breadth (default: :obj:`128`).
+        ef_search (int): HNSW search breadth, the narrowest calibration tries (default: :obj:`128`).
         rebuild_fraction (float): Changed-row share that triggers a rebuild (default: :obj:`0.05`).
         min_scan_bytes (int): Smallest exact scan (items x width x 4 bytes) served approximately
             (default: :obj:`0`, any size from ``min_items`` on).
         max_replaced_fraction (float): Replaced entries, as a share of the catalog, up to which a
             graph is extended rather than rebuilt; ``0`` always rebuilds (default: :obj:`0.5`).
+        target_recall (float): Recall@10 each new graph is calibrated to; ``0`` = always
+            ``ef_search`` (default: :obj:`0.0`).
+        ef_max (int): The widest breadth calibration may choose (default: :obj:`1024`).
     """
 
     def __init__(
         self, index: EmbeddingIndex, min_items: int, ef_search: int = 128, rebuild_fraction: float = 0.05,
-        min_scan_bytes: int = 0, max_replaced_fraction: float = 0.5,
+        min_scan_bytes: int = 0, max_replaced_fraction: float = 0.5, target_recall: float = 0.0,
+        ef_max: int = 1024,
     ) -> None:
+        if not 0.0 <= target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in [0, 1], got {target_recall}")
         self.index = index
         self.min_items = min_items
         self.min_scan_bytes = min_scan_bytes
         self.ef_search = ef_search
         self.rebuild_fraction = rebuild_fraction
         self.max_replaced_fraction = max_replaced_fraction
+        self.target_recall = target_recall
+        self.ef_max = ef_max
+        #: The last graph built afresh's calibration (``None`` before one, or with no target).
+        self.calibration: Calibration | None = None
         #: Graphs made, and how many of them were extensions of the previous one.
         self.builds = 0
         self.extensions = 0
@@ -83,6 +97,11 @@ class AnnBuilder:
                                             snapshot.version)
             else:
                 ann = HnswIndex.build(snapshot.items.vectors, snapshot.version, self.ef_search, snapshot.items.codec)
+                if self.target_recall > 0:
+                    self.calibration = calibrate(ann, snapshot, self.target_recall, self.ef_search, self.ef_max)
+                    log.info("HNSW efSearch %d: served recall@10 %.3f on %s queries (ladder %s)",
+                             self.calibration.ef_search, self.calibration.recall, self.calibration.queries,
+                             self.calibration.ladder)
         finally:
             self.building = False
         self.builds += 1

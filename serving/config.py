@@ -31,7 +31,9 @@ class ServingConfig:
             (``IG_ANN_MIN_ITEMS``).
         ann_min_scan_mb (float): Exact-scan size (items x width x 4 bytes) from which HNSW is used
             (``IG_ANN_MIN_SCAN_MB``), MB.
-        ann_ef_search (int): HNSW efSearch (``IG_ANN_EF_SEARCH``).
+        ann_ef_search (int): HNSW efSearch, the narrowest calibrated (``IG_ANN_EF_SEARCH``).
+        ann_target_recall (float): Recall@10 each graph is calibrated to; 0 = off (``IG_ANN_TARGET_RECALL``).
+        ann_ef_max (int): Widest efSearch calibration may choose (``IG_ANN_EF_MAX``).
         item_codec (str): How item vectors are held, ``f32`` or ``int8`` (``IG_ITEM_CODEC``).
         trending (bool): Users without a personal vector get the trending list (``IG_TRENDING``).
         trending_half_life_s (float): Half-life of a trending contribution, event time; 0 = all-time
@@ -61,6 +63,8 @@ class ServingConfig:
     ann_min_items: int
     ann_min_scan_mb: float
     ann_ef_search: int
+    ann_target_recall: float
+    ann_ef_max: int
     item_codec: str
     trending: bool
     trending_half_life_s: float

@@ -201,7 +201,8 @@ def start_serving(
     forgotten = ForgottenUsers(store, config.privacy.forget_key, index, servicer.user_rows)
     loader = IndexLoader(store, index, config.index_poll_s, forgotten=forgotten)
     ann = AnnBuilder(index, config.ann_min_items, config.ann_ef_search,
-                     min_scan_bytes=int(config.ann_min_scan_mb * 1e6))
+                     min_scan_bytes=int(config.ann_min_scan_mb * 1e6), target_recall=config.ann_target_recall,
+                     ef_max=config.ann_ef_max)
     use_one_faiss_thread()
     feed = StoreTrendingFeed(store, servicer.trending, config.trending_reseed_s) if trending_from_store else None
     server.start()

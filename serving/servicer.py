@@ -35,6 +35,7 @@ from serving import evidence
 from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy, blended_search, trending_search
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
+from serving.item_rank import item_rank
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
@@ -180,15 +181,14 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         snapshot = self._ready_snapshot(context)
         user_vector, _ = self._user_vector(snapshot, user_id, context)
         item_row = self._row(snapshot, NodeKind.ITEM, item_id, context)
-        # The score and the rank from one scan, so they agree exactly; concurrent calls share it.
-        scores = self.scorer(snapshot.items, user_vector)
-        score = float(scores[item_row])
-        rank = 1 + int(np.count_nonzero(scores > score))
+        # Scored as every search scores it (from the table's codes), so score and rank agree.
+        score = float(snapshot.items.dot(snapshot.items.vectors[[item_row]], user_vector)[0])
+        rank = item_rank(snapshot, user_vector, score, self.use_ann, self.scorer)
         graph = self._graph([NodeRef(NodeKind.USER, user_id), NodeRef(NodeKind.ITEM, item_id)], context)
         items = evidence.explain_items(graph, snapshot, user_id, item_id, limit)
         neighbours = evidence.explain_neighbours(graph, user_id, item_id, limit)
         return pb.ExplainReply(
-            score=score, rank=rank, seen=(user_id, item_id) in graph.weight,
+            score=score, rank=rank.rank, rank_estimated=rank.estimated, seen=(user_id, item_id) in graph.weight,
             title=snapshot.catalog.title(item_id),
             items=[pb.ItemEvidence(item_id=c.item_id, title=snapshot.catalog.title(c.item_id),
                                    contribution=c.contribution, edge_weight=c.edge_weight, similarity=c.similarity)
