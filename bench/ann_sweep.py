@@ -45,7 +45,7 @@ def vectors(args: argparse.Namespace, cache: Path) -> tuple[np.ndarray, np.ndarr
 
 def graph_path(cache: Path, size: int, dim: int, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION) -> Path:
     """Where a graph over the cached catalog of ``size`` x ``dim`` is kept."""
-    return cache / f"hnsw-{size}-{dim}-m{m}-efc{ef_construction}.faiss"
+    return cache / f"hnsw-{size}-{dim}-nn-m{m}-efc{ef_construction}.faiss"  # "nn": over serve_vectors' tiling
 
 
 def served_graph(index: EmbeddingIndex, args: argparse.Namespace, cache: Path) -> tuple[HnswIndex, float]:
@@ -120,7 +120,8 @@ def main() -> None:
               f"{args.ef_construction}: {what}; graph build "
               f"{'cached' if build_s != build_s else f'{build_s:.0f} s on {args.build_threads} threads'}", flush=True)
         print("| search | recall@10 vs exact | p50 ms | p99 ms |\n|---|---|---|---|")
-        for label, recall, p50, p99 in sweep(index, np.asarray(users[: args.queries], dtype=np.float32), args.ef):
+        sample = np.sort(np.random.default_rng(1).permutation(len(users))[: args.queries])  # as serve_latency's
+        for label, recall, p50, p99 in sweep(index, np.asarray(users[sample], dtype=np.float32), args.ef):
             print(f"| {label} | {recall:.3f} | {p50:.2f} | {p99:.2f} |", flush=True)
 
 

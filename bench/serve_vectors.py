@@ -4,8 +4,12 @@ tiled to the catalog size, so the index sees the norms and the spread of trained
 A fitted catalog is SpectralCF at rank ``dim`` on ``train.txt`` (the served model's method), item vectors
 as published and user vectors folded in from their rows (:math:`\\mathbf{R}\\mathbf{P}_U`, what ``up``
 computes at request time). Past the dataset's own items, item ``n`` is a copy of item ``n mod I`` with
-Gaussian noise of ``jitter`` times the per-dimension spread added, so tiled copies are near, not equal,
-neighbours (an exact duplicate would tie every query's top-k and flatter an approximate index).
+Gaussian noise added, as far from its source as the dataset's items are from their nearest neighbours
+(the median, measured on a sample): a new item, as distinct from its source as real neighbours are from
+each other. Tiling with less noise makes near-duplicates: at 10 % of each dimension's spread the exact
+top 10 of every sampled user at 1,000,000 items were 10 of the ~25 copies of one item, within 0.5 % of
+each other in score, and an approximate index was then measured on how it breaks those ties
+(``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: Noise added to tiled copies, as a share of each dimension's standard deviation.
-JITTER = 0.1
+#: Items whose nearest neighbour sets the noise of tiled copies.
+NEIGHBOUR_SAMPLE = 2000
 
 
 def synthetic(n: int, dim: int, seed: int, centers: int = 512) -> np.ndarray:
@@ -27,12 +31,30 @@ def synthetic(n: int, dim: int, seed: int, centers: int = 512) -> np.ndarray:
     return (picked + 0.35 * rng.standard_normal((n, dim))).astype(np.float32)
 
 
-def tiled(base: np.ndarray, n: int, jitter: float = JITTER, seed: int = 0) -> np.ndarray:
-    """``n`` rows: ``base`` itself, then jittered copies of its rows in order (module docs)."""
+def neighbour_distance(base: np.ndarray, sample: int = NEIGHBOUR_SAMPLE, seed: int = 0) -> float:
+    """Median Euclidean distance from a sample of ``base``'s rows to their nearest other row."""
+    base = np.asarray(base, dtype=np.float32)
+    rows = np.random.default_rng(seed).permutation(base.shape[0])[:sample]
+    squared = (base * base).sum(axis=1)
+    nearest = []
+    for start in range(0, rows.size, 500):
+        picked = rows[start:start + 500]
+        distance = squared[picked, None] - 2.0 * base[picked] @ base.T + squared[None, :]
+        distance[np.arange(picked.size), picked] = np.inf  # not its own neighbour
+        nearest.append(np.sqrt(np.maximum(distance.min(axis=1), 0.0)))
+    return float(np.median(np.concatenate(nearest)))
+
+
+def tiled(base: np.ndarray, n: int, distance: float | None = None, seed: int = 0) -> np.ndarray:
+    """``n`` rows: ``base`` itself, then noisy copies of its rows in order, each about ``distance`` from its
+    source (default: :func:`neighbour_distance` of ``base``); the noise per dimension follows that
+    dimension's spread."""
     out = np.resize(np.asarray(base, dtype=np.float32), (n, base.shape[1]))
     if n > base.shape[0]:
         rng = np.random.default_rng(seed)
-        spread = base.std(axis=0).astype(np.float32) * jitter
+        spread = base.std(axis=0).astype(np.float32)
+        distance = neighbour_distance(base) if distance is None else distance
+        spread *= distance / max(float(np.linalg.norm(spread)), 1e-12)  # E||noise|| ~ distance at high width
         for start in range(base.shape[0], n, 100_000):  # in slices: a 1M x 992 draw at once is 8 GB of float64
             stop = min(start + 100_000, n)
             out[start:stop] += rng.standard_normal((stop - start, base.shape[1]), dtype=np.float32) * spread
@@ -56,6 +78,11 @@ def fitted(data_dir: str, dim: int, items: int, users: int) -> tuple[np.ndarray,
     return tiled(model.item_emb, items), tiled(user_vectors[keep], users), fit_s
 
 
+def file_names(folder: str, n: int, dim: int) -> tuple[str, str]:
+    """Item and user vector files of a catalog in ``folder``."""
+    return str(Path(folder) / f"items-{n}-{dim}-nn.npy"), str(Path(folder) / f"users-{dim}.npy")
+
+
 def catalog(source: str, n: int, dim: int, users: int, workdir: str) -> tuple[str, str, str]:
     """Write the benchmark's item and user vectors to ``workdir`` (``source``: ``synthetic`` or a
     dataset folder) and return their paths and a line saying what they are."""
@@ -64,7 +91,7 @@ def catalog(source: str, n: int, dim: int, users: int, workdir: str) -> tuple[st
     else:
         items, queries, fit_s = fitted(source, dim, n, users)
         what = f"SpectralCF rank {dim} fitted on {source} in {fit_s:.0f} s, tiled to {n:,} items"
-    item_path, user_path = str(Path(workdir) / f"items-{n}-{dim}.npy"), str(Path(workdir) / f"users-{dim}.npy")
+    item_path, user_path = file_names(workdir, n, dim)
     np.save(item_path, items)
     np.save(user_path, np.ascontiguousarray(queries))
     return item_path, user_path, what
@@ -74,9 +101,9 @@ def cached_catalog(source: str, n: int, dim: int, users: int, folder: str) -> tu
     """:func:`catalog`, reusing the files already in ``folder`` when they hold at least ``n`` items and
     ``users`` users of width ``dim`` (a 1M x 992 catalog takes a minute to fit and tile, and a graph
     cached beside it is only valid for the same vectors)."""
-    item_path, user_path = Path(folder) / f"items-{n}-{dim}.npy", Path(folder) / f"users-{dim}.npy"
+    item_path, user_path = map(Path, file_names(folder, n, dim))
     if item_path.exists() and user_path.exists() and np.load(user_path, mmap_mode="r").shape[0] >= users:
         return str(item_path), str(user_path), f"{source} vectors cached in {folder}"
-    for stale in Path(folder).glob(f"hnsw-{n}-{dim}-*.faiss"):  # built over the vectors about to be replaced
+    for stale in Path(folder).glob(f"hnsw-{n}-{dim}-nn-*.faiss"):  # built over the vectors about to be replaced
         stale.unlink()
     return catalog(source, n, dim, users, folder)

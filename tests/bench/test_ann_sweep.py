@@ -23,7 +23,7 @@ def test_sweep_prints_recall_per_breadth_and_reuses_its_graph(tmp_path: Path) ->
     assert set(rows) == {"exact scan", "HNSW efSearch 16", "HNSW efSearch 64"}
     assert float(rows["exact scan"][0]) == 1.0
     assert 0.5 < float(rows["HNSW efSearch 16"][0]) <= float(rows["HNSW efSearch 64"][0]) <= 1.0
-    assert "s on 2 threads" in first and list(tmp_path.glob("hnsw-3000-16-m16-efc64.faiss"))
+    assert "s on 2 threads" in first and list(tmp_path.glob("hnsw-3000-16-nn-m16-efc64.faiss"))
     assert "graph build cached" in sweep(tmp_path)
 
 
@@ -36,3 +36,5 @@ def test_serve_latency_serves_the_cached_graph_calibrated(tmp_path: Path) -> Non
                          capture_output=True, text=True, timeout=300, check=True)
     assert "cached in" in out.stdout and "calibrated efSearch" in out.stderr
     assert "at efSearch" in out.stdout and "errors 0" in out.stdout
+    # The server read the sweep's graph rather than building one of its own.
+    assert [p.name for p in tmp_path.glob("hnsw-*")] == ["hnsw-3000-16-nn-m16-efc64.faiss"]

@@ -20,14 +20,23 @@ def test_a_grpc_frame_is_a_flag_byte_a_big_endian_length_and_the_message() -> No
     assert h2load_driver.grpc_frame(b"abc") == b"\x00\x00\x00\x00\x03abc"
 
 
-def test_tiled_vectors_keep_the_base_and_jitter_the_copies() -> None:
-    base = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
-    out = serve_vectors.tiled(base, 120)
-    assert out.shape == (120, 8) and out.dtype == np.float32
-    assert np.array_equal(out[:50], base)
-    copies = out[50:100] - base
-    assert np.all(copies != 0)  # near, not equal, neighbours
-    assert np.abs(copies).mean() < 0.5 * np.abs(base).mean()
+def test_tiled_vectors_keep_the_base_and_place_copies_a_neighbour_away() -> None:
+    base = np.random.default_rng(0).standard_normal((400, 64)).astype(np.float32)
+    out = serve_vectors.tiled(base, 1000)
+    assert out.shape == (1000, 64) and out.dtype == np.float32
+    assert np.array_equal(out[:400], base)
+    moved = np.linalg.norm(out[400:800] - base, axis=1)
+    nearest = serve_vectors.neighbour_distance(base)
+    assert np.all(moved > 0)  # new items, not duplicates...
+    assert abs(float(np.median(moved)) - nearest) < 0.15 * nearest  # ...as far off as real neighbours are
+    explicit = serve_vectors.tiled(base, 1000, distance=0.5)
+    assert abs(float(np.median(np.linalg.norm(explicit[400:800] - base, axis=1))) - 0.5) < 0.1
+
+
+def test_neighbour_distance_is_the_median_nearest_other_row() -> None:
+    base = np.asarray([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.0, 2.5]], dtype=np.float32)
+    # nearest others: 1, 1, 2, 2.5 -> median 1.5
+    assert serve_vectors.neighbour_distance(base, sample=4) == 1.5
 
 
 def test_served_rows_are_measured_beside_the_empty_handler() -> None:
