@@ -51,6 +51,9 @@ class CypherGraphStore(GraphStore):
 
     #: Key of this store's Meta node (Neo4j tests give each test its own).
     meta_key: str = cypher.META_KEY
+    #: k-hop frontiers of at most this many nodes are read node by node, by id (:class:`KHopExpansion`):
+    #: for backends whose frontier filter scans the node table. 0: never.
+    frontier_seek_max: int = 0
 
     @abc.abstractmethod
     def _encode_vector(self, vector: np.ndarray) -> Any:
@@ -287,7 +290,7 @@ class CypherGraphStore(GraphStore):
         return [(NodeRef(kind, node_id), seq) for seq, kind, node_id in rows[:limit]]
 
     def k_hop_subgraph(self, seeds: Sequence[NodeRef], hops: int, fanout: int | None = None) -> Subgraph:
-        return self._read(lambda tx: KHopExpansion(tx, hops, fanout).run(seeds))
+        return self._read(lambda tx: KHopExpansion(tx, hops, fanout, self.frontier_seek_max).run(seeds))
 
     # --- embeddings ----------------------------------------------------------------------------
     def write_embeddings(self, update: EmbeddingUpdate) -> None:

@@ -38,6 +38,13 @@ T = TypeVar("T")
 #: opening one takes under 0.1 ms.
 TABLE_STATEMENTS_PER_CONNECTION = 64
 
+#: Largest k-hop frontier read node by node through the primary key: Explain's and RecommendFriends'
+#: neighbourhoods, not a refresh round's frontier of thousands. ``bench/evidence_read.py`` compares
+#: limits side by side: at 20,000 items 16 reads Explain's neighbourhood fastest (64: 25 % slower),
+#: at 200,000 items 64 does (3x faster than whole-frontier queries), at 1,000,000 items 64 reads it in
+#: 7.5 ms (p50) against 58 ms.
+FRONTIER_SEEK_MAX = 64
+
 #: Fragments of LadybugDB error messages that mean "another process holds the database".
 _LOCKED = ("could not set lock", "lock is held")
 #: A writer died mid-checkpoint: a read-only open must wait until a writer reopens the database.
@@ -111,6 +118,9 @@ class LadybugStore(CypherGraphStore):
     """
 
     backend = Backend.LADYBUG
+    #: Its ``offset(id(n)) IN $handles`` frontier filter scans the node table (~1 ms at 20,000 nodes,
+    #: 2-3 ms at 200,000); a primary-key seek per node costs about 0.1 ms at either size.
+    frontier_seek_max = FRONTIER_SEEK_MAX
 
     def __init__(self, path: str, read_only: bool = False,
                  checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES) -> None:

@@ -1,9 +1,12 @@
 """Level-by-level k-hop expansion with a per-node fan-out cap, as one read transaction.
 
-Each level sends one parameterised query per node kind over the whole frontier (never one query per
-node). A capped node keeps its ``fanout`` heaviest edges, ties broken by neighbour id, which is the
-neighbour sampling of GraphSAGE (Hamilton et al., 2017) made deterministic. Degrees are full-graph
-distinct-neighbour counts so that the symmetric normalisation of LightGCN (He et al., 2020),
+Each level sends one parameterised query per node kind over the whole frontier, or, for frontiers of
+at most ``seek_max`` nodes, one per node through the primary key: a backend whose frontier filter scans
+the node table (LadybugDB) reads a small neighbourhood faster that way at any size of graph.
+
+A capped node keeps its ``fanout`` heaviest edges, ties broken by neighbour id, which is the neighbour
+sampling of GraphSAGE (Hamilton et al., 2017) made deterministic. Degrees are full-graph distinct-
+neighbour counts so that the symmetric normalisation of LightGCN (He et al., 2020),
 ``1 / sqrt(|N(u)| |N(i)|)``, computed on the subgraph equals the full-graph one.
 """
 
@@ -70,9 +73,11 @@ class KHopExpansion:
         hops (int): Number of levels to expand (``0`` = the seeds alone).
         fanout (int | None): Most neighbours each expanded node contributes, heaviest first
             (default: ``None``, all; ``0`` also means all).
+        seek_max (int): Frontiers of at most this many nodes are read one node at a time, by id
+            (default: ``0``, never).
     """
 
-    def __init__(self, tx: Runner, hops: int, fanout: int | None = None) -> None:
+    def __init__(self, tx: Runner, hops: int, fanout: int | None = None, seek_max: int = 0) -> None:
         if hops < 0:
             raise ValueError(f"hops must be >= 0, got {hops}")
         if fanout is not None and fanout < 0:
@@ -80,6 +85,7 @@ class KHopExpansion:
         self.tx = tx
         self.hops = hops
         self.fanout = fanout or None
+        self.seek_max = seek_max
         self.sides = {NodeKind.USER: _Side(), NodeKind.ITEM: _Side()}
         # (local user, local item) -> weight; a dict so an edge seen from both ends counts once.
         self.edges: dict[tuple[int, int], float] = {}
@@ -112,7 +118,7 @@ class KHopExpansion:
         # The innermost loop of the whole refresh: names are bound locally on purpose.
         side, other = self.sides[kind], self.sides[_OTHER[kind]]
         edges, add, fanout, from_user = self.edges, other.add, self.fanout, kind == NodeKind.USER
-        for handle, nbr_handles, nbr_ids, weights in self.tx.run(cypher.NEIGHBOURS[kind], handles=frontier):
+        for handle, nbr_handles, nbr_ids, weights in self._neighbour_lists(kind, frontier):
             side.degree[handle] = len(set(nbr_handles))
             local = side.index[handle]
             picks = top_neighbours(nbr_ids, weights, fanout) if fanout and len(weights) > fanout else None
@@ -125,8 +131,26 @@ class KHopExpansion:
         for kind, side in self.sides.items():
             missing = [h for h in side.index if h not in side.degree]
             if missing:
-                rows = self.tx.run(cypher.DEGREES[kind], handles=missing)
-                side.degree.update((handle, int(degree)) for handle, degree in rows)
+                if len(missing) > self.seek_max:
+                    rows = self.tx.run(cypher.DEGREES[kind], handles=missing)
+                    side.degree.update((handle, int(degree)) for handle, degree in rows)
+                else:
+                    side.degree.update((handle, len(set(nbr_handles)))
+                                       for handle, nbr_handles, _, _ in self._neighbour_lists(kind, missing))
+
+    def _neighbour_lists(self, kind: NodeKind, handles: list[Hashable]) -> list[Sequence[Any]]:
+        """(handle, neighbour handles, neighbour ids, weights) of each of ``handles`` that has edges:
+        one query over all of them, or one primary-key seek per node for at most ``seek_max``."""
+        if len(handles) > self.seek_max:
+            return self.tx.run(cypher.NEIGHBOURS[kind], handles=handles)
+        side = self.sides[kind]
+        lists: list[Sequence[Any]] = []
+        for handle in handles:
+            rows = self.tx.run(cypher.NEIGHBOURS_OF_ONE[kind], id=side.ids[side.index[handle]])
+            if rows:
+                nbr_handles, nbr_ids, weights, _ = zip(*rows, strict=True)
+                lists.append((rows[0][3], list(nbr_handles), list(nbr_ids), list(weights)))
+        return lists
 
     def _add_induced_edges(self) -> None:
         """Without a cap every edge of an expanded node is in; only edges between two nodes of the

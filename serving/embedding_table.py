@@ -17,7 +17,7 @@ import numpy as np
 
 from core.domain import EmbeddingRows, NodeId
 from core.errors import InterestGraphError
-from serving.codec import Int8Codec
+from serving.codec import SCAN_BLOCK_FLOATS, Int8Codec
 
 
 class EmbeddingDimensionError(InterestGraphError, ValueError):
@@ -96,6 +96,9 @@ class EmbeddingTable:
     int8: bool = False
     codec: Int8Codec | None = None
     _buffer: _RowBuffer | None = None
+    #: Arrays derived from the rows on first use (norms, a decoded sample): the rows never change, so
+    #: neither do they. Never passed or copied: every table starts with its own, empty.
+    _derived: dict[str, np.ndarray] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         """Ids held (live rows)."""
@@ -109,8 +112,8 @@ class EmbeddingTable:
         return self.rows.get(node_id)
 
     # --- reading vectors -------------------------------------------------------------------------
-    def gather(self, rows: int | np.ndarray) -> np.ndarray:
-        """``float32`` vectors of ``rows`` (``[d]`` for one row, ``[m, d]`` for an array of them)."""
+    def gather(self, rows: int | slice | np.ndarray) -> np.ndarray:
+        """``float32`` vectors of ``rows`` (``[d]`` for one row, ``[m, d]`` for an array or slice of them)."""
         held = self.vectors[rows]
         return self.codec.decode(held) if self.codec is not None else held
 
@@ -127,6 +130,30 @@ class EmbeddingTable:
         if np.ndim(queries) == 1:
             return self.vectors @ queries
         return queries @ self.vectors.T  # [b, n], rows contiguous
+
+    def norms(self) -> np.ndarray:
+        """``float32 [len(vectors)]``: each row's L2 norm (dead rows included), computed once per table."""
+        found = self._derived.get("norms")
+        if found is None:
+            if self.codec is None:
+                found = np.linalg.norm(self.vectors, axis=1).astype(np.float32)
+            else:
+                step = max(1, SCAN_BLOCK_FLOATS // max(self.dim, 1))
+                found = np.concatenate([np.linalg.norm(self.gather(slice(start, start + step)), axis=1)
+                                        for start in range(0, len(self.vectors), step)] or [np.zeros(0)])
+            found = self._derived["norms"] = read_only(np.asarray(found, dtype=np.float32))
+        return found
+
+    def sample_dot(self, count: int, vector: np.ndarray) -> np.ndarray:
+        """Dot products, as :meth:`dot` computes them, of ``vector`` with ``count`` rows spread evenly
+        over the table (every ``len / count``-th). The sampled rows are held as ``float32`` from the
+        first call on (``count x d x 4`` bytes), so repeated samples skip decoding 8 ms of codes."""
+        key = f"sample-{count}"
+        held = self._derived.get(key)
+        if held is None:
+            rows = np.linspace(0, len(self) - 1, count).astype(np.int64)
+            held = self._derived[key] = read_only(np.asarray(self.vectors[rows], dtype=np.float32))
+        return self.dot(held, vector)
 
     def positions(self, node_ids: Collection[NodeId]) -> np.ndarray:
         """``int64 [len(node_ids)]``: each id's row, ``-1`` where the table does not hold it."""

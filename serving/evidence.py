@@ -167,8 +167,7 @@ def _table_candidates(snapshot: IndexSnapshot, user_id: NodeId, me: np.ndarray,
                       candidates: int) -> tuple[set[NodeId], Callable[[NodeId], float]]:
     """The stored user table's ``candidates`` users nearest to ``me``, and the cosine of any user it holds."""
     users = snapshot.users
-    norms = np.linalg.norm(users.vectors, axis=1)
-    cosine = (users.vectors @ me) / np.maximum(norms * float(np.linalg.norm(me)), 1e-12)
+    cosine = users.scan(me) / np.maximum(users.norms() * float(np.linalg.norm(me)), 1e-12)
     cosine[~users.live_mask()] = -np.inf  # rows rewritten since, kept for older snapshots' readers
     own = users.row(user_id)
     if own is not None:

@@ -26,7 +26,7 @@ from serving.search import ItemQuery, search
 
 #: Ranks down to this depth come from the served search itself.
 RANK_DEPTH = 100
-#: Item rows sampled for a rank below that depth (8 MB of int8 codes at 992 dims).
+#: Item rows sampled for a rank below that depth (held as 32 MB of floats per item table at 992 dims).
 RANK_SAMPLE = 8192
 
 
@@ -61,6 +61,4 @@ def item_rank(snapshot: IndexSnapshot, vector: np.ndarray, score: float, use_ann
 
 def _share_above(snapshot: IndexSnapshot, vector: np.ndarray, score: float) -> float:
     """Share of a systematic sample of item rows scoring above ``score``."""
-    items = snapshot.items
-    rows = np.linspace(0, len(items) - 1, RANK_SAMPLE).astype(np.int64)
-    return float(np.count_nonzero(items.dot(items.vectors[rows], vector) > score)) / RANK_SAMPLE
+    return float(np.count_nonzero(snapshot.items.sample_dot(RANK_SAMPLE, vector) > score)) / RANK_SAMPLE

@@ -102,7 +102,13 @@ from graph_store.cypher.reads import (
     SNAPSHOT_ITEMS,
     USER_ROW,
 )
-from graph_store.cypher.traversal import DEGREES, EDGES_BETWEEN, NEIGHBOURS, RESOLVE_NODES
+from graph_store.cypher.traversal import (
+    DEGREES,
+    EDGES_BETWEEN,
+    NEIGHBOURS,
+    NEIGHBOURS_OF_ONE,
+    RESOLVE_NODES,
+)
 
 __all__ = [
     "ADD_TO_EDGES",
@@ -134,6 +140,7 @@ __all__ = [
     "META",
     "META_KEY",
     "NEIGHBOURS",
+    "NEIGHBOURS_OF_ONE",
     "NEO4J_SCHEMA",
     "PURGE_FORGOTTEN",
     "READ_BASE_EMBEDDINGS",

@@ -85,11 +85,15 @@ def _as_python(sub: Subgraph) -> tuple[dict[Node, int], dict[tuple[str, str], fl
     return hops, edges, degrees
 
 
+@pytest.mark.parametrize("seek_max", [0, 1_000], ids=["frontier-queries", "node-seeks"])
 @pytest.mark.parametrize("fanout", [None, 1, 3])
 @pytest.mark.parametrize("hops", [0, 1, 2, 3])
 def test_k_hop_matches_reference_bfs(
-    store: CypherGraphStore, store_ids: IdFactory, store_prefix: str, hops: int, fanout: int | None
+    store: CypherGraphStore, store_ids: IdFactory, store_prefix: str, hops: int, fanout: int | None, seek_max: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Both reads of a frontier, whole (one query per kind) and node by node (primary-key seeks).
+    monkeypatch.setattr(store, "frontier_seek_max", seek_max)
     weights = _random_graph(store, store_ids, store_prefix + "g", seed=hops * 10 + (fanout or 0))
     seeds: list[Node] = [(NodeKind.USER, store_ids("u1")), (NodeKind.ITEM, store_ids("i2"))]
     seeds.append((NodeKind.USER, store_ids("never-seen")))  # unknown seeds are skipped

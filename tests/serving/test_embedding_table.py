@@ -90,3 +90,21 @@ def test_without_drops_ids_with_every_row_they_left_and_keeps_the_rest() -> None
     np.testing.assert_array_equal(_vector(erased, "u2"), [4, 5])
     assert rewritten.row(NodeId("u1")) is not None  # readers holding the old table still see it
     assert erased.without([NodeId("nobody")]) is erased
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["f32", "int8"])
+def test_norms_and_sampled_dots_are_kept_per_table_and_follow_every_upsert(int8: bool) -> None:
+    rng = np.random.default_rng(0)
+    table = EmbeddingTable(int8=int8).upsert(item_rows(rng.normal(size=(50, 6))), refreshed_ms=1)
+    query = rng.normal(size=6).astype(np.float32)
+    np.testing.assert_allclose(table.norms(), np.linalg.norm(table.gather(np.arange(50)), axis=1), rtol=1e-5)
+    assert table.norms() is table.norms()  # computed once
+    rows = np.linspace(0, 49, 7).astype(np.int64)
+    np.testing.assert_allclose(table.sample_dot(7, query), table.dot(table.vectors[rows], query), rtol=1e-5)
+    # The next table (a rewrite and a new id) starts with none of the old one's derived arrays.
+    rewritten = rng.normal(size=(2, 6)).astype(np.float32) * 3
+    grown = table.upsert(EmbeddingRows(NodeKind.ITEM, [NodeId("i0"), NodeId("new")], rewritten), refreshed_ms=2)
+    np.testing.assert_allclose(grown.norms(), np.linalg.norm(grown.gather(np.arange(51)), axis=1), rtol=1e-5)
+    rows = np.linspace(0, 50, 7).astype(np.int64)
+    np.testing.assert_allclose(grown.sample_dot(7, query), grown.dot(grown.vectors[rows], query), rtol=1e-5)
+    assert len(table.norms()) == 50
