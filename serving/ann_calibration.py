@@ -2,7 +2,7 @@
 
 How wide a search must be for a given recall depends on the catalog: its size, its width, how its
 vectors cluster (``bench/ann_sweep.py``: efSearch 128 gives recall@10 0.995 at 100,000 fitted
-992-dim items and 0.857 at 1,000,000 tiled ones, which need 768 for 0.95). A fixed efSearch is
+992-dim items and 0.880 at 1,000,000 tiled ones, which need about 400 for 0.95). A fixed efSearch is
 therefore either wasted on small catalogs or short on large ones. After every graph built afresh
 the builder measures the served search (:func:`serving.search.search`: the graph's candidates,
 rescored) against an exact scan for a sample of queries and climbs a ladder of breadths, from
@@ -12,8 +12,8 @@ as the auto-tuning of Faiss' ``ParameterSpace`` does for one operating point.
 Queries are the stored user vectors (what Recommend searches with) when there are enough of them,
 otherwise item vectors with the item itself excluded (what SimilarItems searches with; SpectralCF's
 users are folded in at request time and have no stored vector). The measurement costs one exact scan
-per query, in the builder's thread: about 20 s for 100 queries at 1,000,000 x 992, against minutes
-for the build itself.
+per query, :data:`TRUTH_BATCH` queries at a time, in the builder's thread, against minutes for the
+build itself.
 """
 
 from __future__ import annotations
@@ -27,8 +27,16 @@ from serving.ann import HnswIndex
 from serving.index import IndexSnapshot
 from serving.search import ItemQuery, search
 
-#: Queries measured per calibration: 1,000 hits at k = 10, a standard error of about 0.007 at 0.95.
-CALIBRATION_QUERIES = 100
+#: Queries measured per calibration. Recall varies far more between queries than a binomial count of
+#: hits suggests (per-query standard deviation about 0.2 at 1,000,000 x 992): 100 random users measured
+#: 0.86 to 0.95 at one efSearch, and a ladder stopping at the first rung a small sample lifts past the
+#: target overstates it. 400 give a standard error of about 0.01.
+CALIBRATION_QUERIES = 400
+#: Fewest stored users that are queried rather than items.
+MIN_USER_QUERIES = 100
+#: Queries scored together by one pass over the item codes for the exact truth (``[b, n]`` floats:
+#: 64 MB at 1,000,000 items).
+TRUTH_BATCH = 16
 #: Each rung of the ladder searches this much wider than the last.
 LADDER_STEP = 1.5
 #: Recall is measured at this k (Recommend's usual list length).
@@ -65,7 +73,7 @@ def calibration_queries(snapshot: IndexSnapshot, count: int = CALIBRATION_QUERIE
     """Up to ``count`` queries like the served ones (module docs) and what they are."""
     rng = np.random.default_rng(seed)
     users = snapshot.users
-    if snapshot.live_users is None and len(users) >= count:
+    if snapshot.live_users is None and len(users) >= min(count, MIN_USER_QUERIES):
         live = np.flatnonzero(users.live_mask())
         rows = np.sort(rng.choice(live, size=min(count, live.size), replace=False))
         none = np.zeros(0, dtype=np.int64)
@@ -80,6 +88,21 @@ def served_recall(snapshot: IndexSnapshot, queries: list[ItemQuery], truth: list
     hits = [np.intersect1d(search(snapshot, q, use_ann=True).rows, exact).size / max(exact.size, 1)
             for q, exact in zip(queries, truth, strict=True)]
     return float(np.mean(hits)) if hits else 1.0
+
+
+def exact_top(snapshot: IndexSnapshot, queries: list[ItemQuery]) -> list[np.ndarray]:
+    """Each query's exact top ``k`` rows, its excluded rows left out, as an exact search ranks them:
+    :data:`TRUTH_BATCH` queries per pass over the item table instead of one scan each."""
+    truth: list[np.ndarray] = []
+    for start in range(0, len(queries), TRUTH_BATCH):
+        batch = queries[start:start + TRUTH_BATCH]
+        scores = np.atleast_2d(snapshot.items.scan(np.stack([q.vector for q in batch])))
+        for query, row_scores in zip(batch, scores, strict=True):
+            row_scores[query.exclude] = -np.inf
+            k = min(query.k, int(np.isfinite(row_scores).sum()))
+            top = np.argpartition(-row_scores, k - 1)[:k] if k else np.zeros(0, np.int64)
+            truth.append(top[np.argsort(-row_scores[top], kind="stable")].astype(np.int64))
+    return truth
 
 
 def calibrate(ann: HnswIndex, built_from: IndexSnapshot, target_recall: float, floor: int, ceiling: int,
@@ -97,8 +120,7 @@ def calibrate(ann: HnswIndex, built_from: IndexSnapshot, target_recall: float, f
         count (int): Queries measured (default: :data:`CALIBRATION_QUERIES`).
     """
     queries, kind = calibration_queries(built_from, count)
-    exact = dataclasses.replace(built_from, ann=None)
-    truth = [search(exact, q, use_ann=False).rows for q in queries]
+    truth = exact_top(built_from, queries)
     served = dataclasses.replace(built_from, ann=ann, stale_rows=np.zeros(0, np.int64),
                                  stale_vectors=np.zeros((0, built_from.items.dim), np.float32))
     tried: list[tuple[int, float]] = []

@@ -11,7 +11,7 @@ import pytest
 from core.domain import EmbeddingRows, NodeKind
 from serving.ann import HnswIndex
 from serving.ann_builder import AnnBuilder
-from serving.ann_calibration import calibrate, calibration_queries, ladder
+from serving.ann_calibration import calibrate, calibration_queries, exact_top, ladder
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.search import ItemQuery, search
 from tests.serving.conftest import item_rows, user_rows
@@ -115,3 +115,12 @@ def test_builder_without_a_target_keeps_the_set_breadth(vectors) -> None:
     snapshot = index.snapshot()
     assert builder.calibration is None and snapshot.ann is not None
     assert int(snapshot.ann.graph.hnsw.efSearch) == 16
+
+
+def test_exact_truth_in_batches_is_what_an_exact_search_returns(vectors) -> None:
+    items, users = vectors
+    snapshot = snapshot_of(items, users)
+    queries = [ItemQuery(u, 10, np.asarray([3, 5], np.int64)) for u in users[:40]]
+    queries.append(ItemQuery(items[7], 10, np.asarray([7], np.int64)))
+    for got, query in zip(exact_top(snapshot, queries), queries, strict=True):
+        np.testing.assert_array_equal(got, search(snapshot, query, use_ann=False).rows)
