@@ -126,6 +126,11 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self._streams: set[threading.Event] = set()
         self._streams_lock = threading.Lock()
         self._closing = threading.Event()
+        # Explain's and RecommendFriends' store reads, one at a time: concurrent LadybugDB reads cost
+        # 1.5-2x the CPU each at the same reads per second, so serialising them left more of the 2 cores
+        # to everything else (1M x 992, 8 in flight, two interleaved runs each: Explain 89-92 against
+        # 59-78 calls/s, RecommendFriends 126-194 against 107-138; bench/RESULTS.md).
+        self._evidence_reads = threading.Lock()
 
     # --- unary RPCs ------------------------------------------------------------------------------
     @store_errors_to_status
@@ -346,7 +351,8 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
 
     def _graph(self, seeds: list[NodeRef], context: grpc.ServicerContext) -> evidence.NormalisedGraph:
         check_deadline(context, "before reading the graph")
-        subgraph = self.store.k_hop_subgraph(seeds, hops=2, fanout=EVIDENCE_FANOUT)
+        with self._evidence_reads:
+            subgraph = self.store.k_hop_subgraph(seeds, hops=2, fanout=EVIDENCE_FANOUT)
         check_deadline(context, "while reading the graph")
         return evidence.NormalisedGraph(subgraph)
 
