@@ -25,6 +25,7 @@ import numpy as np
 
 from serving.ann import HnswIndex
 from serving.index import IndexSnapshot
+from serving.scoring import Scorer
 from serving.search import ItemQuery, search
 
 #: Queries measured per calibration. Recall varies far more between queries than a binomial count of
@@ -91,18 +92,21 @@ def served_recall(snapshot: IndexSnapshot, queries: list[ItemQuery], truth: list
 
 
 def exact_top(snapshot: IndexSnapshot, queries: list[ItemQuery]) -> list[np.ndarray]:
-    """Each query's exact top ``k`` rows, its excluded rows left out, as an exact search ranks them:
-    :data:`TRUTH_BATCH` queries per pass over the item table instead of one scan each."""
+    """Each query's rows from the exact search (:func:`serving.search.search` without the graph), its
+    scores computed :data:`TRUTH_BATCH` queries per pass over the item table instead of one scan each."""
+    exact = dataclasses.replace(snapshot, ann=None)
     truth: list[np.ndarray] = []
     for start in range(0, len(queries), TRUTH_BATCH):
         batch = queries[start:start + TRUTH_BATCH]
         scores = np.atleast_2d(snapshot.items.scan(np.stack([q.vector for q in batch])))
         for query, row_scores in zip(batch, scores, strict=True):
-            row_scores[query.exclude] = -np.inf
-            k = min(query.k, int(np.isfinite(row_scores).sum()))
-            top = np.argpartition(-row_scores, k - 1)[:k] if k else np.zeros(0, np.int64)
-            truth.append(top[np.argsort(-row_scores[top], kind="stable")].astype(np.int64))
+            truth.append(search(exact, query, use_ann=False, scorer=_computed(row_scores)).rows)
     return truth
+
+
+def _computed(scores: np.ndarray) -> Scorer:
+    """A scorer handing back ``scores``, one row of a batched scan already made."""
+    return lambda _rows, _vector: scores
 
 
 def calibrate(ann: HnswIndex, built_from: IndexSnapshot, target_recall: float, floor: int, ceiling: int,

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.domain import EmbeddingRows, NodeId
 from core.errors import InterestGraphError
-from serving.codec import SCAN_BLOCK_FLOATS, Int8Codec
+from serving.codec import Int8Codec
 
 
 class EmbeddingDimensionError(InterestGraphError, ValueError):
@@ -132,16 +132,12 @@ class EmbeddingTable:
         return queries @ self.vectors.T  # [b, n], rows contiguous
 
     def norms(self) -> np.ndarray:
-        """``float32 [len(vectors)]``: each row's L2 norm (dead rows included), computed once per table."""
+        """``float32 [len(vectors)]``: each row's L2 norm (dead rows included), computed once per table
+        (of int8 codes through one decoded copy: RecommendFriends asks it of the float user table)."""
         found = self._derived.get("norms")
         if found is None:
-            if self.codec is None:
-                found = np.linalg.norm(self.vectors, axis=1).astype(np.float32)
-            else:
-                step = max(1, SCAN_BLOCK_FLOATS // max(self.dim, 1))
-                found = np.concatenate([np.linalg.norm(self.gather(slice(start, start + step)), axis=1)
-                                        for start in range(0, len(self.vectors), step)] or [np.zeros(0)])
-            found = self._derived["norms"] = read_only(np.asarray(found, dtype=np.float32))
+            found = np.linalg.norm(self.gather(slice(None)), axis=1).astype(np.float32)
+            found = self._derived["norms"] = read_only(found)
         return found
 
     def sample_dot(self, count: int, vector: np.ndarray) -> np.ndarray:
