@@ -7,6 +7,9 @@ could become, scored beside it (not what ``Recommend`` answers today).
   :math:`h` a half-life counted in the user's items). Unlike the store's edge decay
   (``IG_EDGE_HALF_LIFE``, event time), it needs no clock: a user who returns after a month
   still has a latest item.
+* :class:`NextItems`: :class:`~serving.transitions.ItemTransitions`' scores from the user's
+  latest items, alone or times the trending score (``trend_power``), falling back to another
+  system's list where nothing follows the user's items.
 * :class:`RankFusion`: weighted reciprocal rank fusion (Cormack et al., SIGIR 2009) of other
   systems' top lists, :math:`s(j) = \\sum_m w_m(n) / (k_0 + r_m(j))` with :math:`r_m(j)` the 1-based
   rank of ``j`` in system ``m``'s list and :math:`w_m(n)` a weight that may depend on the user's
@@ -21,8 +24,11 @@ import numpy as np
 from stream_systems import LiveGraph, System, _rows
 
 from core.domain import NodeId, UserFoldIn, edge_values
+from serving.blending import min_max, trend_scores
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.search import ItemQuery, search
+from serving.transitions import ItemTransitions
+from serving.trending import TrendingItems, top_rows
 
 #: A fused system's weight: a constant, or a function of the user's distinct items.
 Weight = float | Callable[[int], float]
@@ -100,3 +106,31 @@ class RankFusion(System):
         if not listed:
             return None
         return sorted(fused, key=lambda item: (-fused[item], item))[:k]
+
+
+class NextItems(System):
+    """Items that follow the user's latest ones in other users' histories (:mod:`serving.transitions`).
+
+    Args:
+        index (EmbeddingIndex): The live index (its item table names the rows).
+        transitions (ItemTransitions): Fed every batch's edge deltas.
+        fallback (System): Whose list a user gets when nothing follows their items.
+        trending (TrendingItems, optional): Multiply by its scores (``None``: transitions alone).
+        power (float): :math:`s(j)^{power}` (min-max scaled first) when multiplied by trending (default: ``2.0``).
+    """
+
+    def __init__(self, name: str, index: EmbeddingIndex, transitions: ItemTransitions, fallback: System,
+                 trending: TrendingItems | None = None, power: float = 2.0) -> None:
+        super().__init__(name, index)
+        self.transitions, self.fallback, self.trending, self.power = transitions, fallback, trending, power
+
+    def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
+        snap = self.index.snapshot()
+        scores = self.transitions.scores_for(NodeId(user), snap.items.positions, len(snap.items.vectors))
+        if scores is None:
+            return self.fallback.top(user, seen, k)
+        if self.trending is not None:
+            trend, _ = trend_scores(snap, self.trending)
+            scores = min_max(trend) * (0.01 + min_max(scores)) ** self.power
+        scores[_rows(snap, seen)] = 0.0
+        return [snap.items.ids[r] for r in top_rows(scores, k).tolist()]

@@ -27,9 +27,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.domain import EdgeDelta, NodeId
-from serving.blending import PERSONAL, TRENDING, BlendPolicy, blended_search, trending_search
+from serving.blending import BlendPolicy, trending_search
 from serving.index import EmbeddingIndex, IndexSnapshot
+from serving.next_mix import JUDGED_PER_BATCH, NextItemsJudge, NextRows, judge_event, sampled, served_search
 from serving.search import ItemQuery, search
+from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems
 
 #: Segments by the user's distinct items at event time: (name, most items), the last unbounded.
@@ -144,27 +146,57 @@ class Trending(System):
         return [snap.items.ids[r] for r in found.rows.tolist()]
 
 
-class Served(System):
-    """What Recommend answers from the live index: trending, blended or personal by the user's items."""
+class FixedWeight(NextItemsJudge):
+    """A judge that serves one next-items weight to every segment (the bench's ceiling rows)."""
 
-    def __init__(self, index: EmbeddingIndex, trending: TrendingItems, prior: float) -> None:
-        super().__init__(f"served (n0 = {prior:g})", index)
-        self.trending, self.policy = trending, BlendPolicy(prior)
+    def __init__(self, weight: float) -> None:
+        super().__init__()
+        self.fixed = weight
+
+    def weight(self, interactions: int) -> float:
+        return self.fixed
+
+
+class Served(System):
+    """What Recommend answers from the live index (``serving.next_mix.served_search``): trending,
+    blended or personal by the user's items, with next items mixed in at the judge's weight when
+    ``transitions`` is given (fed by the caller, judged by :meth:`judge_batch` before each batch)."""
+
+    def __init__(self, index: EmbeddingIndex, trending: TrendingItems, prior: float,
+                 transitions: ItemTransitions | None = None, fixed_weight: float | None = None) -> None:
+        mix = "" if transitions is None else ", next items" if fixed_weight is None else \
+            f", next items at weight {fixed_weight:g} (not judged)"
+        super().__init__(f"served (n0 = {prior:g}{mix})", index)
+        self.trending, self.policy, self.transitions = trending, BlendPolicy(prior), transitions
+        self.judge = NextItemsJudge() if fixed_weight is None else FixedWeight(fixed_weight)
         self.sources: dict[str, int] = defaultdict(int)
 
     def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
-        exclude = _rows(snap, seen)
-        row = snap.users.row(NodeId(user))
-        source = self.policy.source(row is not None, len(seen))
+        vector, nexts = self._signals(snap, user)
+        nexts = nexts if self.judge.weight(len(seen)) > 0 else None
+        query = ItemQuery(vector if vector is not None else np.zeros(0, np.float32), k, _rows(snap, seen))
+        found, source = served_search(snap, self.trending, self.policy, self.judge, vector, len(seen), query, nexts,
+                                      use_ann=False)
         self.sources[source] += 1
-        if row is None or source == TRENDING:
-            found = trending_search(snap, self.trending, k, exclude)
-        else:
-            query = ItemQuery(snap.users.vectors[row], k, exclude)
-            found = (search(snap, query, use_ann=False) if source == PERSONAL else
-                     blended_search(snap, self.trending, query, self.policy.personal_weight(len(seen)), use_ann=False))
         return [snap.items.ids[r] for r in found.rows.tolist()]
+
+    def judge_batch(self, events: list[tuple[str, str]], seen: dict[str, set[str]]) -> None:
+        """A batch's (user, item) events, before it is applied: a sample judged as ``up`` judges it."""
+        if self.transitions is None or isinstance(self.judge, FixedWeight):
+            return
+        snap = self.index.snapshot()
+        for n in sampled(len(events), JUDGED_PER_BATCH):
+            user, item = events[n]
+            vector, nexts = self._signals(snap, user)
+            judge_event(snap, self.trending, self.policy, self.judge, vector, len(seen[user]),
+                        _rows(snap, seen[user]), nexts, int(snap.items.positions([NodeId(item)])[0]), use_ann=False)
+
+    def _signals(self, snap: IndexSnapshot, user: str) -> tuple[np.ndarray | None, NextRows | None]:
+        row = snap.users.row(NodeId(user))
+        vector = snap.users.vectors[row] if row is not None else None
+        nexts = NextRows.of(snap, self.transitions.successors(NodeId(user))) if self.transitions is not None else None
+        return vector, nexts
 
 
 class LiveGraph:

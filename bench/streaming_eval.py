@@ -35,10 +35,14 @@ per event, averaged, overall and per segment of the user's distinct items at eve
   ``--trending-half-lives``;
 * **random walk**: Pixie-style walks with restarts on the live graph from the user's last items;
 * **item co-occurrence kNN**: cosine item-kNN from the user's last items on the live graph;
-* **served (n0 = ...)**: what ``Recommend`` answers with the live embeddings and the served
-  trending list: that list for users without a vector, a blend weighted n / (n + n0) for a user
-  with n items (``serving.blending``), personal lists otherwise; one row per ``--blend-priors``
-  value (n0 = 0: personal lists with the trending fallback only).
+* **served (n0 = ..., next items)**: what ``Recommend`` answers (``serving.next_mix.served_search``)
+  with the live embeddings, the served trending list and the next-items transitions
+  (``serving.transitions``, fed the history event by event and then each batch's deltas): that
+  list for users without a vector, a blend weighted n / (n + n0) for a user with n items
+  (``serving.blending``), personal lists otherwise, each with next items mixed in at the weight
+  the judge chose from a sample of the earlier batches (``serving.next_mix``, judged before each
+  batch as ``up`` judges commits); one row per ``--blend-priors`` value (n0 = 0: personal lists
+  with the trending fallback only), and the first prior again without next items.
 
 ``--edge-half-life H`` (hours; default ``IG_EDGE_HALF_LIFE``'s, off) decays the store's edge
 weights exactly as the ingest agent does (``EventContract.edge_half_life_h``: each event weighted
@@ -81,16 +85,18 @@ from models.spectral.refresh import SpectralRefresh
 from serving.blending import BlendPolicy
 from serving.index import EmbeddingIndex
 from serving.loader import IndexLoader
+from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems
 from streams.aggregate import SourceRecord, plan_batch
 from streams.config import EventContract
 from streams.datasets import ClusteredInterests, KeyedEvent, movielens_ratings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_hybrids import RankFusion, RecentFoldIn
+from stream_hybrids import NextItems, RankFusion, RecentFoldIn
 from stream_systems import (
     SEGMENTS,
     CoOccurrence,
+    FixedWeight,
     LiveGraph,
     Popularity,
     RandomWalk,
@@ -198,18 +204,24 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
         if h * 3_600_000 != trending.half_life_ms]
     graph = LiveGraph()
     graph.add(history_edges)
-    served = [Served(live.index, trending, p) for p in dict.fromkeys(_floats(args.blend_priors))]
+    next_items = ItemTransitions()
+    priors = list(dict.fromkeys(_floats(args.blend_priors)))
+    served = [Served(live.index, trending, p, next_items) for p in priors] + [Served(live.index, trending, priors[0])]
+    served += [Served(live.index, trending, priors[0], next_items, w) for w in _floats(args.next_weights)]
     walk, cooc = RandomWalk(graph), CoOccurrence(graph)
     systems: list[System] = [live, stale, retrain, both, popularity, *trends, walk, cooc, *served]
     if args.hybrids and isinstance(checkpoint, SpectralCheckpoint):  # the fold-in is SpectralCF's
         systems += hybrids(args, live.index, graph, SpectralRefresh(checkpoint).fold_in(0),
-                           [served[0], walk, cooc, trends[0]])
+                           [served[-1], walk, cooc, trends[0]], next_items)
     seen: dict[str, set[str]] = defaultdict(set)
     for user, item, _ in history:
         seen[user].add(item)
         popularity.counts[item] += 1
     for t in trends:
         t.trending.add_edges(history_edges)
+    # Event by event, as a serving process that heard the history's commits one small batch at a
+    # time would have learnt it (history_edges are 5,000-event aggregates: repeats folded together).
+    next_items.add_edges([EdgeDelta(NodeId(u), NodeId(i), 1.0, 1, n) for n, (u, i, _) in enumerate(history)])
     print(f"  cut at event {cut:,} ({fraction:.0%}): graph {store.counts()}, {args.method} d={checkpoint.dim}, "
           f"built in {time.perf_counter() - started:.1f} s; {len(stream):,} events stream in batches of "
           f"{args.batch}", flush=True)
@@ -226,6 +238,8 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
             for system in systems:
                 for rank in system.ranks(user, targets, seen[user], args.k):
                     system.score.add(rank, args.k, segment)
+        for system in served:
+            system.judge_batch([(user, item) for user, item, _ in chunk], seen)
         edges = feed(chunk)
         worker.run_once()
         loader.poll_once()
@@ -236,6 +250,7 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
         graph.add(edges)
         for t in trends:
             t.trending.add_edges(edges)
+        next_items.add_edges(edges)
         for user, item, _ in chunk:
             seen[user].add(item)
             popularity.counts[item] += 1
@@ -252,14 +267,16 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
     print(f"  streamed {done:,} events in {time.perf_counter() - started:.1f} s ({retrains} retrains, "
           f"{worker.stats.rounds} refresh rounds)", flush=True)
     for system in served:
-        print(f"  {system.name}: lists by source {dict(system.sources)} (requests)")
+        judged = "" if system.transitions is None or isinstance(system.judge, FixedWeight) else \
+            f"; next-items weight by segment at the end {system.judge.weights()}"
+        print(f"  {system.name}: lists by source {dict(system.sources)} (requests){judged}")
     store.close()
     tmp.cleanup()
     return systems
 
 
 def hybrids(args: argparse.Namespace, index: EmbeddingIndex, graph: LiveGraph, fold_in: UserFoldIn,
-            baselines: list[System]) -> list[System]:
+            baselines: list[System], transitions: ItemTransitions) -> list[System]:
     """The ``--hybrids`` rows (:mod:`stream_hybrids`): recency fold-ins, and rank fusions of them with
     trending (weighted toward it for new users, as the served blend), co-occurrence and the walk."""
     served, walk, cooc, trend = baselines  # trend: the served trending list's own row
@@ -273,7 +290,14 @@ def hybrids(args: argparse.Namespace, index: EmbeddingIndex, graph: LiveGraph, f
                   RankFusion(f"fusion: recency {h} + trending (new users)", [r, trend], [1, new_users]),
                   RankFusion(f"fusion: recency {h} + co-occurrence/2 + trending (new users)", [r, cooc, trend],
                              [1, 0.5, new_users])]
-    return [*recency, *fused]
+    nexts: list[System] = [NextItems("next items (else served)", index, transitions, served),
+                           NextItems("next items x trending (else served)", index, transitions, served, trend.trending)]
+    fused += [RankFusion("fusion: served + next items", [served, nexts[0]], [1, 1]),
+              RankFusion("fusion: served + next items + trending (new users)", [served, nexts[0], trend],
+                         [1, 1, new_users]),
+              RankFusion("fusion: next items + recency 3 + trending (new users)", [nexts[0], *recency[:1], trend],
+                         [1, 1, new_users])]
+    return [*recency, *nexts, *fused]
 
 
 def print_table(systems: list[System], k: int) -> None:
@@ -309,6 +333,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="more trending rows at these half-lives, hours; 0 = all-time (default: %(default)s)")
     parser.add_argument("--blend-priors", default=f"0,{defaults.blend_prior_interactions:g},10,30",
                         help="n0 values of the served rows, comma-separated (default: %(default)s)")
+    parser.add_argument("--next-weights", default="",
+                        help="also score the served system with next items at each of these fixed weights (not judged)")
     parser.add_argument("--hybrids", action="store_true",
                         help="also score bench/stream_hybrids.py's candidates (SpectralCF only)")
     parser.add_argument("--recency-half-lives", default="3,8",

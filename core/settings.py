@@ -259,6 +259,14 @@ class Settings:
                                        "lists for every user with a vector. The default gained HR@10 on each of "
                                        "six replayed stream cuts (bench/streaming_eval.py: 0.6-5 % overall, up to "
                                        "10-16 % for users with at most 5 items).", "interactions")
+    next_items = Setting(bool, "IG_NEXT_ITEMS", True,
+                         "Mix what users take up next after a user's latest items (item-to-item transitions of "
+                         "the live stream, fed by commits in `up`) into Recommend lists, at the weight each "
+                         "segment's judged events choose (0 until enough are judged); off = the blend alone.")
+    next_items_judged_per_s = Setting(float, "IG_NEXT_ITEMS_JUDGED_PER_S", 20.0,
+                                      "Committed events judged per second at most (each costs about one "
+                                      "personal search, in a thread of its own): how fast the next-items "
+                                      "weight learns, against the CPU it takes from Recommend.", "events/s")
     tls_cert = Setting(str, "IG_TLS_CERT", "", "Server certificate (PEM file); with IG_TLS_KEY turns TLS on.")
     tls_key = Setting(str, "IG_TLS_KEY", "", "Server private key (PEM file) for IG_TLS_CERT.")
     tls_root_cert = Setting(str, "IG_TLS_ROOT_CERT", "",

@@ -145,11 +145,15 @@ def _hand_over(refresh: RefreshWorker, serving: ServingHandle) -> FreshnessTrack
 
 
 def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: ServingHandle) -> AppliedHook:
-    """What a committed ingest batch sets off in ``up``: serving adds its edges to the cached user
-    rows (with users folded in at request time, that serves the batch) and to the trending list,
-    freshness times it, and the next refresh round starts now."""
+    """What a committed ingest batch sets off in ``up``: serving judges a sample of it against the
+    lists its users had and learns its transitions (serving.next_mix), adds its edges to the cached
+    user rows (with users folded in at request time, that serves the batch) and to the trending
+    list, freshness times it, and the next refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
+        serving.servicer.take_committed(list(batch.edges))
         serving.servicer.user_rows.committed(batch.seq, batch.edges, batch.rescaled)
+        for user in batch.erased:
+            serving.servicer.transitions.forget_user(user)
         if batch.erased and serving.forgotten is not None:
             serving.forgotten.forget(batch.erased)
         serving.servicer.trending.add_edges(batch.edges, batch.decay)

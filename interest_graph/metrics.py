@@ -263,6 +263,24 @@ class StackCollector(Collector):
                      "the last calibration.", calibration.recall if calibration else float("nan"))
         yield _gauge("ig_serving_hnsw_stale_rows", "Item rows the HNSW graph does not hold as they are now "
                      "(scored exactly by every search until the next graph).", snap.stale_rows.size)
+        yield from self._next_items(serving)
+
+    @staticmethod
+    def _next_items(serving: ServingHandle) -> Iterator[Metric]:
+        servicer = serving.servicer
+        weight = GaugeMetricFamily("ig_serving_next_items_weight", "Weight of next items in Recommend lists, by "
+                                   "segment of the user's distinct items (chosen by the judged events).",
+                                   labels=["segment"])
+        for segment, served in servicer.next_judge.weights().items():
+            weight.add_metric([segment], served if servicer.next_items else 0.0)
+        yield weight
+        judging = servicer.judging
+        events = CounterMetricFamily("ig_serving_next_items_judged_events", "Committed events captured for "
+                                     "judging the next-items weight, by outcome.", labels=["outcome"])
+        events.add_metric(["judged"], judging.judged)
+        events.add_metric(["not_judged"], judging.captured - judging.judged)
+        events.add_metric(["dropped"], judging.dropped)
+        yield events
 
     def _freshness(self, freshness: FreshnessTracker) -> Iterator[Metric]:
         yield _histogram("ig_freshness_seconds", "Kafka record time of an event to serving holding an embedding "

@@ -87,11 +87,11 @@ def trending_search(snapshot: IndexSnapshot, trending: TrendingItems, k: int, ex
                     allowed: np.ndarray | None = None) -> Found:
     """The ``k`` best trending item rows passing the filter (``allowed`` mask) and not in ``exclude``."""
     scores, top = trend_scores(snapshot, trending)
-    rows = _trending_rows(scores, top, k, exclude, allowed)
+    rows = trending_rows(scores, top, k, exclude, allowed)
     return Found(rows, scores[rows].astype(np.float32), TRENDING_KIND)
 
 
-def _trending_rows(scores: np.ndarray, top: np.ndarray, k: int, exclude: np.ndarray,
+def trending_rows(scores: np.ndarray, top: np.ndarray, k: int, exclude: np.ndarray,
                    allowed: np.ndarray | None) -> np.ndarray:
     """The best ``k`` of the cached ``top`` rows that pass; every row is looked at only when they run out
     (a request touches about :data:`~serving.trending.TOP_CACHED` rows, not the catalog)."""
@@ -115,7 +115,7 @@ def blended_search(snapshot: IndexSnapshot, trending: TrendingItems, query: Item
     pool = max(query.k * MMR_POOL_FACTOR, query.k)
     personal = search(snapshot, ItemQuery(query.vector, pool, query.exclude, query.allowed), use_ann, scorer=scorer)
     scores, top = trend_scores(snapshot, trending)
-    rows = np.union1d(personal.rows, _trending_rows(scores, top, pool, query.exclude, query.allowed))
+    rows = np.union1d(personal.rows, trending_rows(scores, top, pool, query.exclude, query.allowed))
     mixed = blend(snapshot.items.dot(snapshot.items.vectors[rows], query.vector), scores[rows], personal_weight)
     diverse = query.diversity_lambda < 1.0
     # Shifted by 1: top_rows keeps positive scores only. MMR chooses from a bounded pool, as in search.

@@ -42,6 +42,9 @@ class ServingConfig:
             (``IG_TRENDING_RESEED``), s.
         blend_prior_interactions (float): n0 of the personal weight n / (n + n0); 0 = no blending
             (``IG_BLEND_PRIOR_INTERACTIONS``).
+        next_items (bool): Mix next items into Recommend lists at the judged weight (``IG_NEXT_ITEMS``).
+        next_items_judged_per_s (float): Committed events judged per second at most
+            (``IG_NEXT_ITEMS_JUDGED_PER_S``), events/s.
         tls_cert (str): Server certificate PEM file; with ``tls_key`` turns TLS on (``IG_TLS_CERT``).
         tls_key (str): Server private key PEM file (``IG_TLS_KEY``).
         admin_service (bool): Serve the Admin service beside the Recommender (``IG_ADMIN_SERVICE``).
@@ -70,6 +73,8 @@ class ServingConfig:
     trending_half_life_s: float
     trending_reseed_s: float
     blend_prior_interactions: float
+    next_items: bool
+    next_items_judged_per_s: float
     tls_cert: str
     tls_key: str
     admin_service: bool

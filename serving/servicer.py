@@ -27,18 +27,21 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from core.domain import NodeId, NodeKind, NodeRef, UserRow, epoch_ms
+from core.domain import EdgeDelta, NodeId, NodeKind, NodeRef, UserRow, epoch_ms
 from graph_store.base import GraphStore, GraphStoreError
 from proto import recommender_pb2 as pb
 from proto import recommender_pb2_grpc
 from serving import evidence
-from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy, blended_search, trending_search
+from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.item_rank import item_rank
+from serving.next_judging import JudgedCase, NextItemsJudging
+from serving.next_mix import JUDGED_PER_BATCH, NextItemsJudge, NextRows, sampled, served_search
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
+from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems
 from serving.user_rows import UserRowCache
 
@@ -123,6 +126,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self.trending = TrendingItems(config.trending_half_life_s)
         self.trending_for_unknown = config.trending
         self.blend = BlendPolicy(config.blend_prior_interactions)
+        #: Fed and judged by commits in ``up`` (:meth:`take_committed`); empty in ``serve`` alone.
+        self.transitions = ItemTransitions()
+        self.next_judge = NextItemsJudge()
+        self.next_items = config.next_items
+        self.judging = NextItemsJudging(index, self.trending, self.blend, self.next_judge,
+                                        config.next_items_judged_per_s, self.use_ann, self.scorer)
         self._streams: set[threading.Event] = set()
         self._streams_lock = threading.Lock()
         self._closing = threading.Event()
@@ -281,10 +290,28 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         """End every open stream (with UNAVAILABLE) and refuse new ones: the server is stopping."""
         self._closing.set()
         self.index.wake_watchers()
+        self.judging.stop()
 
     @property
     def open_streams(self) -> int:
         return len(self._streams)
+
+    def take_committed(self, edges: list[EdgeDelta]) -> None:
+        """A committed batch, before serving's rows hold it (called on the ingest loop): a sample of
+        its events captured as their users stood, for the judging thread (:mod:`serving.next_judging`),
+        then its edges fed to the transitions. Cheap: no search runs here."""
+        if not self.next_items:
+            return
+        snapshot = self.index.snapshot()
+        for n in sampled(len(edges), self.judging.allowance(min(len(edges), JUDGED_PER_BATCH))):
+            edge = edges[n]
+            successors = self.transitions.successors(edge.user_id)
+            if successors is None:
+                continue  # nothing to judge: no list of this user's has next items in it
+            row = self.user_rows.get(edge.user_id)
+            vector, _ = self._user_vector_or_none(snapshot, edge.user_id, row)
+            self.judging.take(JudgedCase(edge.item_id, len(row.items), list(row.items), vector, successors))
+        self.transitions.add_edges(edges)
 
     # --- shared steps ----------------------------------------------------------------------------
     def _user_id(self, value: str, context: grpc.ServicerContext) -> NodeId:
@@ -306,19 +333,19 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         row = self.user_rows.get(user_id) if wants_row else None
         vector, refreshed_ms = self._user_vector_or_none(snapshot, user_id, row)
         seen = snapshot.items.rows_of(row.items) if row is not None and exclude_seen else np.zeros(0, np.int64)
-        source = self.blend.source(vector is not None, len(row.items) if row is not None else 0)
         check_deadline(context, "before scoring")
+        if vector is None and not self.trending_for_unknown:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet: none of its "
+                  "interactions is with an item the model knows")
+        interactions = len(row.items) if row is not None else 0
+        # Next items are read only where the judge serves them (a sparse read of the user's successors).
+        nexts = NextRows.of(snapshot, self.transitions.successors(user_id)) \
+            if self.next_items and self.next_judge.weight(interactions) > 0 else None
+        query = ItemQuery(vector if vector is not None else np.zeros(0, np.float32), k, seen, allowed, diversity)
+        found, source = served_search(snapshot, self.trending, self.blend, self.next_judge, vector, interactions,
+                                      query, nexts, self.use_ann, self.scorer)
         if vector is None:
-            if not self.trending_for_unknown:
-                abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet: none of its "
-                      "interactions is with an item the model knows")
-            found, refreshed_ms = trending_search(snapshot, self.trending, k, seen, allowed), 0
-        elif source == BLENDED:
-            assert row is not None  # a blend needs the user's item count
-            found = blended_search(snapshot, self.trending, ItemQuery(vector, k, seen, allowed, diversity),
-                                   self.blend.personal_weight(len(row.items)), self.use_ann, self.scorer)
-        else:
-            found = search(snapshot, ItemQuery(vector, k, seen, allowed, diversity), self.use_ann, scorer=self.scorer)
+            refreshed_ms = 0
         reply = _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)
         reply.source = SOURCES[source]
         return reply

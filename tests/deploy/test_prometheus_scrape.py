@@ -137,6 +137,10 @@ def test_prometheus_scrapes_lag_and_every_dashboard_metric(stack: UpProcess, tmp
             'ig_grpc_server_handling_seconds_count{method="GetStatus", code="OK"}'), timeout_s=15)
         graphs = prometheus.query("ig_serving_hnsw_graphs_total")  # 60 items: exact search, no graph yet
         assert {(g["metric"]["how"], float(g["value"][1])) for g in graphs} == {("extended", 0.0), ("built", 0.0)}
+        weights = prometheus.query("ig_serving_next_items_weight")
+        assert {w["metric"]["segment"] for w in weights} == {"<= 5", "<= 50", "> 50"}
+        judged = prometheus.query("ig_serving_next_items_judged_events_total")
+        assert {j["metric"]["outcome"] for j in judged} == {"judged", "not_judged", "dropped"}
         exported = {m["metric"]["__name__"] for m in prometheus.query('{__name__=~"ig_.+"}')}
         exported_bases = {re.sub(r"_(bucket|count|sum)$", "", n) for n in exported}
         missing = (dashboard_metrics() | alert_metrics()) - exported_bases

@@ -1,0 +1,111 @@
+"""ItemTransitions against the module's formula recomputed from whole histories, its bounds and erasure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from core.domain import EdgeDelta, NodeId
+from serving.transitions import ItemTransitions
+
+
+def edge(user: str, item: str, ts_ms: int) -> EdgeDelta:
+    return EdgeDelta(NodeId(user), NodeId(item), 1.0, 1, ts_ms)
+
+
+def reader(items: list[str]) -> Callable[[list[NodeId]], np.ndarray]:
+    """positions_of for a caller whose rows are ``items`` in order."""
+    row_of = {NodeId(item): row for row, item in enumerate(items)}
+    return lambda ids: np.asarray([row_of.get(i, -1) for i in ids], dtype=np.int64)
+
+
+def recomputed(histories: dict[str, list[str]], user: str, items: list[str], window: int, query: int,
+               half: float) -> np.ndarray:
+    """The module docs' s(j), from every user's whole history at once (distinct items, latest order)."""
+    counts: dict[tuple[str, str], float] = {}
+    latest: dict[str, list[str]] = {}
+    for who, history in histories.items():
+        mine: list[str] = []
+        for item in history:
+            if mine and mine[-1] == item:
+                continue
+            earlier = [i for i in mine if i != item]
+            for gap, source in enumerate(reversed(earlier[-window:]), start=1):
+                counts[source, item] = counts.get((source, item), 0.0) + 2.0 ** (1 - gap)
+            mine = [*earlier, item]
+        latest[who] = mine
+    out = np.zeros(len(items))
+    for place, source in enumerate(reversed(latest[user][-query:])):
+        for row, item in enumerate(items):
+            out[row] += 2.0 ** (-place / half) * counts.get((source, item), 0.0)
+    return out
+
+
+def test_scores_equal_the_formula_over_whole_histories_fed_in_batches() -> None:
+    rng = np.random.default_rng(11)
+    items = [f"i{n}" for n in range(12)]
+    histories: dict[str, list[str]] = {f"u{n}": [] for n in range(6)}
+    stream = []
+    for ts in range(400):
+        user = f"u{rng.integers(6)}"
+        item = items[int(rng.integers(12))]
+        histories[user].append(item)
+        stream.append(edge(user, item, ts))
+    transitions = ItemTransitions(window=3, query_items=4, half_items=1.5, max_successors=1000)
+    for start in range(0, len(stream), 50):  # batches arrive in order, each batch's deltas in any order
+        transitions.add_edges([stream[n] for n in rng.permutation(range(start, start + 50)).tolist()])
+    for user in histories:
+        got = transitions.scores_for(NodeId(user), reader(items), len(items))
+        assert got is not None
+        np.testing.assert_allclose(got, recomputed(histories, user, items, 3, 4, 1.5), rtol=1e-12)
+
+
+def test_batches_taken_up_by_event_time_not_arrival_order() -> None:
+    transitions = ItemTransitions(window=1, query_items=2)
+    transitions.add_edges([edge("u", "b", 2), edge("u", "a", 1)])
+    transitions.add_edges([edge("v", "a", 5)])
+    got = transitions.scores_for(NodeId("v"), reader(["a", "b"]), 2)
+    assert got is not None and got.tolist() == [0.0, 1.0]
+    assert transitions.latest(NodeId("u")) == [NodeId("b"), NodeId("a")]
+
+
+def test_a_user_with_nothing_after_their_items_gets_none() -> None:
+    transitions = ItemTransitions()
+    assert transitions.scores_for(NodeId("nobody"), reader(["a"]), 1) is None
+    transitions.add_edges([edge("u", "a", 1), edge("u", "b", 2)])
+    assert transitions.scores_for(NodeId("w"), reader(["a", "b"]), 2) is None  # w has no items
+    transitions.add_edges([edge("w", "b", 3)])
+    assert transitions.scores_for(NodeId("w"), reader(["a", "b"]), 2) is None  # nothing followed b
+    assert transitions.scores_for(NodeId("u"), reader(["x"]), 1) is None  # followers the caller lacks
+
+
+def test_rows_keep_their_heaviest_successors() -> None:
+    transitions = ItemTransitions(window=1, query_items=1, max_successors=2)
+    stream, ts = [], 0
+    for n, repeats in enumerate([1, 5, 1, 3, 1, 1]):  # a -> s1 (5 times), a -> s3 (3 times), the rest once
+        for r in range(repeats):
+            ts += 2
+            stream += [edge(f"u{n}-{r}", "a", ts), edge(f"u{n}-{r}", f"s{n}", ts + 1)]
+    transitions.add_edges(stream)
+    transitions.add_edges([edge("q", "a", ts + 10)])
+    got = transitions.scores_for(NodeId("q"), reader([f"s{n}" for n in range(6)]), 6)
+    assert got is not None
+    assert np.count_nonzero(got) <= 4  # pruned to 2 when a row passed 4
+    assert got[1] == 5.0 and got[3] == 3.0
+
+
+def test_forgetting_a_user_drops_their_latest_items() -> None:
+    transitions = ItemTransitions()
+    transitions.add_edges([edge("v", "a", 1), edge("v", "b", 2), edge("u", "a", 3)])
+    assert transitions.scores_for(NodeId("u"), reader(["a", "b"]), 2) is not None
+    transitions.forget_user(NodeId("u"))
+    assert transitions.latest(NodeId("u")) == []
+    assert transitions.scores_for(NodeId("u"), reader(["a", "b"]), 2) is None
+
+
+@pytest.mark.parametrize("bad", [{"window": 0}, {"query_items": 0}, {"half_items": 0.0}, {"max_successors": 0}])
+def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        ItemTransitions(**bad)  # type: ignore[arg-type]  # the refused values are the point
