@@ -52,17 +52,20 @@ def test_a_drifting_stream_is_scored_per_system_and_segment() -> None:
     out = subprocess.run([sys.executable, str(BENCH / "streaming_eval.py"), "--streams", "drift", "--cuts", "0.8",
                           "--drift-events", "3000", "--drift-users", "100", "--drift-items", "200",
                           "--drift-every", "500", "--batch", "300", "--blend-priors", "0,5", "--half-life", "6",
-                          "--edge-half-life", "12"],
+                          "--edge-half-life", "12", "--next-weights", "4"],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     rows = {line.split("|")[1].strip(): line for line in out.splitlines()
             if line.startswith("| ") and not line.startswith("| system")}
     for name in ("live (incremental refresh)", "stale (frozen at the cut)", "popularity (live counts)",
                  "trending (half-life 6 h)", "random walk (Pixie, 5,000 steps)",
-                 "item co-occurrence kNN (last 20 items)", "served (n0 = 0)", "served (n0 = 5)"):
+                 "item co-occurrence kNN (last 20 items)", "served (n0 = 0, next items)",
+                 "served (n0 = 5, next items)", "served (n0 = 0)",
+                 "served (n0 = 0, next items at weight 4 (not judged))"):
         cells = [c.strip() for c in rows[name].strip().strip("|").split("|")]
         assert 0.0 <= float(cells[1]) <= 1.0 and 0.0 <= float(cells[2]) <= float(cells[1])
         assert cells[-1].endswith("of 600")  # every streamed event scored
-    assert "served (n0 = 5): lists by source {'blended'" in out
+    assert "served (n0 = 5, next items): lists by source {'blended'" in out
+    assert "next-items weight by segment at the end {'<= 5': " in out
 
 
 def test_the_feeder_decays_the_stores_weights_as_the_ingest_agent_does(tmp_path: Path) -> None:
