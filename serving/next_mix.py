@@ -13,7 +13,8 @@ while users who rate a backlog in one sitting are not (MovieLens, bench/RESULTS.
 count, a decayed hit count of each weight of a ladder, scored on a sample of the committed
 events against the lists their users would have got just before them (:mod:`serving.next_judging`
 takes the sample off the ingest path). A segment that has judged ``min_events`` events serves its
-weight with the most hits, if that beats the blend alone by a clear margin; one with fewer goes by
+weight with the most hits, if that beats the blend alone by a clear margin (a paired test: the
+events each hit and the other missed); one with fewer goes by
 the hits of all segments together; :math:`\\beta = 0` (the blend alone) while fewer than
 ``min_events`` were judged in all. A shadow evaluation on the live stream: the online form of the replay
 benchmark that chose the blend's own prior.
@@ -60,11 +61,11 @@ class NextItemsJudge:
     Args:
         k (int): List length a judged event must be in to count as a hit (default: ``10``).
         half_life_events (float): Judged events of a segment for a hit to count half (default: ``2000.0``).
-        min_events (int): Judged events a segment needs before it serves more than the blend (default: ``100``).
+        min_events (int): Judged events a segment needs before it serves more than the blend (default: ``50``).
         ladder (Sequence[float]): The weights judged, the first 0 (default: :data:`LADDER`).
     """
 
-    def __init__(self, k: int = 10, half_life_events: float = 2000.0, min_events: int = 100,
+    def __init__(self, k: int = 10, half_life_events: float = 2000.0, min_events: int = 50,
                  ladder: Sequence[float] = LADDER) -> None:
         if k < 1 or half_life_events <= 0 or min_events < 0 or not ladder or ladder[0] != 0.0:
             raise ValueError("k >= 1, half_life_events > 0, min_events >= 0 and a ladder starting at 0")
@@ -73,6 +74,8 @@ class NextItemsJudge:
         self._lock = threading.Lock()
         segments = len(SEGMENT_BOUNDS) + 1
         self._hits = np.zeros((segments, len(self.ladder)), dtype=np.float64)
+        #: Decayed events where a weight and the blend alone disagreed (one hit, the other not).
+        self._split = np.zeros((segments, len(self.ladder)), dtype=np.float64)
         self._judged = np.zeros(segments, dtype=np.int64)
 
     @staticmethod
@@ -86,15 +89,16 @@ class NextItemsJudge:
         enough = max(self.min_events, 1)
         with self._lock:
             if self._judged[seg] >= enough:
-                hits = self._hits[seg].copy()
-            elif self._judged.sum() >= enough:
-                hits = self._hits.sum(axis=0)  # a segment short of events goes by all of them
+                hits, split = self._hits[seg].copy(), self._split[seg].copy()
+            elif self._judged.sum() >= enough:  # a segment short of events goes by all of them
+                hits, split = self._hits.sum(axis=0), self._split.sum(axis=0)
             else:
                 return 0.0
-        # A weight replaces the blend alone only by a clear margin (two standard deviations of a
-        # difference of counts): on a stream where next items do not help, chance would otherwise
-        # keep choosing some small weight, and lose a little.
-        clear = hits - hits[0] >= MARGIN_SD * np.sqrt(hits + hits[0])
+        # A weight replaces the blend alone only by a clear margin: McNemar's paired test, its hits
+        # past the blend's (= events only it hit less events only the blend hit) at least MARGIN_SD
+        # standard deviations of that difference, sqrt(events where they disagreed). On a stream
+        # where next items do not help, chance would otherwise keep choosing some small weight.
+        clear = (hits > hits[0]) & (hits - hits[0] >= MARGIN_SD * np.sqrt(split))
         clear[0] = True
         best = np.flatnonzero(clear & (hits == hits[clear].max()))
         return self.ladder[int(best[0])]  # ties: the smaller weight
@@ -108,6 +112,7 @@ class NextItemsJudge:
                           count=len(self.ladder))
         with self._lock:
             self._hits[seg] = self._hits[seg] * self._keep + hit
+            self._split[seg] = self._split[seg] * self._keep + (hit != hit[0])
             self._judged[seg] += 1
 
     def weights(self) -> dict[str, float]:

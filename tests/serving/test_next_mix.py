@@ -52,11 +52,14 @@ def test_a_segment_serves_the_blend_until_it_has_judged_enough_events() -> None:
 
 
 def test_a_weight_needs_a_clear_margin_over_the_blend_alone() -> None:
+    """McNemar's paired test: wins minus losses against the blend alone, over sqrt(wins + losses)."""
     judge = NextItemsJudge(min_events=0)
-    judged(judge, 80, 0.0, 30)  # 30 hits for every weight...
-    judged(judge, 80, 2.0, 8)  # ...and 8 more from weight 2 up: 38 - 30 < 2 sd = 2 sqrt(68)
+    judged(judge, 80, 0.0, 30)  # events every weight hit: no evidence either way
+    judged(judge, 80, 2.0, 30)  # 30 won by the weights from 2 up...
+    for _ in range(22):  # ...and 22 lost by them: 8 < 2 sqrt(52)
+        judge.judge(80, [0 if b < 2.0 else None for b in LADDER])
     assert judge.weight(80) == 0.0
-    judged(judge, 80, 2.0, 20)  # 58 - 30 >= 2 sqrt(88)
+    judged(judge, 80, 2.0, 20)  # 28 >= 2 sqrt(72)
     assert judge.weight(80) == 2.0
 
 
