@@ -29,7 +29,8 @@ import scipy.sparse as sp
 from core.domain import EdgeDelta, NodeId
 from serving.blending import BlendPolicy, trending_search
 from serving.index import EmbeddingIndex, IndexSnapshot
-from serving.next_mix import JUDGED_PER_BATCH, NextItemsJudge, NextRows, judge_event, sampled, served_search
+from serving.mix_judge import BLEND, Mix, MixJudge, sampled
+from serving.next_mix import JUDGED_PER_BATCH, NextRows, judge_event, served_search
 from serving.search import ItemQuery, search
 from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems
@@ -146,14 +147,15 @@ class Trending(System):
         return [snap.items.ids[r] for r in found.rows.tolist()]
 
 
-class FixedWeight(NextItemsJudge):
-    """A judge that serves one next-items weight to every segment (the bench's ceiling rows)."""
+class FixedWeight(MixJudge):
+    """A judge that serves one next-items weight to every segment, with the blend's own personal
+    weight (the bench's ceiling rows)."""
 
     def __init__(self, weight: float) -> None:
         super().__init__()
-        self.fixed = weight
+        self.fixed = Mix(1.0, weight)
 
-    def weight(self, interactions: int) -> float:
+    def mix(self, interactions: int) -> Mix:
         return self.fixed
 
 
@@ -168,16 +170,16 @@ class Served(System):
             f", next items at weight {fixed_weight:g} (not judged)"
         super().__init__(f"served (n0 = {prior:g}{mix})", index)
         self.trending, self.policy, self.transitions = trending, BlendPolicy(prior), transitions
-        self.judge = NextItemsJudge() if fixed_weight is None else FixedWeight(fixed_weight)
+        self.judge = MixJudge() if fixed_weight is None else FixedWeight(fixed_weight)
         self.sources: dict[str, int] = defaultdict(int)
 
     def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
         vector, nexts = self._signals(snap, user)
-        nexts = nexts if self.judge.weight(len(seen)) > 0 else None
+        mix = self.judge.mix(len(seen)) if self.transitions is not None else BLEND
         query = ItemQuery(vector if vector is not None else np.zeros(0, np.float32), k, _rows(snap, seen))
-        found, source = served_search(snap, self.trending, self.policy, self.judge, vector, len(seen), query, nexts,
-                                      use_ann=False)
+        found, source = served_search(snap, self.trending, self.policy, mix, vector, len(seen), query,
+                                      nexts if mix.beta > 0 else None, use_ann=False)
         self.sources[source] += 1
         return [snap.items.ids[r] for r in found.rows.tolist()]
 
@@ -192,11 +194,11 @@ class Served(System):
             judge_event(snap, self.trending, self.policy, self.judge, vector, len(seen[user]),
                         _rows(snap, seen[user]), nexts, int(snap.items.positions([NodeId(item)])[0]), use_ann=False)
 
-    def _signals(self, snap: IndexSnapshot, user: str) -> tuple[np.ndarray | None, NextRows | None]:
+    def _signals(self, snap: IndexSnapshot, user: str) -> tuple[np.ndarray | None, NextRows]:
         row = snap.users.row(NodeId(user))
         vector = snap.users.vectors[row] if row is not None else None
-        nexts = NextRows.of(snap, self.transitions.successors(NodeId(user))) if self.transitions is not None else None
-        return vector, nexts
+        successors = self.transitions.successors(NodeId(user)) if self.transitions is not None else None
+        return vector, NextRows.of(snap, successors)
 
 
 class LiveGraph:

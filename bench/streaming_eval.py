@@ -268,7 +268,8 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
           f"{worker.stats.rounds} refresh rounds)", flush=True)
     for system in served:
         judged = "" if system.transitions is None or isinstance(system.judge, FixedWeight) else \
-            f"; next-items weight by segment at the end {system.judge.weights()}"
+            "; mix (personal share, next-items weight) by segment at the end " + \
+            str({seg: (mix.share, mix.beta) for seg, mix in system.judge.served().items()})
         print(f"  {system.name}: lists by source {dict(system.sources)} (requests){judged}")
     store.close()
     tmp.cleanup()

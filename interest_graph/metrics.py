@@ -271,9 +271,14 @@ class StackCollector(Collector):
         weight = GaugeMetricFamily("ig_serving_next_items_weight", "Weight of next items in Recommend lists, by "
                                    "segment of the user's distinct items (chosen by the judged events).",
                                    labels=["segment"])
-        for segment, served in servicer.next_judge.weights().items():
-            weight.add_metric([segment], served if servicer.next_items else 0.0)
+        share = GaugeMetricFamily("ig_serving_personal_share", "Share of the blend's personal weight Recommend "
+                                  "lists serve, by segment (1: the blend's own; chosen by the judged events).",
+                                  labels=["segment"])
+        for segment, mix in servicer.mix_judge.served().items():
+            weight.add_metric([segment], mix.beta if servicer.next_items else 0.0)
+            share.add_metric([segment], mix.share if servicer.next_items else 1.0)
         yield weight
+        yield share
         judging = servicer.judging
         events = CounterMetricFamily("ig_serving_next_items_judged_events", "Committed events captured for "
                                      "judging the next-items weight, by outcome.", labels=["outcome"])

@@ -1,4 +1,5 @@
-"""Judging committed events off the ingest path: what is cheap is taken at the commit, the searches later.
+"""Judging committed events off the ingest path: what is cheap is taken at the commit, the searches later
+(the judge: :mod:`serving.mix_judge`).
 
 A judged event must be seen as its user stood just before the batch (its item not yet theirs, the
 transitions not yet holding it), so :meth:`NextItemsJudging.take` captures that at the commit:
@@ -22,7 +23,8 @@ import numpy as np
 from core.domain import NodeId
 from serving.blending import BlendPolicy
 from serving.index import EmbeddingIndex
-from serving.next_mix import NextItemsJudge, NextRows, judge_event
+from serving.mix_judge import MixJudge
+from serving.next_mix import NextRows, judge_event
 from serving.scoring import Scorer, score_alone
 from serving.trending import TrendingItems
 
@@ -40,7 +42,7 @@ class JudgedCase:
     interactions: int
     seen: list[NodeId]
     vector: np.ndarray | None
-    successors: tuple[list[NodeId], np.ndarray]
+    successors: tuple[list[NodeId], np.ndarray] | None
 
 
 class NextItemsJudging:
@@ -50,13 +52,13 @@ class NextItemsJudging:
         index (EmbeddingIndex): Whose current snapshot the searches read.
         trending (TrendingItems): The served trending list.
         policy (BlendPolicy): The served blend.
-        judge (NextItemsJudge): What the judgements go to.
+        judge (MixJudge): What the judgements go to.
         per_s (float): Events judged per second at most; 0 = none (default: ``20.0``).
         use_ann (bool): Search as Recommend does (default: ``True``).
         scorer (Scorer): Exact scans' scorer (default: one scan per query).
     """
 
-    def __init__(self, index: EmbeddingIndex, trending: TrendingItems, policy: BlendPolicy, judge: NextItemsJudge,
+    def __init__(self, index: EmbeddingIndex, trending: TrendingItems, policy: BlendPolicy, judge: MixJudge,
                  per_s: float = 20.0, use_ann: bool = True, scorer: Scorer = score_alone) -> None:
         self.index, self.trending, self.policy, self.judge = index, trending, policy, judge
         self.per_s, self.use_ann, self.scorer = per_s, use_ann, scorer

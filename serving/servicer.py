@@ -36,8 +36,9 @@ from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.item_rank import item_rank
+from serving.mix_judge import BLEND, MixJudge, sampled
 from serving.next_judging import JudgedCase, NextItemsJudging
-from serving.next_mix import JUDGED_PER_BATCH, NextItemsJudge, NextRows, sampled, served_search
+from serving.next_mix import JUDGED_PER_BATCH, NextRows, served_search
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
@@ -128,9 +129,9 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         self.blend = BlendPolicy(config.blend_prior_interactions)
         #: Fed and judged by commits in ``up`` (:meth:`take_committed`); empty in ``serve`` alone.
         self.transitions = ItemTransitions()
-        self.next_judge = NextItemsJudge()
+        self.mix_judge = MixJudge()
         self.next_items = config.next_items
-        self.judging = NextItemsJudging(index, self.trending, self.blend, self.next_judge,
+        self.judging = NextItemsJudging(index, self.trending, self.blend, self.mix_judge,
                                         config.next_items_judged_per_s, self.use_ann, self.scorer)
         self._streams: set[threading.Event] = set()
         self._streams_lock = threading.Lock()
@@ -306,8 +307,6 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         for n in sampled(len(edges), self.judging.allowance(min(len(edges), JUDGED_PER_BATCH))):
             edge = edges[n]
             successors = self.transitions.successors(edge.user_id)
-            if successors is None:
-                continue  # nothing to judge: no list of this user's has next items in it
             row = self.user_rows.get(edge.user_id)
             vector, _ = self._user_vector_or_none(snapshot, edge.user_id, row)
             self.judging.take(JudgedCase(edge.item_id, len(row.items), list(row.items), vector, successors))
@@ -338,12 +337,12 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
             abort(context, grpc.StatusCode.NOT_FOUND, f"user {user_id!r} has no embedding yet: none of its "
                   "interactions is with an item the model knows")
         interactions = len(row.items) if row is not None else 0
+        mix = self.mix_judge.mix(interactions) if self.next_items else BLEND
         # Next items are read only where the judge serves them (a sparse read of the user's successors).
-        nexts = NextRows.of(snapshot, self.transitions.successors(user_id)) \
-            if self.next_items and self.next_judge.weight(interactions) > 0 else None
+        nexts = NextRows.of(snapshot, self.transitions.successors(user_id)) if mix.beta > 0 else None
         query = ItemQuery(vector if vector is not None else np.zeros(0, np.float32), k, seen, allowed, diversity)
-        found, source = served_search(snapshot, self.trending, self.blend, self.next_judge, vector, interactions,
-                                      query, nexts, self.use_ann, self.scorer)
+        found, source = served_search(snapshot, self.trending, self.blend, mix, vector, interactions, query, nexts,
+                                      self.use_ann, self.scorer)
         if vector is None:
             refreshed_ms = 0
         reply = _items_reply(pb.RecommendReply, snapshot, found, refreshed_ms)

@@ -65,7 +65,7 @@ def test_a_drifting_stream_is_scored_per_system_and_segment() -> None:
         assert 0.0 <= float(cells[1]) <= 1.0 and 0.0 <= float(cells[2]) <= float(cells[1])
         assert cells[-1].endswith("of 600")  # every streamed event scored
     assert "served (n0 = 5, next items): lists by source {'blended'" in out
-    assert "next-items weight by segment at the end {'<= 5': " in out
+    assert "mix (personal share, next-items weight) by segment at the end {'<= 5': (" in out
 
 
 def test_the_feeder_decays_the_stores_weights_as_the_ingest_agent_does(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import numpy as np
 from core.domain import EmbeddingRows, NodeId, NodeKind
 from serving.blending import BlendPolicy
 from serving.index import EmbeddingIndex
+from serving.mix_judge import MixJudge
 from serving.next_judging import JudgedCase, NextItemsJudging
-from serving.next_mix import NextItemsJudge
 from serving.trending import TrendingItems
 
 
@@ -18,7 +18,7 @@ def judging(per_s: float = 20.0) -> NextItemsJudging:
     index.apply(EmbeddingRows(NodeKind.USER, [], np.zeros((0, 4), np.float32)),
                 EmbeddingRows(NodeKind.ITEM, [NodeId(f"i{n}") for n in range(30)],
                               rng.normal(size=(30, 4)).astype(np.float32)), version=1, written_ms=0)
-    return NextItemsJudging(index, TrendingItems(0.0), BlendPolicy(10.0), NextItemsJudge(min_events=1), per_s,
+    return NextItemsJudging(index, TrendingItems(0.0), BlendPolicy(10.0), MixJudge(min_events=1), per_s,
                             use_ann=False)
 
 
