@@ -260,9 +260,11 @@ class Settings:
                                        "six replayed stream cuts (bench/streaming_eval.py: 0.6-5 % overall, up to "
                                        "10-16 % for users with at most 5 items).", "interactions")
     next_items = Setting(bool, "IG_NEXT_ITEMS", True,
-                         "Mix what users take up next after a user's latest items (item-to-item transitions of "
-                         "the live stream, fed by commits in `up`) into Recommend lists, at the weight each "
-                         "segment's judged events choose (0 until enough are judged); off = the blend alone.")
+                         "Judge how Recommend lists mix their signals on the live stream, per segment of the "
+                         "user's items: what other users took up after the user's latest items (item-to-item "
+                         "transitions, fed by commits in `up`) and the blend's personal share, each mix scored "
+                         "on sampled commits against the list the user had; a segment leaves the plain blend "
+                         "only when a mix beats it clearly. Off = the blend alone.")
     next_items_judged_per_s = Setting(float, "IG_NEXT_ITEMS_JUDGED_PER_S", 20.0,
                                       "Committed events judged per second at most (each costs about one "
                                       "personal search, in a thread of its own): how fast the next-items "

@@ -42,7 +42,7 @@ class ServingConfig:
             (``IG_TRENDING_RESEED``), s.
         blend_prior_interactions (float): n0 of the personal weight n / (n + n0); 0 = no blending
             (``IG_BLEND_PRIOR_INTERACTIONS``).
-        next_items (bool): Mix next items into Recommend lists at the judged weight (``IG_NEXT_ITEMS``).
+        next_items (bool): Judge each segment's mix of next items and personal share (``IG_NEXT_ITEMS``).
         next_items_judged_per_s (float): Committed events judged per second at most
             (``IG_NEXT_ITEMS_JUDGED_PER_S``), events/s.
         tls_cert (str): Server certificate PEM file; with ``tls_key`` turns TLS on (``IG_TLS_CERT``).
