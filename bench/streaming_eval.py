@@ -266,6 +266,8 @@ def run(args: argparse.Namespace, events: list[StreamEvent], fraction: float) ->
             next_retrain += retrain_at
     print(f"  streamed {done:,} events in {time.perf_counter() - started:.1f} s ({retrains} retrains, "
           f"{worker.stats.rounds} refresh rounds)", flush=True)
+    items, pairs, users = next_items.counts()
+    print(f"  next items held: {items:,} items, {pairs:,} item-to-item pairs, {users:,} users' latest items")
     for system in served:
         judged = "" if system.transitions is None or isinstance(system.judge, FixedWeight) else \
             "; mix (personal share, next-items weight) by segment at the end " + \

@@ -279,6 +279,10 @@ class StackCollector(Collector):
             share.add_metric([segment], mix.share if servicer.next_items else 1.0)
         yield weight
         yield share
+        _, pairs, users = servicer.transitions.counts()
+        yield _gauge("ig_serving_next_items_pairs", "Item-to-item transitions held for next items (each item keeps "
+                     "its heaviest successors).", pairs)
+        yield _gauge("ig_serving_next_items_users", "Users whose latest items are held for next items.", users)
         judging = servicer.judging
         events = CounterMetricFamily("ig_serving_next_items_judged_events", "Committed events captured for "
                                      "judging the next-items weight, by outcome.", labels=["outcome"])

@@ -77,6 +77,11 @@ class ItemTransitions:
             self.epoch += 1
 
     # --- reading ---------------------------------------------------------------------------------
+    def counts(self) -> tuple[int, int, int]:
+        """(items, item-to-item pairs, users) held: what the table's memory grows with."""
+        with self._lock:
+            return len(self._ids), sum(len(row) for row in self._next), len(self._latest)
+
     def latest(self, user: NodeId) -> list[NodeId]:
         """The user's latest distinct items, the latest first (at most ``max(window, query_items)``)."""
         with self._lock:

@@ -94,6 +94,8 @@ def test_rows_keep_their_heaviest_successors() -> None:
     assert got is not None
     assert np.count_nonzero(got) <= 4  # pruned to 2 when a row passed 4
     assert got[1] == 5.0 and got[3] == 3.0
+    items, pairs, users = transitions.counts()
+    assert items == 7 and pairs <= 4 and users == 13  # a, s0..s5; 12 walkers and q
 
 
 def test_forgetting_a_user_drops_their_latest_items() -> None:
