@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         query = ItemQuery(vector, 10, seen)
         for name, mix in arms.items():
             begun = time.perf_counter()
-            nexts = NextRows.of(snap, table.successors(uid)) if mix.beta > 0 else None
+            nexts = NextRows.for_user(snap, table, uid) if mix.beta > 0 else None
             served_search(snap, trending, policy, mix, vector, args.history, query, nexts, use_ann=False)
             reps[name].append((time.perf_counter() - begun) * 1000)
     print("\n| arm | p50 ms | p99 ms | mean ms | mean - blend's, ms |")

@@ -197,8 +197,9 @@ class Served(System):
     def _signals(self, snap: IndexSnapshot, user: str) -> tuple[np.ndarray | None, NextRows]:
         row = snap.users.row(NodeId(user))
         vector = snap.users.vectors[row] if row is not None else None
-        successors = self.transitions.successors(NodeId(user)) if self.transitions is not None else None
-        return vector, NextRows.of(snap, successors)
+        if self.transitions is None:
+            return vector, NextRows.of(snap, None)
+        return vector, NextRows.for_user(snap, self.transitions, NodeId(user))
 
 
 class LiveGraph:

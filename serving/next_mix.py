@@ -31,6 +31,7 @@ from serving.index import IndexSnapshot
 from serving.mix_judge import Mix, MixJudge
 from serving.scoring import Scorer, score_alone
 from serving.search import MMR_POOL_FACTOR, MMR_POOL_MAX, Found, ItemQuery, mmr_order, search
+from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems
 
 #: Events of each committed batch judged (each costs about one personal search).
@@ -52,6 +53,12 @@ class NextRows:
         rows = snapshot.items.positions(successors[0])
         held = rows >= 0
         return cls(rows[held], successors[1][held])
+
+    @classmethod
+    def for_user(cls, snapshot: IndexSnapshot, transitions: ItemTransitions, user: NodeId) -> NextRows:
+        """What follows ``user``'s latest items, on the snapshot's rows (ids mapped once per item table)."""
+        found = transitions.successor_rows(user, snapshot.items, snapshot.items.positions)
+        return cls(*found) if found is not None else cls.of(snapshot, None)
 
     def at(self, rows: np.ndarray) -> np.ndarray:
         """The score of each of ``rows`` (0 where it follows nothing)."""

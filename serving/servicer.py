@@ -339,7 +339,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
         interactions = len(row.items) if row is not None else 0
         mix = self.mix_judge.mix(interactions) if self.next_items else BLEND
         # Next items are read only where the judge serves them (a sparse read of the user's successors).
-        nexts = NextRows.of(snapshot, self.transitions.successors(user_id)) if mix.beta > 0 else None
+        nexts = NextRows.for_user(snapshot, self.transitions, user_id) if mix.beta > 0 else None
         query = ItemQuery(vector if vector is not None else np.zeros(0, np.float32), k, seen, allowed, diversity)
         found, source = served_search(snapshot, self.trending, self.blend, mix, vector, interactions, query, nexts,
                                       self.use_ann, self.scorer)

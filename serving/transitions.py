@@ -56,6 +56,8 @@ class ItemTransitions:
         self._ids: list[NodeId] = []
         self._next: list[dict[int, float]] = []
         self._latest: dict[NodeId, tuple[int, ...]] = {}
+        #: (a caller's row table, its row of each slot): ids are looked up once per table.
+        self._rows: tuple[object, np.ndarray] | None = None
         #: Bumped by every change, so readers' caches know when they are old.
         self.epoch = 0
 
@@ -101,6 +103,41 @@ class ItemTransitions:
         if not weights:
             return None
         return ids, np.fromiter(weights.values(), np.float64, len(weights))
+
+    def successor_rows(self, user: NodeId, table: object,
+                       positions_of: Callable[[list[NodeId]], np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`successors` as the caller's rows (``int64``, those it holds) and scores: the item
+        slots are mapped to ``table``'s rows once per table (then only slots new since), so a request
+        looks up no id. ``None`` when nothing it holds follows the user's items.
+
+        Args:
+            user (NodeId): Whose latest items are read.
+            table (object): The caller's row table (a snapshot's item table), held until the next one.
+            positions_of (Callable[[list[NodeId]], np.ndarray]): Its row of each item id (``-1``: none).
+        """
+        with self._lock:
+            latest = self._latest.get(user, ())[-self.query_items:]
+            weights: dict[int, float] = {}
+            for place, source in enumerate(reversed(latest)):
+                share = 2.0 ** (-place / self.half_items)
+                for slot, count in self._next[source].items():
+                    weights[slot] = weights.get(slot, 0.0) + share * count
+            held = self._rows
+            known = len(self._ids)
+            fresh = [] if held is not None and held[0] is table and held[1].size == known else \
+                self._ids[held[1].size if held is not None and held[0] is table else 0:known]
+        if not weights:
+            return None
+        if fresh or held is None or held[0] is not table:
+            base = held[1] if held is not None and held[0] is table else np.zeros(0, np.int64)
+            mapped = np.concatenate([base, positions_of(fresh)]) if fresh else base
+            self._rows = held = (table, mapped)
+        slots = np.fromiter(weights.keys(), np.int64, len(weights))
+        rows = held[1][slots]
+        keep = rows >= 0
+        if not keep.any():
+            return None
+        return rows[keep], np.fromiter(weights.values(), np.float64, len(weights))[keep]
 
     def scores_for(self, user: NodeId, positions_of: Callable[[list[NodeId]], np.ndarray],
                    rows: int) -> np.ndarray | None:

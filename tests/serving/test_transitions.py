@@ -111,3 +111,28 @@ def test_forgetting_a_user_drops_their_latest_items() -> None:
 def test_bad_parameters_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ItemTransitions(**bad)  # type: ignore[arg-type]  # the refused values are the point
+
+
+def test_successor_rows_map_ids_once_per_table_and_follow_new_items() -> None:
+    transitions = ItemTransitions(window=1, query_items=1)
+    transitions.add_edges([edge("v", "a", 1), edge("v", "b", 2), edge("u", "a", 3)])
+    looked_up: list[list[NodeId]] = []
+    rows_of = {NodeId("a"): 0, NodeId("b"): 1, NodeId("c"): 2}
+
+    def positions(ids: list[NodeId]) -> np.ndarray:
+        looked_up.append(list(ids))
+        return np.asarray([rows_of.get(i, -1) for i in ids], dtype=np.int64)
+
+    table = object()
+    found = transitions.successor_rows(NodeId("u"), table, positions)
+    assert found is not None and found[0].tolist() == [1] and found[1].tolist() == [1.0]
+    assert transitions.successor_rows(NodeId("u"), table, positions) is not None
+    assert looked_up == [[NodeId("a"), NodeId("b")]]  # once for the table
+    transitions.add_edges([edge("w", "a", 4), edge("w", "c", 5), edge("x", "a", 6)])
+    found = transitions.successor_rows(NodeId("x"), table, positions)
+    assert found is not None and sorted(found[0].tolist()) == [1, 2]
+    assert looked_up[-1] == [NodeId("c")]  # only the item new since
+    other = object()
+    assert transitions.successor_rows(NodeId("x"), other, positions) is not None
+    assert len(looked_up[-1]) == 3  # a new table: every id again
+    assert transitions.successor_rows(NodeId("nobody"), other, positions) is None
