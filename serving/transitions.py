@@ -67,10 +67,10 @@ class ItemTransitions:
         ordered = sorted(edges, key=lambda e: e.last_ts_ms)
         if not ordered:
             return
-        with self._lock:
-            for edge in ordered:
+        for edge in ordered:  # the lock per edge: a reader never waits for a whole batch
+            with self._lock:
                 self._take_up(edge.user_id, self._slot_of(edge.item_id))
-            self.epoch += 1
+        self.epoch += 1
 
     def forget_user(self, user: NodeId) -> None:
         """Drop a user's latest items (erasure); the counts hold no user."""
@@ -92,17 +92,10 @@ class ItemTransitions:
     def successors(self, user: NodeId) -> tuple[list[NodeId], np.ndarray] | None:
         """:math:`s(j)` of every item that follows the user's latest items, as (ids, ``float64``
         scores); ``None`` when none does (a user never seen, or whose items nobody moved on from)."""
-        with self._lock:
-            latest = self._latest.get(user, ())[-self.query_items:]
-            weights: dict[int, float] = {}
-            for place, source in enumerate(reversed(latest)):
-                share = 2.0 ** (-place / self.half_items)
-                for slot, count in self._next[source].items():
-                    weights[slot] = weights.get(slot, 0.0) + share * count
-            ids = [self._ids[s] for s in weights]
-        if not weights:
+        merged = self._merged(user)
+        if merged is None:
             return None
-        return ids, np.fromiter(weights.values(), np.float64, len(weights))
+        return [self._ids[s] for s in merged[0].tolist()], merged[1]
 
     def successor_rows(self, user: NodeId, table: object,
                        positions_of: Callable[[list[NodeId]], np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -115,29 +108,18 @@ class ItemTransitions:
             table (object): The caller's row table (a snapshot's item table), held until the next one.
             positions_of (Callable[[list[NodeId]], np.ndarray]): Its row of each item id (``-1``: none).
         """
-        with self._lock:
-            latest = self._latest.get(user, ())[-self.query_items:]
-            weights: dict[int, float] = {}
-            for place, source in enumerate(reversed(latest)):
-                share = 2.0 ** (-place / self.half_items)
-                for slot, count in self._next[source].items():
-                    weights[slot] = weights.get(slot, 0.0) + share * count
-            held = self._rows
-            known = len(self._ids)
-            fresh = [] if held is not None and held[0] is table and held[1].size == known else \
-                self._ids[held[1].size if held is not None and held[0] is table else 0:known]
-        if not weights:
+        merged = self._merged(user)
+        if merged is None:
             return None
-        if fresh or held is None or held[0] is not table:
-            base = held[1] if held is not None and held[0] is table else np.zeros(0, np.int64)
-            mapped = np.concatenate([base, positions_of(fresh)]) if fresh else base
-            self._rows = held = (table, mapped)
-        slots = np.fromiter(weights.keys(), np.int64, len(weights))
-        rows = held[1][slots]
+        slots, scores = merged
+        held = self._rows
+        mapped = held[1] if held is not None and held[0] is table else np.zeros(0, np.int64)
+        if mapped.size <= int(slots.max()):  # items new since the map was made (ids only ever grow)
+            mapped = np.concatenate([mapped, positions_of(self._ids[mapped.size:len(self._ids)])])
+            self._rows = (table, mapped)
+        rows = mapped[slots]
         keep = rows >= 0
-        if not keep.any():
-            return None
-        return rows[keep], np.fromiter(weights.values(), np.float64, len(weights))[keep]
+        return (rows[keep], scores[keep]) if keep.any() else None
 
     def scores_for(self, user: NodeId, positions_of: Callable[[list[NodeId]], np.ndarray],
                    rows: int) -> np.ndarray | None:
@@ -161,6 +143,20 @@ class ItemTransitions:
         return out
 
     # --- internals -------------------------------------------------------------------------------
+    def _merged(self, user: NodeId) -> tuple[np.ndarray, np.ndarray] | None:
+        """(slots, :math:`s(j)`) of what follows the user's latest items. Under the lock only the
+        user's few rows are copied (one C call each): the merge runs outside it, in numpy, so a
+        request thread that loses the interpreter lock mid-merge holds up no commit."""
+        with self._lock:
+            rows = [self._next[source].copy() for source in reversed(self._latest.get(user, ())[-self.query_items:])]
+        slots = [np.fromiter(row.keys(), np.int64, len(row)) for row in rows]
+        weights = [np.fromiter(row.values(), np.float64, len(row)) * 2.0 ** (-place / self.half_items)
+                   for place, row in enumerate(rows)]
+        if not any(part.size for part in slots):
+            return None
+        unique, inverse = np.unique(np.concatenate(slots), return_inverse=True)
+        return unique, np.bincount(inverse, weights=np.concatenate(weights))
+
     def _slot_of(self, item: NodeId) -> int:
         slot = self._slot.get(item)
         if slot is None:
