@@ -35,14 +35,14 @@ per event, averaged, overall and per segment of the user's distinct items at eve
   ``--trending-half-lives``;
 * **random walk**: Pixie-style walks with restarts on the live graph from the user's last items;
 * **item co-occurrence kNN**: cosine item-kNN from the user's last items on the live graph;
-* **served (n0 = ..., next items)**: what ``Recommend`` answers (``serving.next_mix.served_search``)
-  with the live embeddings, the served trending list and the next-items transitions
+* **served (n0 = ..., next items)**: what ``Recommend`` answers with ``IG_NEXT_ITEMS=1``
+  (``serving.next_mix.served_search``) with the live embeddings, the served trending list and the next-items transitions
   (``serving.transitions``, fed the history event by event and then each batch's deltas): that
   list for users without a vector, a blend weighted n / (n + n0) for a user with n items
   (``serving.blending``), personal lists otherwise, each with next items mixed in at the weight
   the judge chose from a sample of the earlier batches (``serving.next_mix``, judged before each
   batch as ``up`` judges commits); one row per ``--blend-priors`` value (n0 = 0: personal lists
-  with the trending fallback only), and the first prior again without next items.
+  with the trending fallback only), and the first prior again without next items (the default).
 
 ``--edge-half-life H`` (hours; default ``IG_EDGE_HALF_LIFE``'s, off) decays the store's edge
 weights exactly as the ingest agent does (``EventContract.edge_half_life_h``: each event weighted
