@@ -26,6 +26,7 @@ from stream_systems import LiveGraph, System, _rows
 from core.domain import NodeId, UserFoldIn, edge_values
 from serving.blending import min_max, trend_scores
 from serving.index import EmbeddingIndex, IndexSnapshot
+from serving.next_mix import NextRows
 from serving.search import ItemQuery, search
 from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems, top_rows
@@ -126,9 +127,11 @@ class NextItems(System):
 
     def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
-        scores = self.transitions.scores_for(NodeId(user), snap.items.positions, len(snap.items.vectors))
-        if scores is None:
+        nexts = NextRows.for_user(snap, self.transitions, NodeId(user))
+        if not nexts.rows.size:
             return self.fallback.top(user, seen, k)
+        scores = np.zeros(len(snap.items.vectors))
+        scores[nexts.rows] = nexts.scores
         if self.trending is not None:
             trend, _ = trend_scores(snap, self.trending)
             scores = min_max(trend) * (0.01 + min_max(scores)) ** self.power

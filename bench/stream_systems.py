@@ -29,8 +29,9 @@ import scipy.sparse as sp
 from core.domain import EdgeDelta, NodeId
 from serving.blending import BlendPolicy, trending_search
 from serving.index import EmbeddingIndex, IndexSnapshot
-from serving.mix_judge import BLEND, Mix, MixJudge, sampled
-from serving.next_mix import JUDGED_PER_BATCH, NextRows, judge_event, served_search
+from serving.mix_judge import BLEND, Mix, MixJudge
+from serving.next_judging import JUDGED_PER_BATCH, sampled
+from serving.next_mix import NextRows, judge_event, served_search
 from serving.search import ItemQuery, search
 from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems

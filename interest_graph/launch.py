@@ -150,7 +150,7 @@ def _on_commit(freshness: FreshnessTracker, refresh: RefreshWorker, serving: Ser
     user rows (with users folded in at request time, that serves the batch) and to the trending
     list, freshness times it, and the next refresh round starts now."""
     def applied(batch: AppliedBatch) -> None:
-        serving.servicer.take_committed(list(batch.edges))
+        serving.servicer.take_committed(batch.edges)
         serving.servicer.user_rows.committed(batch.seq, batch.edges, batch.rescaled)
         for user in batch.erased:
             serving.servicer.transitions.forget_user(user)

@@ -126,10 +126,3 @@ class MixJudge:
         """The mix each segment serves now, by the segment's label (``<= 5``, ``<= 50``, ``> 50``)."""
         return {f"<= {most}": self.mix(most) for most in SEGMENT_BOUNDS} | {
             f"> {SEGMENT_BOUNDS[-1]}": self.mix(SEGMENT_BOUNDS[-1] + 1)}
-
-
-def sampled(count: int, most: int) -> list[int]:
-    """Positions of at most ``most`` of ``count`` events, spread evenly over the batch (deterministic)."""
-    if count <= most:
-        return list(range(count))
-    return [int(n * count / most) for n in range(most)]

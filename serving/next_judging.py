@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 
 #: Captured events waiting for the judging thread; more are dropped.
 QUEUE_MAX = 256
+#: Events of one committed batch captured at most (each costs about one personal search later).
+JUDGED_PER_BATCH = 16
+
+
+def sampled(count: int, most: int) -> list[int]:
+    """Positions of at most ``most`` of ``count`` events, spread evenly over the batch (deterministic)."""
+    if count <= most:
+        return list(range(count))
+    return [int(n * count / most) for n in range(most)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,6 @@ from serving.search import MMR_POOL_FACTOR, MMR_POOL_MAX, Found, ItemQuery, mmr_
 from serving.transitions import ItemTransitions
 from serving.trending import TrendingItems
 
-#: Events of each committed batch judged (each costs about one personal search).
-JUDGED_PER_BATCH = 16
-
 
 @dataclass(frozen=True, slots=True)
 class NextRows:

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -36,9 +36,9 @@ from serving.blending import BLENDED, PERSONAL, TRENDING, BlendPolicy
 from serving.config import ServingConfig
 from serving.index import EmbeddingIndex, IndexSnapshot
 from serving.item_rank import item_rank
-from serving.mix_judge import BLEND, MixJudge, sampled
-from serving.next_judging import JudgedCase, NextItemsJudging
-from serving.next_mix import JUDGED_PER_BATCH, NextRows, served_search
+from serving.mix_judge import BLEND, MixJudge
+from serving.next_judging import JUDGED_PER_BATCH, JudgedCase, NextItemsJudging, sampled
+from serving.next_mix import NextRows, served_search
 from serving.requests import RequestChecker, abort, check_deadline
 from serving.scoring import ScoreBatcher
 from serving.search import EXACT, HNSW, Found, ItemQuery, search
@@ -297,7 +297,7 @@ class RecommenderServicer(recommender_pb2_grpc.RecommenderServicer):
     def open_streams(self) -> int:
         return len(self._streams)
 
-    def take_committed(self, edges: list[EdgeDelta]) -> None:
+    def take_committed(self, edges: Sequence[EdgeDelta]) -> None:
         """A committed batch, before serving's rows hold it (called on the ingest loop): a sample of
         its events captured as their users stood, for the judging thread (:mod:`serving.next_judging`),
         then its edges fed to the transitions. Cheap: no search runs here."""

@@ -58,8 +58,8 @@ class ItemTransitions:
         self._latest: dict[NodeId, tuple[int, ...]] = {}
         #: (a caller's row table, its row of each slot): ids are looked up once per table.
         self._rows: tuple[object, np.ndarray] | None = None
-        #: Bumped by every change, so readers' caches know when they are old.
-        self.epoch = 0
+        #: Item-to-item pairs held, kept as rows grow and are pruned (a scrape reads it, not every row).
+        self._pairs = 0
 
     # --- feeding ---------------------------------------------------------------------------------
     def add_edges(self, edges: Iterable[EdgeDelta]) -> None:
@@ -70,19 +70,17 @@ class ItemTransitions:
         for edge in ordered:  # the lock per edge: a reader never waits for a whole batch
             with self._lock:
                 self._take_up(edge.user_id, self._slot_of(edge.item_id))
-        self.epoch += 1
 
     def forget_user(self, user: NodeId) -> None:
         """Drop a user's latest items (erasure); the counts hold no user."""
         with self._lock:
             self._latest.pop(user, None)
-            self.epoch += 1
 
     # --- reading ---------------------------------------------------------------------------------
     def counts(self) -> tuple[int, int, int]:
         """(items, item-to-item pairs, users) held: what the table's memory grows with."""
         with self._lock:
-            return len(self._ids), sum(len(row) for row in self._next), len(self._latest)
+            return len(self._ids), self._pairs, len(self._latest)
 
     def latest(self, user: NodeId) -> list[NodeId]:
         """The user's latest distinct items, the latest first (at most ``max(window, query_items)``)."""
@@ -121,27 +119,6 @@ class ItemTransitions:
         keep = rows >= 0
         return (rows[keep], scores[keep]) if keep.any() else None
 
-    def scores_for(self, user: NodeId, positions_of: Callable[[list[NodeId]], np.ndarray],
-                   rows: int) -> np.ndarray | None:
-        """``float64 [rows]``: :math:`s(j)` of each of the caller's rows, or ``None`` when nothing
-        follows the user's latest items among them (:meth:`successors`).
-
-        Args:
-            user (NodeId): Whose latest items are read.
-            positions_of (Callable[[list[NodeId]], np.ndarray]): The caller's row of each item id (``-1``: none).
-            rows (int): How many rows the caller has.
-        """
-        found = self.successors(user)
-        if found is None:
-            return None
-        positions = positions_of(found[0])
-        held = positions >= 0
-        if not held.any():
-            return None
-        out = np.zeros(rows, dtype=np.float64)
-        np.add.at(out, positions[held], found[1][held])
-        return out
-
     # --- internals -------------------------------------------------------------------------------
     def _merged(self, user: NodeId) -> tuple[np.ndarray, np.ndarray] | None:
         """(slots, :math:`s(j)`) of what follows the user's latest items. Under the lock only the
@@ -172,9 +149,11 @@ class ItemTransitions:
         earlier = [s for s in latest if s != slot]
         for gap, source in enumerate(reversed(earlier[-self.window:]), start=1):
             row = self._next[source]
+            self._pairs += slot not in row
             row[slot] = row.get(slot, 0.0) + 2.0 ** (1 - gap)
             if len(row) > 2 * self.max_successors:
                 self._next[source] = self._pruned(row)
+                self._pairs -= len(row) - self.max_successors
         keep = max(self.window, self.query_items)
         self._latest[user] = (*earlier[-(keep - 1):], slot) if keep > 1 else (slot,)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.mix_judge import BLEND, LADDER, MIXES, SHARES, Mix, MixJudge, sampled
+from serving.mix_judge import BLEND, LADDER, MIXES, SHARES, Mix, MixJudge
 
 
 def judged(judge: MixJudge, interactions: int, wins: Mix | None, times: int, hit_blend: bool = False) -> None:
@@ -55,8 +55,3 @@ def test_older_judgements_count_less_and_ties_go_to_the_earlier_mix() -> None:
         judge.judge(80, [None] + [0] * (len(judge.mixes) - 1))
     assert judge.mix(80) == MIXES[1]
     assert MixJudge.segment(5) == 0 and MixJudge.segment(6) == 1 and MixJudge.segment(51) == 2
-
-
-def test_sampled_spreads_over_the_batch() -> None:
-    assert sampled(3, 16) == [0, 1, 2]
-    assert sampled(100, 4) == [0, 25, 50, 75]

@@ -1,4 +1,4 @@
-"""The judging thread: its token bucket, a bad case that does not end it, and stopping."""
+"""The judging thread: its token bucket, a bad case that does not end it, stopping, and the batch sample."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from core.domain import EmbeddingRows, NodeId, NodeKind
 from serving.blending import BlendPolicy
 from serving.index import EmbeddingIndex
 from serving.mix_judge import MixJudge
-from serving.next_judging import JudgedCase, NextItemsJudging
+from serving.next_judging import JudgedCase, NextItemsJudging, sampled
 from serving.trending import TrendingItems
 
 
@@ -44,3 +44,8 @@ def test_a_bad_case_is_logged_and_judging_goes_on() -> None:
     finally:
         thread.stop()
     assert thread.drain(0.1)
+
+
+def test_sampled_spreads_over_the_batch() -> None:
+    assert sampled(3, 16) == [0, 1, 2]
+    assert sampled(100, 4) == [0, 25, 50, 75]

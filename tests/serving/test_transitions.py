@@ -21,6 +21,16 @@ def reader(items: list[str]) -> Callable[[list[NodeId]], np.ndarray]:
     return lambda ids: np.asarray([row_of.get(i, -1) for i in ids], dtype=np.int64)
 
 
+def scores_for(transitions: ItemTransitions, user: NodeId, items: list[str]) -> np.ndarray | None:
+    """The user's s(j) over a caller whose rows are ``items`` in order (``None``: nothing it holds follows)."""
+    found = transitions.successor_rows(user, object(), reader(items))
+    if found is None:
+        return None
+    out = np.zeros(len(items))
+    out[found[0]] = found[1]
+    return out
+
+
 def recomputed(histories: dict[str, list[str]], user: str, items: list[str], window: int, query: int,
                half: float) -> np.ndarray:
     """The module docs' s(j), from every user's whole history at once (distinct items, latest order)."""
@@ -57,7 +67,7 @@ def test_scores_equal_the_formula_over_whole_histories_fed_in_batches() -> None:
     for start in range(0, len(stream), 50):  # batches arrive in order, each batch's deltas in any order
         transitions.add_edges([stream[n] for n in rng.permutation(range(start, start + 50)).tolist()])
     for user in histories:
-        got = transitions.scores_for(NodeId(user), reader(items), len(items))
+        got = scores_for(transitions, NodeId(user), items)
         assert got is not None
         np.testing.assert_allclose(got, recomputed(histories, user, items, 3, 4, 1.5), rtol=1e-12)
 
@@ -66,19 +76,19 @@ def test_batches_taken_up_by_event_time_not_arrival_order() -> None:
     transitions = ItemTransitions(window=1, query_items=2)
     transitions.add_edges([edge("u", "b", 2), edge("u", "a", 1)])
     transitions.add_edges([edge("v", "a", 5)])
-    got = transitions.scores_for(NodeId("v"), reader(["a", "b"]), 2)
+    got = scores_for(transitions, NodeId("v"), ["a", "b"])
     assert got is not None and got.tolist() == [0.0, 1.0]
     assert transitions.latest(NodeId("u")) == [NodeId("b"), NodeId("a")]
 
 
 def test_a_user_with_nothing_after_their_items_gets_none() -> None:
     transitions = ItemTransitions()
-    assert transitions.scores_for(NodeId("nobody"), reader(["a"]), 1) is None
+    assert scores_for(transitions, NodeId("nobody"), ["a"]) is None
     transitions.add_edges([edge("u", "a", 1), edge("u", "b", 2)])
-    assert transitions.scores_for(NodeId("w"), reader(["a", "b"]), 2) is None  # w has no items
+    assert scores_for(transitions, NodeId("w"), ["a", "b"]) is None  # w has no items
     transitions.add_edges([edge("w", "b", 3)])
-    assert transitions.scores_for(NodeId("w"), reader(["a", "b"]), 2) is None  # nothing followed b
-    assert transitions.scores_for(NodeId("u"), reader(["x"]), 1) is None  # followers the caller lacks
+    assert scores_for(transitions, NodeId("w"), ["a", "b"]) is None  # nothing followed b
+    assert scores_for(transitions, NodeId("u"), ["x"]) is None  # followers the caller lacks
 
 
 def test_rows_keep_their_heaviest_successors() -> None:
@@ -90,21 +100,22 @@ def test_rows_keep_their_heaviest_successors() -> None:
             stream += [edge(f"u{n}-{r}", "a", ts), edge(f"u{n}-{r}", f"s{n}", ts + 1)]
     transitions.add_edges(stream)
     transitions.add_edges([edge("q", "a", ts + 10)])
-    got = transitions.scores_for(NodeId("q"), reader([f"s{n}" for n in range(6)]), 6)
+    got = scores_for(transitions, NodeId("q"), [f"s{n}" for n in range(6)])
     assert got is not None
     assert np.count_nonzero(got) <= 4  # pruned to 2 when a row passed 4
     assert got[1] == 5.0 and got[3] == 3.0
     items, pairs, users = transitions.counts()
     assert items == 7 and pairs <= 4 and users == 13  # a, s0..s5; 12 walkers and q
+    assert pairs == np.count_nonzero(got)  # the running count follows the pruning: only a has successors
 
 
 def test_forgetting_a_user_drops_their_latest_items() -> None:
     transitions = ItemTransitions()
     transitions.add_edges([edge("v", "a", 1), edge("v", "b", 2), edge("u", "a", 3)])
-    assert transitions.scores_for(NodeId("u"), reader(["a", "b"]), 2) is not None
+    assert scores_for(transitions, NodeId("u"), ["a", "b"]) is not None
     transitions.forget_user(NodeId("u"))
     assert transitions.latest(NodeId("u")) == []
-    assert transitions.scores_for(NodeId("u"), reader(["a", "b"]), 2) is None
+    assert scores_for(transitions, NodeId("u"), ["a", "b"]) is None
 
 
 @pytest.mark.parametrize("bad", [{"window": 0}, {"query_items": 0}, {"half_items": 0.0}, {"max_successors": 0}])
