@@ -176,11 +176,11 @@ class Served(System):
 
     def top(self, user: str, seen: set[str], k: int) -> list[str] | None:
         snap = self.index.snapshot()
-        vector, nexts = self._signals(snap, user)
         mix = self.judge.mix(len(seen)) if self.transitions is not None else BLEND
+        vector, nexts = self._signals(snap, user, mix.beta > 0)  # next items read only where served
         query = ItemQuery(vector if vector is not None else np.zeros(0, np.float32), k, _rows(snap, seen))
-        found, source = served_search(snap, self.trending, self.policy, mix, vector, len(seen), query,
-                                      nexts if mix.beta > 0 else None, use_ann=False)
+        found, source = served_search(snap, self.trending, self.policy, mix, vector, len(seen), query, nexts,
+                                      use_ann=False)
         self.sources[source] += 1
         return [snap.items.ids[r] for r in found.rows.tolist()]
 
@@ -195,10 +195,10 @@ class Served(System):
             judge_event(snap, self.trending, self.policy, self.judge, vector, len(seen[user]),
                         _rows(snap, seen[user]), nexts, int(snap.items.positions([NodeId(item)])[0]), use_ann=False)
 
-    def _signals(self, snap: IndexSnapshot, user: str) -> tuple[np.ndarray | None, NextRows]:
+    def _signals(self, snap: IndexSnapshot, user: str, nexts: bool = True) -> tuple[np.ndarray | None, NextRows]:
         row = snap.users.row(NodeId(user))
         vector = snap.users.vectors[row] if row is not None else None
-        if self.transitions is None:
+        if self.transitions is None or not nexts:
             return vector, NextRows.of(snap, None)
         return vector, NextRows.for_user(snap, self.transitions, NodeId(user))
 
